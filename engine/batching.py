@@ -1,0 +1,67 @@
+"""Tokenise once, then pad each batch only to its own longest row; group similar lengths together."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+
+class Batcher:
+    """Turns texts into model inputs on the right device (pinned, non-blocking copies on CUDA)."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int, device: torch.device) -> None:
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.device = device
+        self.pad_id = tokenizer.pad_token_id or 0
+        self.uses_token_types = "token_type_ids" in tokenizer.model_input_names
+
+    def encode(self, texts: list[str], pairs: list[str] | None = None) -> list[dict[str, list[int]]]:
+        """Token ids per row, truncated to max_length, unpadded."""
+        enc = self.tokenizer(texts, pairs, truncation=True, max_length=self.max_length)
+        keys = ["input_ids"] + (["token_type_ids"] if self.uses_token_types else [])
+        return [{k: enc[k][i] for k in keys} for i in range(len(texts))]
+
+    def collate(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        width = max(len(r["input_ids"]) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        types = torch.zeros((len(rows), width), dtype=torch.long) if self.uses_token_types else None
+        for i, row in enumerate(rows):
+            n = len(row["input_ids"])
+            ids[i, :n] = torch.tensor(row["input_ids"])
+            mask[i, :n] = 1
+            if types is not None:
+                types[i, :n] = torch.tensor(row["token_type_ids"])
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if types is not None:
+            batch["token_type_ids"] = types
+        return self.to_device(batch)
+
+    def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.device.type == "cuda":
+            return {k: v.pin_memory().to(self.device, non_blocking=True) for k, v in batch.items()}
+        return batch
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast on CUDA; full precision on CPU."""
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, seed: int) -> list[list[int]]:
+    """Shuffled batches of similar-length rows (as HF's group_by_length): megabatches of 50 batches, sorted."""
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    mega = batch_size * 50
+    batches = []
+    for start in range(0, len(order), mega):
+        chunk = sorted(order[start : start + mega], key=lambda i: lengths[i], reverse=True)
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches

@@ -1,0 +1,334 @@
+"""Load labelled text from files or the Hugging Face Hub, check it, and report what was used and dropped.
+
+Every problem a user can fix becomes a `DataError` naming the file, column or row.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import charset_normalizer
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from engine.errors import DataError
+
+DEMO_DATA = Path(__file__).parent / "demo_data" / "support_tickets.csv"
+DEMO_PAIR_DATA = Path(__file__).parent / "demo_data" / "support_duplicates.csv"
+TABLE_SUFFIXES = {".csv", ".tsv", ".txt", ".jsonl", ".json", ".parquet"}
+
+
+@dataclass
+class Split:
+    """Texts (and optional second texts) with integer label ids."""
+
+    texts: list[str]
+    pairs: list[str] | None
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, indices: list[int]) -> Split:
+        pairs = [self.pairs[i] for i in indices] if self.pairs is not None else None
+        return Split([self.texts[i] for i in indices], pairs, [self.labels[i] for i in indices])
+
+
+@dataclass
+class DataReport:
+    """What a user sees before training: what was read, kept, dropped and why."""
+
+    source: str
+    rows: int
+    train_rows: int = 0
+    validation_rows: int = 0
+    label_counts: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    validation_source: str = "split"
+
+    def lines(self) -> list[str]:
+        out = [f"{self.source}: {self.rows} rows, {self.train_rows} for training, "
+               f"{self.validation_rows} for validation ({self.validation_source})"]
+        out.append("labels: " + ", ".join(f"{k} {v}" for k, v in self.label_counts.items()))
+        out += [f"dropped {n} rows: {why}" for why, n in self.dropped.items()]
+        return out
+
+
+@dataclass
+class PreparedData:
+    train: Split
+    validation: Split
+    labels: list[str]
+    report: DataReport
+    fingerprint: str
+
+
+def _sniff_encoding(raw: bytes, name: str) -> str:
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return "utf-8-sig"
+    try:
+        raw.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError:
+        best = charset_normalizer.from_bytes(raw).best()
+        if best is None:
+            raise DataError(f"{name}: cannot tell the file's text encoding; save it as UTF-8 and upload it again.")
+        return best.encoding
+
+
+def _read_delimited(path: Path) -> pd.DataFrame:
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DataError(f"{path.name}: the file is empty.")
+    if b"\x00" in raw[:8192] and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(f"{path.name}: this is not a text file. Upload a CSV, TSV, JSONL or Parquet file.")
+    text = raw.decode(_sniff_encoding(raw, path.name)).lstrip("\ufeff")
+    sample = text[:65536]
+    try:
+        dialect = csv.Sniffer().sniff(sample.split("\n", 1)[0] if "\n" in sample else sample, delimiters=",\t;|")
+        sep = dialect.delimiter
+    except csv.Error:
+        sep = "\t" if path.suffix == ".tsv" else ","
+    try:
+        from io import StringIO
+
+        frame = pd.read_csv(StringIO(text), sep=sep, dtype=str, keep_default_na=False, skipinitialspace=False)
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"{path.name}: the file is empty.") from exc
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path.name}: not a valid {'TSV' if sep == chr(9) else 'CSV'} file ({exc}).") from exc
+    return frame
+
+
+def _read_file(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+        if suffix in (".jsonl", ".json"):
+            try:
+                return pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
+            except ValueError as exc:
+                raise DataError(f"{path.name}: not valid {'JSON Lines' if suffix == '.jsonl' else 'JSON'} "
+                                f"({str(exc).splitlines()[0]}).") from exc
+        if suffix in (".csv", ".tsv", ".txt"):
+            return _read_delimited(path)
+    except (OSError, ImportError) as exc:
+        raise DataError(f"{path.name}: cannot be read ({exc}).") from exc
+    except Exception as exc:  # pyarrow raises its own types for corrupt files
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{path.name}: cannot be read as {suffix[1:].upper()} ({exc}).") from exc
+    raise DataError(f"{path.name}: unknown file type '{suffix}'. Use .csv, .tsv, .jsonl or .parquet.")
+
+
+def _read_hub(source: str, split: str) -> pd.DataFrame:
+    import datasets
+
+    name, _, config = source.partition(":")
+    try:
+        loaded = datasets.load_dataset(name, config or None, split=split)
+    except Exception as exc:  # the hub client raises many types; all mean "cannot get it"
+        raise DataError(
+            f"Dataset '{source}' (split '{split}') could not be loaded: it is not a local file or folder, and "
+            f"the Hugging Face Hub cannot be reached or has no such dataset ({type(exc).__name__})."
+        ) from exc
+    return loaded.to_pandas()
+
+
+def _read_disk(path: Path, split: str) -> pd.DataFrame:
+    import datasets
+
+    loaded = datasets.load_from_disk(str(path))
+    if isinstance(loaded, datasets.DatasetDict):
+        if split not in loaded:
+            raise DataError(f"{path.name}: no split '{split}'; it has {', '.join(loaded)}.")
+        loaded = loaded[split]
+    return loaded.to_pandas()
+
+
+def read_table(source: str | Path, split: str = "train") -> pd.DataFrame:
+    """A file (CSV/TSV/JSONL/Parquet), a `save_to_disk` folder, or a hub dataset `name[:config]`."""
+    source = str(source)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if any((path / f).exists() for f in ("dataset_dict.json", "dataset_info.json", "state.json")):
+            frame = _read_disk(path, split)
+        else:
+            raise DataError(f"{source}: a folder, but not one saved with datasets' save_to_disk.")
+    elif path.is_file():
+        frame = _read_file(path)
+    elif path.suffix.lower() in TABLE_SUFFIXES or "/" in source and Path(source).parent.exists():
+        raise DataError(f"{source}: no such file.")
+    else:
+        frame = _read_hub(source, split)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if frame.empty:
+        raise DataError(f"{path.name or source}: the file has a header but no rows.")
+    return frame
+
+
+def guess_columns(columns: list[str]) -> dict[str, str | None]:
+    """Good first guesses for the column dropdowns."""
+    lower = {c.lower(): c for c in columns}
+
+    def pick(*names: str) -> str | None:
+        return next((lower[n] for n in names if n in lower), None)
+
+    text = pick("text", "sentence", "sentence1", "text_a", "question1", "review", "message", "content", "question")
+    pair = pick("text_pair", "sentence2", "text_b", "question2")
+    label = pick("label", "labels", "class", "category", "target", "intent", "sentiment", "topic")
+    text = text or next((c for c in columns if c not in (pair, label)), None)
+    return {"text": text, "text_pair": pair, "label": label}
+
+
+def _label_name(value) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _label_order(names: set[str]) -> list[str]:
+    """Numeric labels in numeric order, others alphabetically."""
+    try:
+        return sorted(names, key=float)
+    except ValueError:
+        return sorted(names)
+
+
+def _check_columns(frame: pd.DataFrame, name: str, columns: dict[str, str | None]) -> None:
+    missing = [c for c in columns.values() if c and c not in frame.columns]
+    if missing:
+        raise DataError(f"{name}: no column {', '.join(repr(c) for c in missing)}; the columns are "
+                        f"{', '.join(repr(c) for c in frame.columns)}. Choose the text and label columns.")
+
+
+def _clean(frame: pd.DataFrame, name: str, text: str, pair: str | None, label: str) -> tuple[pd.DataFrame, Counter]:
+    """Normalise cells to strings and drop unusable rows, counting why."""
+    _check_columns(frame, name, {"text": text, "pair": pair, "label": label})
+    dropped: Counter = Counter()
+    cols = [text] + ([pair] if pair else []) + [label]
+    frame = frame[cols].copy()
+    for col in (text, pair):
+        if col:
+            frame[col] = frame[col].map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v))
+    frame["_label"] = frame[label].map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else _label_name(v))
+    empty_text = frame[text].str.strip() == ""
+    dropped[f"empty '{text}'"] = int(empty_text.sum())
+    keep = ~empty_text
+    if pair:
+        empty_pair = keep & (frame[pair].str.strip() == "")
+        dropped[f"empty '{pair}'"] = int(empty_pair.sum())
+        keep &= ~empty_pair
+    no_label = keep & (frame["_label"] == "")
+    dropped[f"missing '{label}'"] = int(no_label.sum())
+    keep &= ~no_label
+    return frame[keep], Counter({k: v for k, v in dropped.items() if v})
+
+
+def _to_split(frame: pd.DataFrame, text: str, pair: str | None, label_ids: dict[str, int]) -> Split:
+    return Split(frame[text].tolist(), frame[pair].tolist() if pair else None,
+                 [label_ids[v] for v in frame["_label"]])
+
+
+def fingerprint(split: Split, labels: list[str]) -> str:
+    """A content hash of the training rows and label names: same data, same fingerprint."""
+    digest = hashlib.sha256(json.dumps(labels).encode())
+    for i in range(len(split)):
+        row = [split.texts[i], split.pairs[i] if split.pairs else None, split.labels[i]]
+        digest.update(json.dumps(row, ensure_ascii=False).encode())
+    return "sha256:" + digest.hexdigest()
+
+
+def prepare(
+    data: str | Path,
+    validation: str | Path | None = None,
+    text_column: str = "text",
+    text_pair_column: str | None = None,
+    label_column: str = "label",
+    validation_fraction: float = 0.1,
+    seed: int = 42,
+    max_train_samples: int | None = None,
+    split: str = "train",
+    validation_split: str = "validation",
+) -> PreparedData:
+    """Read, clean and split the data, or raise a `DataError` that says what to fix."""
+    source = str(data)
+    name = Path(source).name or source
+    frame, dropped = _clean(read_table(data, split), name, text_column, text_pair_column, label_column)
+    report = DataReport(source=name, rows=len(frame) + sum(dropped.values()), dropped=dict(dropped))
+    if frame.empty:
+        raise DataError(f"{name}: no usable rows: every row has an empty text or label.")
+    val_frame = None
+    if validation is not None:
+        val_name = Path(str(validation)).name or str(validation)
+        val_frame, val_dropped = _clean(read_table(validation, validation_split), val_name, text_column,
+                                        text_pair_column, label_column)
+        for why, n in val_dropped.items():
+            report.dropped[f"{why} (validation)"] = n
+        report.validation_source = val_name
+    names = set(frame["_label"])
+    if len(names) < 2:
+        raise DataError(f"{name}: column '{label_column}' has a single class ({next(iter(names))!r}); "
+                        "a classifier needs at least 2.")
+    if val_frame is not None:
+        unseen = sorted(set(val_frame["_label"]) - names)
+        if unseen:
+            raise DataError(f"{report.validation_source}: labels {', '.join(map(repr, unseen))} are not in the "
+                            "training data; add training examples for them or remove them from validation.")
+    labels = _label_order(names)
+    label_ids = {n: i for i, n in enumerate(labels)}
+    train = _to_split(frame, text_column, text_pair_column, label_ids)
+    if val_frame is not None:
+        valid = _to_split(val_frame, text_column, text_pair_column, label_ids)
+    else:
+        train, valid = _split(train, validation_fraction, seed)
+    if max_train_samples and len(train) > max_train_samples:
+        train = _subsample(train, max_train_samples, seed)
+    report.train_rows, report.validation_rows = len(train), len(valid)
+    counts = Counter(train.labels)
+    report.label_counts = {labels[i]: counts[i] for i in range(len(labels))}
+    return PreparedData(train, valid, labels, report, fingerprint(train, labels))
+
+
+def _split(data: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """A seeded stratified split; classes too small to split stay in training."""
+    counts = Counter(data.labels)
+    splittable = [i for i, y in enumerate(data.labels) if counts[y] >= 2]
+    kept = [i for i, y in enumerate(data.labels) if counts[y] < 2]
+    n_val = max(len(set(data.labels[i] for i in splittable)), round(len(splittable) * fraction))
+    if len(splittable) - n_val < 1:
+        raise DataError(f"Only {len(data)} usable rows: too few to hold some out for validation. "
+                        "Add rows or give a validation file.")
+    train_idx, val_idx = train_test_split(splittable, test_size=n_val, random_state=seed,
+                                          stratify=[data.labels[i] for i in splittable])
+    return data.subset(sorted(train_idx) + kept), data.subset(sorted(val_idx))
+
+
+def _subsample(data: Split, n: int, seed: int) -> Split:
+    """A seeded stratified sample of n training rows."""
+    idx, _ = train_test_split(list(range(len(data))), train_size=n, random_state=seed, stratify=data.labels
+                              if min(Counter(data.labels).values()) >= 2 else None)
+    return data.subset(sorted(idx))
+
+
+def load_labelled(source: str | Path, labels: list[str], text_column: str, text_pair_column: str | None,
+                  label_column: str, split: str = "test") -> tuple[Split, DataReport]:
+    """All usable rows of `source` as an evaluation set for a classifier with these label names."""
+    name = Path(str(source)).name or str(source)
+    frame, dropped = _clean(read_table(source, split), name, text_column, text_pair_column, label_column)
+    unknown = sorted(set(frame["_label"]) - set(labels))
+    if unknown:
+        raise DataError(f"{name}: labels {', '.join(map(repr, unknown))} are not among the adapter's labels "
+                        f"({', '.join(map(repr, labels))}).")
+    if frame.empty:
+        raise DataError(f"{name}: no usable rows: every row has an empty text or label.")
+    data = _to_split(frame, text_column, text_pair_column, {n: i for i, n in enumerate(labels)})
+    report = DataReport(source=name, rows=len(frame) + sum(dropped.values()), validation_rows=len(data),
+                        dropped=dict(dropped), validation_source="all rows")
+    return data, report

@@ -1,0 +1,44 @@
+"""Classification heads: AdapterHub's for bottleneck adapters, the architecture's own for IA3 (as PEFT trains it)."""
+
+from __future__ import annotations
+
+import copy
+
+from torch import nn
+from transformers import PretrainedConfig
+
+
+def _init_linears(module: nn.Module, std: float) -> None:
+    for sub in module.modules():
+        if isinstance(sub, nn.Linear):
+            nn.init.normal_(sub.weight, mean=0.0, std=std)
+            nn.init.zeros_(sub.bias)
+
+
+def adapterhub_head(config: PretrainedConfig, num_labels: int, dropout: float | None = None) -> nn.Sequential:
+    """AdapterHub's default classification head on the first token: Dropout, Linear, Tanh, Dropout, Linear.
+
+    Indices 1 and 4 hold the weights, as in its `pytorch_model_head.bin` (`heads.NAME.1.weight`...).
+    """
+    p = dropout if dropout is not None else getattr(config, "hidden_dropout_prob", getattr(config, "dropout", 0.1))
+    hidden = config.hidden_size
+    head = nn.Sequential(nn.Dropout(p), nn.Linear(hidden, hidden), nn.Tanh(), nn.Dropout(p), nn.Linear(hidden, num_labels))
+    _init_linears(head, config.initializer_range)
+    return head
+
+
+def task_head(backbone: nn.Module, module_names: list[str], num_labels: int) -> nn.ModuleDict:
+    """Fresh copies of the sequence-classification model's head modules, sized for `num_labels`."""
+    config = copy.copy(backbone.config)
+    config.num_labels = num_labels
+    head = nn.ModuleDict()
+    for name in module_names:
+        template = getattr(backbone, name)
+        if isinstance(template, nn.Linear):
+            out = num_labels if name == "classifier" else template.out_features
+            module: nn.Module = nn.Linear(template.in_features, out)
+        else:
+            module = type(template)(config)
+        _init_linears(module, config.initializer_range)
+        head[name] = module
+    return head

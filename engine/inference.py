@@ -1,0 +1,115 @@
+"""Predict with many adapters over one base model: load each once, switch by name, never reload the base."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+
+from engine.adapter_io import load_adapter, read_metadata
+from engine.adapter_model import AdapterModel
+from engine.base_models import resolve_base_model
+from engine.batching import Batcher
+from engine.data import Split, load_labelled, read_table
+from engine.errors import ConfigError, DataError
+from engine.evaluation import classification_metrics, predict_logits
+from engine.training import pick_device
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """Prefix text a spreadsheet would run as a formula with a quote (CSV injection)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+class Predictor:
+    """Holds one `AdapterModel` per base model; `predict` activates the named adapter and runs it."""
+
+    def __init__(self, device: str | None = None, batch_size: int = 64) -> None:
+        self.device = pick_device(device)
+        self.batch_size = batch_size
+        self.models: dict[str, AdapterModel] = {}
+        self.loaded: dict[str, tuple[AdapterModel, str]] = {}  # adapter folder -> (model, adapter name)
+
+    def load(self, folder: str | Path) -> tuple[AdapterModel, str]:
+        """Load the adapter at `folder` once (its base model too, if new); later calls are free."""
+        key = str(Path(folder).resolve())
+        if key in self.loaded:
+            return self.loaded[key]
+        if not Path(key).is_dir():
+            raise ConfigError(f"{folder}: no such adapter folder.")
+        meta = read_metadata(key)
+        base = resolve_base_model(meta.get("base_model"))
+        model = self.models.get(base)
+        if model is None:
+            model = self.models[base] = AdapterModel(base).to(self.device).eval()
+        name = f"a{len(self.loaded)}"
+        load_adapter(model, key, name)
+        model.to(self.device)
+        self.loaded[key] = (model, name)
+        return model, name
+
+    def unload(self, folder: str | Path) -> None:
+        model, name = self.loaded.pop(str(Path(folder).resolve()))
+        model.delete_adapter(name)
+
+    def labels(self, folder: str | Path) -> list[str]:
+        model, name = self.load(folder)
+        return model.adapters[name].labels
+
+    def probabilities(self, folder: str | Path, texts: list[str], pairs: list[str] | None = None) -> torch.Tensor:
+        """Softmax probabilities, one row per text, columns in the adapter's label order."""
+        model, name = self.load(folder)
+        model.set_active(name)
+        max_length = int(model.adapters[name].meta.get("max_length") or 128)
+        batcher = Batcher(model.tokenizer, max_length, self.device)
+        split = Split(list(texts), list(pairs) if pairs is not None else None, [0] * len(texts))
+        return predict_logits(model, batcher, split, self.batch_size).softmax(-1)
+
+    def predict(self, folder: str | Path, text: str, text_pair: str | None = None) -> dict:
+        """`{"label": ..., "probabilities": {label: p}}` for one text (or pair)."""
+        probs = self.probabilities(folder, [text], [text_pair] if text_pair is not None else None)[0]
+        labels = self.labels(folder)
+        return {"label": labels[int(probs.argmax())], "probabilities": {lab: float(p) for lab, p in zip(labels, probs)}}
+
+    def predict_file(self, folder: str | Path, input_path: str | Path, output_path: str | Path) -> int:
+        """Add `prediction` and `prob_<label>` columns to a table; write CSV; return the row count."""
+        model, name = self.load(folder)
+        meta = model.adapters[name].meta
+        frame = read_table(input_path)
+        text_col = meta.get("text_column") or "text"
+        pair_col = meta.get("text_pair_column")
+        for col in (text_col, pair_col):
+            if col and col not in frame.columns:
+                raise DataError(f"{Path(input_path).name}: no column '{col}' (the adapter was trained on it); "
+                                f"the columns are {', '.join(map(repr, frame.columns))}.")
+        texts = frame[text_col].fillna("").astype(str).tolist()
+        pairs = frame[pair_col].fillna("").astype(str).tolist() if pair_col else None
+        probs = self.probabilities(folder, texts, pairs)
+        labels = model.adapters[name].labels
+        out = frame.copy()
+        out["prediction"] = [labels[i] for i in probs.argmax(-1).tolist()]
+        for j, label in enumerate(labels):
+            out[f"prob_{label}"] = probs[:, j].numpy().round(6)
+        out = out.map(spreadsheet_safe)
+        out.to_csv(output_path, index=False, quoting=csv.QUOTE_MINIMAL)
+        return len(out)
+
+    def evaluate(self, folder: str | Path, data: str | Path, text_column: str | None = None,
+                 text_pair_column: str | None = None, label_column: str | None = None) -> dict:
+        """Metrics of the adapter on every usable row of `data` (columns default to those it was trained on)."""
+        model, name = self.load(folder)
+        meta = model.adapters[name].meta
+        labels = model.adapters[name].labels
+        split, report = load_labelled(data, labels, text_column or meta.get("text_column") or "text",
+                                      text_pair_column or meta.get("text_pair_column"),
+                                      label_column or meta.get("label_column") or "label")
+        probs = self.probabilities(folder, split.texts, split.pairs)
+        metrics = classification_metrics(split.labels, probs.argmax(-1).tolist(), labels)
+        metrics["rows"] = len(split)
+        metrics["data_report"] = report.lines()
+        return metrics

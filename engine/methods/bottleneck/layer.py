@@ -1,0 +1,54 @@
+"""The bottleneck adapter module and the residual maths around it (AdapterHub `seq_bn`/`double_seq_bn`)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "swish": nn.SiLU,
+    "silu": nn.SiLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+}
+
+
+class Bottleneck(nn.Module):
+    """A(z) = W_up f(W_down z + b_down) + b_up, initialised like AdapterHub's "bert" init.
+
+    Module names (`adapter_down.0`, `adapter_up`) are AdapterHub's, so state-dict keys match its files.
+    `ln_before` selects the Pfeiffer residual (adapter reads LN(h + r)) over the Houlsby one (reads h).
+    """
+
+    def __init__(self, hidden_size: int, bottleneck_size: int, non_linearity: str, ln_before: bool) -> None:
+        super().__init__()
+        self.adapter_down = nn.Sequential(nn.Linear(hidden_size, bottleneck_size), ACTIVATIONS[non_linearity]())
+        self.adapter_up = nn.Linear(bottleneck_size, hidden_size)
+        self.ln_before = ln_before
+        for linear in (self.adapter_down[0], self.adapter_up):
+            nn.init.normal_(linear.weight, mean=0.0, std=0.02)
+            nn.init.zeros_(linear.bias)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.adapter_up(self.adapter_down(z))
+
+    def residual(self, h: torch.Tensor, r: torch.Tensor, layer_norm: nn.Module) -> torch.Tensor:
+        """The sub-layer's output with this adapter: h is the sub-layer output, r its input."""
+        z = layer_norm(h + r) if self.ln_before else h
+        return layer_norm(h + self(z) + r)
+
+
+class AdapterSlot(nn.Module):
+    """The named adapters at one place in the encoder; at most one is active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.adapters = nn.ModuleDict()
+        self.active: str | None = None
+
+    def forward(self, h: torch.Tensor, r: torch.Tensor, layer_norm: nn.Module) -> torch.Tensor:
+        adapter = self.adapters[self.active] if self.active in self.adapters else None
+        if adapter is None:
+            return layer_norm(h + r)
+        return adapter.residual(h, r, layer_norm)

@@ -1,0 +1,114 @@
+"""Insert bottleneck adapters into a BERT-family encoder, and move their weights in AdapterHub's key format."""
+
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from engine.methods.bottleneck.config import BottleneckConfig
+from engine.methods.bottleneck.layer import AdapterSlot, Bottleneck
+
+
+@dataclass(frozen=True)
+class Site:
+    """One place an adapter can go: `path` is the module path inside the encoder (AdapterHub's key stem)."""
+
+    path: str
+    slot: AdapterSlot
+    after_attention: bool
+
+
+def _output_forward(self: nn.Module, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
+    """BertSelfOutput/BertOutput (and RoBERTa, ELECTRA, XLM-R) with the adapter slot replacing LN(h + r)."""
+    h = self.dropout(self.dense(hidden_states))
+    return self.adapters(h, input_tensor, self.LayerNorm)
+
+
+def _distilbert_block_forward(self: nn.Module, hidden_states: torch.Tensor, attention_mask=None, **kwargs):
+    """DistilBERT's TransformerBlock with adapter slots at its two residual LayerNorms."""
+    attention_output, _ = self.attention(hidden_states, attention_mask=attention_mask, **kwargs)
+    attention_output = self.attention_adapters(attention_output, hidden_states, self.sa_layer_norm)
+    return self.output_adapters(self.ffn(attention_output), attention_output, self.output_layer_norm)
+
+
+def adapter_sites(encoder: nn.Module) -> list[Site]:
+    """The encoder's adapter sites, patching its residual blocks the first time it is asked."""
+    cached = getattr(encoder, "_adapterlab_sites", None)
+    if cached is not None:
+        return cached
+    sites: list[Site] = []
+    for path, module in encoder.named_modules():
+        cls = type(module).__name__
+        if cls == "TransformerBlock" and hasattr(module, "sa_layer_norm"):
+            module.attention_adapters = AdapterSlot()
+            module.output_adapters = AdapterSlot()
+            module.forward = types.MethodType(_distilbert_block_forward, module)
+            sites.append(Site(f"{path}.attention_adapters", module.attention_adapters, True))
+            sites.append(Site(f"{path}.output_adapters", module.output_adapters, False))
+        elif cls.endswith("Output") and all(hasattr(module, a) for a in ("dense", "dropout", "LayerNorm")):
+            module.adapters = AdapterSlot()
+            module.forward = types.MethodType(_output_forward, module)
+            sites.append(Site(path, module.adapters, cls.endswith("SelfOutput")))
+    if not sites:
+        raise ValueError(f"No adapter sites found in {type(encoder).__name__}")
+    encoder._adapterlab_sites = sites
+    return sites
+
+
+def add_bottleneck(encoder: nn.Module, name: str, config: BottleneckConfig, hidden_size: int) -> None:
+    """Add adapter `name` at every site its method uses (Houlsby: both; Pfeiffer: after feed-forward)."""
+    size = config.bottleneck_size(hidden_size)
+    for site in adapter_sites(encoder):
+        if site.after_attention and not config.mh_adapter:
+            continue
+        site.slot.adapters[name] = Bottleneck(hidden_size, size, config.non_linearity, config.original_ln_before)
+
+
+def remove_bottleneck(encoder: nn.Module, name: str) -> None:
+    for site in adapter_sites(encoder):
+        if name in site.slot.adapters:
+            del site.slot.adapters[name]
+
+
+def set_active_bottleneck(encoder: nn.Module, name: str | None) -> None:
+    for site in adapter_sites(encoder):
+        site.slot.active = name
+
+
+def bottleneck_modules(encoder: nn.Module, name: str) -> dict[str, Bottleneck]:
+    """Adapter `name`'s modules keyed by their site path."""
+    return {s.path: s.slot.adapters[name] for s in adapter_sites(encoder) if name in s.slot.adapters}
+
+
+def export_state_dict(encoder: nn.Module, name: str, prefix: str) -> dict[str, torch.Tensor]:
+    """Weights keyed as AdapterHub saves them: `{prefix}.{site}.adapters.{name}.adapter_down.0.weight`."""
+    state = {}
+    for path, module in bottleneck_modules(encoder, name).items():
+        stem = path[: -len(".adapters")] if path.endswith(".adapters") else path
+        for key, tensor in module.state_dict().items():
+            state[f"{prefix}.{stem}.adapters.{name}.{key}"] = tensor.detach().cpu().contiguous()
+    return state
+
+
+def import_state_dict(encoder: nn.Module, name: str, saved_name: str, state: dict[str, torch.Tensor]) -> None:
+    """Load weights saved under `saved_name` (any model prefix) into adapter `name`; every key must match."""
+    modules = bottleneck_modules(encoder, name)
+    by_suffix = {}
+    for path, module in modules.items():
+        stem = path[: -len(".adapters")] if path.endswith(".adapters") else path
+        for key in module.state_dict():
+            by_suffix[f"{stem}.adapters.{saved_name}.{key}"] = (module, key)
+    loaded: dict[int, dict[str, torch.Tensor]] = {}
+    for key, tensor in state.items():
+        match = next((s for s in by_suffix if key == s or key.endswith("." + s)), None)
+        if match is None:
+            raise ValueError(f"unexpected adapter weight '{key}'")
+        module, sub = by_suffix.pop(match)
+        loaded.setdefault(id(module), {})[sub] = tensor
+    if by_suffix:
+        raise ValueError(f"adapter weights missing, e.g. '{next(iter(by_suffix))}'")
+    for module in modules.values():
+        module.load_state_dict(loaded[id(module)])

@@ -1,0 +1,242 @@
+"""The training loop: one explicit loop over length-grouped batches, evaluated every epoch, best epoch kept."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.adapter_io import adapter_name_for, save_adapter
+from engine.adapter_model import AdapterModel
+from engine.batching import Batcher, length_grouped_batches
+from engine.data import PreparedData, prepare
+from engine.errors import ConfigError, TrainingCancelled
+from engine.evaluation import evaluate
+from engine.methods import METHOD_DEFAULTS, METHODS
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; unset hyperparameters take the method's defaults."""
+
+    data: str
+    method: str
+    output: str
+    validation: str | None = None
+    text_column: str = "text"
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    reduction_factor: float = 16
+    base_model: str | None = None
+    epochs: int | None = None
+    learning_rate: float | None = None
+    batch_size: int = 16
+    max_length: int = 128
+    max_train_samples: int | None = None
+    seed: int = 42
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    early_stopping_patience: int | None = None
+    validation_fraction: float = 0.1
+    device: str | None = None
+
+    def resolved(self) -> TrainConfig:
+        """A copy with method defaults filled in, checked for values that cannot work."""
+        if self.method not in METHODS:
+            raise ConfigError(f"Unknown method '{self.method}': choose one of {', '.join(METHODS)}.")
+        defaults = METHOD_DEFAULTS[self.method]
+        out = TrainConfig(**asdict(self))
+        out.epochs = int(self.epochs if self.epochs is not None else defaults["epochs"])
+        out.learning_rate = float(self.learning_rate if self.learning_rate is not None else defaults["learning_rate"])
+        checks = [(out.epochs >= 1, "epochs must be at least 1"), (out.learning_rate > 0, "learning rate must be > 0"),
+                  (self.batch_size >= 1, "batch size must be at least 1"),
+                  (8 <= self.max_length <= 8192, "max length must be between 8 and 8192"),
+                  (0 < self.validation_fraction < 1, "validation fraction must be between 0 and 1"),
+                  (self.max_train_samples is None or self.max_train_samples >= 2, "max train samples must be >= 2")]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message[0].upper() + message[1:] + ".")
+        return out
+
+
+@dataclass
+class Progress:
+    """One progress report, as the worker stores it and the terminal bar shows it."""
+
+    step: int
+    total_steps: int
+    epoch: float
+    loss: float
+    learning_rate: float
+    samples_per_second: float
+    eta_seconds: float
+
+
+@dataclass
+class TrainResult:
+    adapter_dir: str
+    method: str
+    base_model: str
+    labels: list[str]
+    adapter_params: int
+    trainable_params: int
+    metrics: dict
+    history: list[dict]
+    best_epoch: int
+    train_seconds: float
+    train_samples_per_second: float
+    cancelled: bool = False
+    data_report: list[str] = field(default_factory=list)
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
+    """Linear warm-up then linear decay to zero."""
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+    return f
+
+
+def _checkpoint_path(checkpoint_dir: str | None) -> Path | None:
+    return Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
+
+
+def train(
+    config: TrainConfig,
+    on_progress: Callable[[Progress], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    on_epoch: Callable[[int, dict], None] | None = None,
+    checkpoint_dir: str | None = None,
+    data: PreparedData | None = None,
+    progress_every: int = 10,
+) -> TrainResult:
+    """Train one adapter and save it to `config.output`; resume from `checkpoint_dir` if it holds a checkpoint.
+
+    `should_cancel` is polled every step: when it returns True the loop stops, the best epoch so far is saved
+    and the result says `cancelled`.
+    """
+    cfg = config.resolved()
+    started_at = datetime.now(UTC)
+    seed_everything(cfg.seed)
+    data = data or prepare(cfg.data, cfg.validation, cfg.text_column, cfg.text_pair_column, cfg.label_column,
+                           cfg.validation_fraction, cfg.seed, cfg.max_train_samples)
+    device = pick_device(cfg.device)
+    model = AdapterModel(cfg.base_model)
+    name = adapter_name_for(cfg.output)
+    model.add_adapter(name, cfg.method, data.labels, cfg.reduction_factor)
+    model.to(device)
+    params = model.train_adapter(name)
+    batcher = Batcher(model.tokenizer, cfg.max_length, device)
+    encoded = batcher.encode(data.train.texts, data.train.pairs)
+    labels = torch.tensor(data.train.labels)
+    lengths = [len(e["input_ids"]) for e in encoded]
+    steps_per_epoch = math.ceil(len(encoded) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
+                                  fused=device.type == "cuda")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(int(total_steps * cfg.warmup_ratio), total_steps))
+
+    history: list[dict] = []
+    best: tuple[float, int, dict] | None = None  # (score, epoch, adapter state)
+    start_epoch, train_seconds, samples_seen = 0, 0.0, 0
+    ckpt = _checkpoint_path(checkpoint_dir)
+    if ckpt and ckpt.is_file():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        model.load_adapter_state(name, state["adapter"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, best = state["history"], state["best"]
+        start_epoch, train_seconds, samples_seen = state["epoch"], state["train_seconds"], state["samples_seen"]
+
+    cancelled = False
+    step = start_epoch * steps_per_epoch
+    model.train()
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            epoch_start = time.perf_counter()
+            running = torch.zeros((), device=device)
+            for i, idx in enumerate(length_grouped_batches(lengths, cfg.batch_size, cfg.seed + epoch)):
+                if should_cancel and should_cancel():
+                    raise TrainingCancelled
+                batch = batcher.collate([encoded[j] for j in idx])
+                target = labels[idx].to(device, non_blocking=True)
+                with batcher.autocast():
+                    logits = model(**batch)
+                loss = F.cross_entropy(logits.float(), target)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                running += loss.detach()
+                step += 1
+                samples_seen += len(idx)
+                if on_progress and (step % progress_every == 0 or i == steps_per_epoch - 1):
+                    elapsed = train_seconds + time.perf_counter() - epoch_start
+                    rate = samples_seen / elapsed if elapsed else 0.0
+                    on_progress(Progress(step, total_steps, epoch + (i + 1) / steps_per_epoch,
+                                         float(running) / (i + 1), scheduler.get_last_lr()[0], rate,
+                                         (total_steps - step) * elapsed / max(1, step - start_epoch * steps_per_epoch)
+                                         if step > start_epoch * steps_per_epoch else 0.0))
+            train_seconds += time.perf_counter() - epoch_start
+            metrics = evaluate(model, batcher, data.validation, data.labels)
+            metrics.update(epoch=epoch + 1, train_loss=float(running) / steps_per_epoch)
+            history.append({k: metrics[k] for k in ("epoch", "train_loss", "loss", "accuracy", "macro_f1")})
+            if best is None or metrics["macro_f1"] > best[0]:
+                best = (metrics["macro_f1"], epoch + 1, {"state": model.adapter_state(name), "metrics": metrics})
+            if on_epoch:
+                on_epoch(epoch + 1, metrics)
+            if ckpt:
+                ckpt.parent.mkdir(parents=True, exist_ok=True)
+                torch.save({"adapter": model.adapter_state(name), "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(), "history": history, "best": best,
+                            "epoch": epoch + 1, "train_seconds": train_seconds, "samples_seen": samples_seen},
+                           ckpt.with_suffix(".tmp"))
+                ckpt.with_suffix(".tmp").replace(ckpt)
+            patience = cfg.early_stopping_patience
+            if patience and epoch + 1 - best[1] >= patience:
+                break
+    except TrainingCancelled:
+        cancelled = True
+    if best is None:  # cancelled before the first epoch ended: keep what there is, measured
+        metrics = evaluate(model, batcher, data.validation, data.labels)
+        best = (metrics["macro_f1"], 0, {"state": model.adapter_state(name), "metrics": metrics})
+    model.load_adapter_state(name, best[2]["state"])
+    final = best[2]["metrics"]
+    rate = samples_seen / train_seconds if train_seconds else 0.0
+    metadata = {
+        "text_column": cfg.text_column, "text_pair_column": cfg.text_pair_column, "label_column": cfg.label_column,
+        "max_length": cfg.max_length, "reduction_factor": cfg.reduction_factor if cfg.method != "ia3" else None,
+        "training": {k: v for k, v in asdict(cfg).items() if k not in ("output", "device")},
+        "metrics": final, "history": history, "best_epoch": best[1], "cancelled": cancelled,
+        "data_fingerprint": data.fingerprint, "data_report": data.report.lines(),
+        "train_seconds": round(train_seconds, 3), "train_samples_per_second": round(rate, 2),
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    out = save_adapter(model, name, cfg.output, metadata)
+    adapter_params, trainable_params = model.parameter_counts(name)
+    return TrainResult(str(out), cfg.method, model.base_model_name, data.labels, adapter_params, trainable_params,
+                       final, history, best[1], train_seconds, rate, cancelled, data.report.lines())
