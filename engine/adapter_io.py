@@ -65,8 +65,8 @@ def save_adapter(model: AdapterModel, name: str, out_dir: str | Path, metadata: 
         torch.save(head, out / "pytorch_model_head.bin")
     else:
         info.config.save_pretrained(str(out))
-        save_file(ia3.export_state_dict(model.backbone, name, model.heads[name]), str(out / "adapter_model.safetensors"),
-                  metadata={"format": "pt"})
+        weights = ia3.export_state_dict(model.backbone, name, model.heads[name])
+        save_file(weights, str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
     adapter, trainable = model.parameter_counts(name)
     meta = {"name": name, "method": info.method, "base_model": model.base_model_name, "labels": info.labels,
             "adapter_params": adapter, "trainable_params": trainable, "library_versions": library_versions(),

@@ -6,6 +6,7 @@ them without reloading the base model.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 
 import torch
@@ -14,6 +15,7 @@ from transformers import AutoModelForSequenceClassification
 from transformers.utils import logging as hf_logging
 
 from engine.base_models import display_name, from_pretrained, load_config, load_tokenizer, resolve_base_model
+from engine.batching import Batcher
 from engine.errors import ConfigError
 from engine.heads import adapterhub_head, task_head
 from engine.methods import BOTTLENECK_METHODS, METHODS
@@ -61,6 +63,15 @@ class AdapterModel(nn.Module):
     @property
     def model_prefix(self) -> str:
         return self.backbone.base_model_prefix
+
+    @property
+    def accepts_token_types(self) -> bool:
+        """DistilBERT's encoder takes no token_type_ids; BERT, RoBERTa, ELECTRA and XLM-R do."""
+        return "token_type_ids" in inspect.signature(self.encoder.forward).parameters
+
+    def batcher(self, max_length: int) -> Batcher:
+        """A batcher for this model's tokenizer and device."""
+        return Batcher(self.tokenizer, max_length, self.device, self.accepts_token_types)
 
     @property
     def device(self) -> torch.device:

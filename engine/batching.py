@@ -12,12 +12,13 @@ from transformers import PreTrainedTokenizerBase
 class Batcher:
     """Turns texts into model inputs on the right device (pinned, non-blocking copies on CUDA)."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int, device: torch.device) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int, device: torch.device,
+                 token_types: bool = True) -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.device = device
         self.pad_id = tokenizer.pad_token_id or 0
-        self.uses_token_types = "token_type_ids" in tokenizer.model_input_names
+        self.uses_token_types = token_types and "token_type_ids" in tokenizer.model_input_names
 
     def encode(self, texts: list[str], pairs: list[str] | None = None) -> list[dict[str, list[int]]]:
         """Token ids per row, truncated to max_length, unpadded."""

@@ -77,7 +77,8 @@ def _sniff_encoding(raw: bytes, name: str) -> str:
     except UnicodeDecodeError:
         best = charset_normalizer.from_bytes(raw).best()
         if best is None:
-            raise DataError(f"{name}: cannot tell the file's text encoding; save it as UTF-8 and upload it again.")
+            raise DataError(f"{name}: cannot tell the file's text encoding; save it as UTF-8 and upload it again.") \
+                from None
         return best.encoding
 
 
@@ -187,6 +188,10 @@ def guess_columns(columns: list[str]) -> dict[str, str | None]:
     return {"text": text, "text_pair": pair, "label": label}
 
 
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
 def _label_name(value) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
@@ -216,8 +221,8 @@ def _clean(frame: pd.DataFrame, name: str, text: str, pair: str | None, label: s
     frame = frame[cols].copy()
     for col in (text, pair):
         if col:
-            frame[col] = frame[col].map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v))
-    frame["_label"] = frame[label].map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else _label_name(v))
+            frame[col] = frame[col].map(lambda v: "" if _missing(v) else str(v))
+    frame["_label"] = frame[label].map(lambda v: "" if _missing(v) else _label_name(v))
     empty_text = frame[text].str.strip() == ""
     dropped[f"empty '{text}'"] = int(empty_text.sum())
     keep = ~empty_text

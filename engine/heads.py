@@ -22,7 +22,8 @@ def adapterhub_head(config: PretrainedConfig, num_labels: int, dropout: float | 
     """
     p = dropout if dropout is not None else getattr(config, "hidden_dropout_prob", getattr(config, "dropout", 0.1))
     hidden = config.hidden_size
-    head = nn.Sequential(nn.Dropout(p), nn.Linear(hidden, hidden), nn.Tanh(), nn.Dropout(p), nn.Linear(hidden, num_labels))
+    head = nn.Sequential(nn.Dropout(p), nn.Linear(hidden, hidden), nn.Tanh(), nn.Dropout(p),
+                         nn.Linear(hidden, num_labels))
     _init_linears(head, config.initializer_range)
     return head
 

@@ -10,7 +10,6 @@ import torch
 from engine.adapter_io import load_adapter, read_metadata
 from engine.adapter_model import AdapterModel
 from engine.base_models import resolve_base_model
-from engine.batching import Batcher
 from engine.data import Split, load_labelled, read_table
 from engine.errors import ConfigError, DataError
 from engine.evaluation import classification_metrics, predict_logits
@@ -66,7 +65,7 @@ class Predictor:
         model, name = self.load(folder)
         model.set_active(name)
         max_length = int(model.adapters[name].meta.get("max_length") or 128)
-        batcher = Batcher(model.tokenizer, max_length, self.device)
+        batcher = model.batcher(max_length)
         split = Split(list(texts), list(pairs) if pairs is not None else None, [0] * len(texts))
         return predict_logits(model, batcher, split, self.batch_size).softmax(-1)
 
@@ -74,7 +73,8 @@ class Predictor:
         """`{"label": ..., "probabilities": {label: p}}` for one text (or pair)."""
         probs = self.probabilities(folder, [text], [text_pair] if text_pair is not None else None)[0]
         labels = self.labels(folder)
-        return {"label": labels[int(probs.argmax())], "probabilities": {lab: float(p) for lab, p in zip(labels, probs)}}
+        return {"label": labels[int(probs.argmax())],
+                "probabilities": {lab: float(p) for lab, p in zip(labels, probs, strict=True)}}
 
     def predict_file(self, folder: str | Path, input_path: str | Path, output_path: str | Path) -> int:
         """Add `prediction` and `prob_<label>` columns to a table; write CSV; return the row count."""

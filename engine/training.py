@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from engine.adapter_io import adapter_name_for, save_adapter
 from engine.adapter_model import AdapterModel
-from engine.batching import Batcher, length_grouped_batches
+from engine.batching import length_grouped_batches
 from engine.data import PreparedData, prepare
 from engine.errors import ConfigError, TrainingCancelled
 from engine.evaluation import evaluate
@@ -148,7 +148,7 @@ def train(
     model.add_adapter(name, cfg.method, data.labels, cfg.reduction_factor)
     model.to(device)
     params = model.train_adapter(name)
-    batcher = Batcher(model.tokenizer, cfg.max_length, device)
+    batcher = model.batcher(cfg.max_length)
     encoded = batcher.encode(data.train.texts, data.train.pairs)
     labels = torch.tensor(data.train.labels)
     lengths = [len(e["input_ids"]) for e in encoded]
@@ -156,7 +156,8 @@ def train(
     total_steps = steps_per_epoch * cfg.epochs
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
                                   fused=device.type == "cuda")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(int(total_steps * cfg.warmup_ratio), total_steps))
+    warmup = int(total_steps * cfg.warmup_ratio)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup, total_steps))
 
     history: list[dict] = []
     best: tuple[float, int, dict] | None = None  # (score, epoch, adapter state)
