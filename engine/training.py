@@ -170,6 +170,7 @@ def train(
         scheduler.load_state_dict(state["scheduler"])
         history, best = state["history"], state["best"]
         start_epoch, train_seconds, samples_seen = state["epoch"], state["train_seconds"], state["samples_seen"]
+        torch.set_rng_state(state["rng"].cpu())  # dropout continues exactly as if never interrupted
 
     cancelled = False
     step = start_epoch * steps_per_epoch
@@ -213,7 +214,8 @@ def train(
                 ckpt.parent.mkdir(parents=True, exist_ok=True)
                 torch.save({"adapter": model.adapter_state(name), "optimizer": optimizer.state_dict(),
                             "scheduler": scheduler.state_dict(), "history": history, "best": best,
-                            "epoch": epoch + 1, "train_seconds": train_seconds, "samples_seen": samples_seen},
+                            "epoch": epoch + 1, "train_seconds": train_seconds, "samples_seen": samples_seen,
+                            "rng": torch.get_rng_state()},
                            ckpt.with_suffix(".tmp"))
                 ckpt.with_suffix(".tmp").replace(ckpt)
             patience = cfg.early_stopping_patience

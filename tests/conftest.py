@@ -1,0 +1,72 @@
+"""Shared fixtures: tiny encoders of each supported architecture, built in the test, and small CSVs."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def make_tiny_model(folder: Path, model_type: str = "bert") -> Path:
+    """A randomly initialised 2-layer encoder (hidden 32) with the bundled WordPiece tokenizer."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    from engine.base_models import bundled_model_dir
+
+    sizes = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64,
+             "vocab_size": 30522, "max_position_embeddings": 128, "pad_token_id": 0}
+    if model_type == "distilbert":
+        sizes = {"dim": 32, "n_layers": 2, "n_heads": 4, "hidden_dim": 64, "vocab_size": 30522,
+                 "max_position_embeddings": 128, "pad_token_id": 0}
+    if model_type == "electra":
+        sizes["embedding_size"] = 32
+    torch.manual_seed(0)
+    config = AutoConfig.for_model(model_type, **sizes)
+    AutoModel.from_config(config).save_pretrained(folder)
+    for name in TOKENIZER_FILES:
+        shutil.copy(bundled_model_dir() / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def bundled_model() -> Path:
+    from engine.base_models import bundled_model_dir
+
+    return bundled_model_dir()
+
+
+POSITIVE = ["great product, works well", "i love it", "excellent service and fast", "really happy with this",
+            "wonderful, would buy again", "fantastic quality", "very good value", "the best purchase this year"]
+NEGATIVE = ["terrible, broke in a day", "i hate it", "awful service and slow", "really unhappy with this",
+            "horrible, never again", "poor quality", "a waste of money", "the worst purchase this year"]
+
+
+def write_csv(path: Path, rows: list[dict], fieldnames: list[str] | None = None, **kwargs) -> Path:
+    with open(path, "w", newline="", encoding=kwargs.pop("encoding", "utf-8")) as f:
+        writer = csv.DictWriter(f, fieldnames=fieldnames or list(rows[0]), **kwargs)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture()
+def sentiment_csv(tmp_path) -> Path:
+    """48 rows, two string labels."""
+    rows = [{"text": t, "label": "pos"} for t in POSITIVE * 3] + [{"text": t, "label": "neg"} for t in NEGATIVE * 3]
+    return write_csv(tmp_path / "sentiment.csv", rows)

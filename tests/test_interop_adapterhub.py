@@ -1,0 +1,68 @@
+"""Our Pfeiffer/Houlsby folders load in AdapterHub's `adapters` 1.3 with the same probabilities, and back.
+
+AdapterHub pins transformers 4.57, so it runs in its own venv (scripts/make_reference_venv.sh); these tests
+skip with that reason where the venv is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.inference import Predictor
+from engine.training import TrainConfig, train
+from tests.conftest import NEGATIVE, POSITIVE, ROOT, write_csv
+
+VENV_PYTHON = Path(os.environ.get("ADAPTERLAB_REFERENCE_VENV", ROOT / ".venvs" / "adapterhub")) / "bin" / "python"
+pytestmark = [
+    pytest.mark.interop,
+    pytest.mark.skipif(not VENV_PYTHON.exists(), reason="AdapterHub reference venv absent: run "
+                       "scripts/make_reference_venv.sh"),
+]
+TEXTS = ["i love it", "terrible, broke in a day", "", "a sentence that neither side has seen before"]
+PAIRS = ["how are you", "what is this", "fine", "another one"]
+
+
+def _reference(script: str, *args: str) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    subprocess.run([str(VENV_PYTHON), str(ROOT / "tests" / "interop" / script), *args], check=True, env=env,
+                   capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("method", ["pfeiffer", "houlsby"])
+def test_adapterhub_loads_our_adapter(method, bundled_model, tmp_path) -> None:
+    rows = [{"q": t, "q2": t[::-1], "y": "pos"} for t in POSITIVE] + [
+        {"q": t, "q2": t[::-1], "y": "neg"} for t in NEGATIVE]
+    data = write_csv(tmp_path / "d.csv", rows * 2)
+    out = tmp_path / method
+    train(TrainConfig(data=str(data), method=method, output=str(out), text_column="q", text_pair_column="q2",
+                      label_column="y", epochs=1, learning_rate=5e-2, batch_size=8))
+    (tmp_path / "texts.json").write_text(json.dumps(TEXTS))
+    (tmp_path / "pairs.json").write_text(json.dumps(PAIRS))
+    _reference("adapterhub_predict.py", "--base-model", str(bundled_model), "--adapter", str(out),
+               "--texts-json", str(tmp_path / "texts.json"), "--pairs-json", str(tmp_path / "pairs.json"),
+               "--out", str(tmp_path / "ref.json"))
+    ref = json.loads((tmp_path / "ref.json").read_text())
+    ours = Predictor().probabilities(out, TEXTS, PAIRS)
+    assert ref["label2id"] == {"neg": 0, "pos": 1}
+    assert (torch.tensor(ref["probabilities"]) - ours.double()).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize(("method", "safetensors"), [("pfeiffer", False), ("houlsby", True)])
+def test_we_import_an_adapterhub_adapter(method, safetensors, bundled_model, tmp_path) -> None:
+    (tmp_path / "texts.json").write_text(json.dumps(TEXTS))
+    out = tmp_path / "hub_adapter"
+    _reference("adapterhub_make_adapter.py", "--base-model", str(bundled_model), "--method", method,
+               "--labels", "neg,neutral,pos", "--out", str(out), "--seed", "3", "--texts-json",
+               str(tmp_path / "texts.json"), "--probs-out", str(tmp_path / "ref.json"),
+               *(["--safetensors"] if safetensors else []))
+    assert not (out / "adapterlab.json").exists()
+    predictor = Predictor()
+    assert predictor.labels(out) == ["neg", "neutral", "pos"]
+    ref = torch.tensor(json.loads((tmp_path / "ref.json").read_text())["probabilities"])
+    assert (ref - predictor.probabilities(out, TEXTS).double()).abs().max() <= 1e-4
