@@ -1,0 +1,90 @@
+"""The `adapterlab` command line, run as a user would: JSON for scripts, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                            timeout=600)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory, tiny_bert):
+    from tests.conftest import NEGATIVE, POSITIVE, write_csv
+
+    folder = tmp_path_factory.mktemp("cli")
+    rows = [{"review": t, "stars": "pos"} for t in POSITIVE * 3] + [{"review": t, "stars": "neg"} for t in NEGATIVE * 3]
+    data = write_csv(folder / "reviews.csv", rows)
+    result = run("train", "--data", str(data), "--text-column", "review", "--label-column", "stars", "--method",
+                 "houlsby", "--reduction-factor", "8", "--base-model", str(tiny_bert), "--epochs", "2",
+                 "--batch-size", "8", "--learning-rate", "0.05", "--output", str(folder / "adapter"), "--json")
+    return folder, json.loads(result.stdout.strip().splitlines()[-1]), result
+
+
+def test_train_json(adapter) -> None:
+    folder, out, result = adapter
+    assert out["adapter_dir"] == str(folder / "adapter") and out["method"] == "houlsby"
+    assert out["adapter_params"] == 2 * 2 * (2 * 32 * 4 + 4 + 32)  # 2 layers x 2 sites, d = 32 / 8
+    assert out["trainable_params"] > out["adapter_params"]
+    assert set(out["metrics"]) >= {"accuracy", "macro_f1", "per_class", "confusion_matrix"}
+    assert out["train_seconds"] > 0 and out["train_samples_per_second"] > 0
+    assert "loss=" not in result.stderr  # quiet with --json
+
+
+def test_progress_bar_without_json(tiny_bert, sentiment_csv, tmp_path) -> None:
+    result = run("train", "--data", str(sentiment_csv), "--method", "ia3", "--base-model", str(tiny_bert),
+                 "--epochs", "1", "--output", str(tmp_path / "a"))
+    assert "loss=" in result.stderr and "epoch 1: accuracy" in result.stderr
+    assert "saved to" in result.stdout and "trainable with the head" in result.stdout
+
+
+def test_predict_text_and_csv(adapter, tmp_path) -> None:
+    folder, _, _ = adapter
+    out = json.loads(run("predict", "--adapter", str(folder / "adapter"), "--text", "i love it", "--json").stdout)
+    assert out["label"] in ("pos", "neg") and set(out["probabilities"]) == {"neg", "pos"}
+    src = tmp_path / "in.csv"
+    src.write_text("review,id\ni love it,1\n@SUM(A1),2\n")
+    run("predict", "--adapter", str(folder / "adapter"), "--input", str(src), "--output", str(tmp_path / "o.csv"))
+    with open(tmp_path / "o.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["review", "id", "prediction", "prob_neg", "prob_pos"]
+    assert rows[1]["review"] == "'@SUM(A1)"
+
+
+def test_evaluate_json(adapter) -> None:
+    folder, _, _ = adapter
+    out = json.loads(run("evaluate", "--adapter", str(folder / "adapter"), "--data", str(folder / "reviews.csv"),
+                         "--json").stdout)
+    assert out["rows"] == 48 and 0 <= out["accuracy"] <= 1 and len(out["confusion_matrix"]) == 2
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["train", "--data", "missing.csv", "--method", "pfeiffer", "--output", "x"], "data error: missing.csv: no such"),
+    (["predict", "--adapter", "nowhere", "--text", "hi"], "config error: nowhere: no such adapter folder"),
+    (["train", "--data", "engine/demo_data/support_tickets.csv", "--method", "pfeiffer", "--output", "x",
+      "--base-model", "./no-such-model"], "config error: Base model folder './no-such-model' does not exist"),
+    (["train", "--data", "engine/demo_data/support_tickets.csv", "--method", "pfeiffer", "--output", "x",
+      "--label-column", "category"], "no column 'category'; the columns are 'text', 'label'"),
+])
+def test_errors_are_one_line_with_exit_2(args, message) -> None:
+    result = run(*args, check=False)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_method_is_a_usage_error() -> None:
+    result = run("train", "--data", "x.csv", "--method", "lora", "--output", "x", check=False)
+    assert result.returncode == 2 and "invalid choice: 'lora'" in result.stderr

@@ -1,0 +1,108 @@
+"""Data loading and validation: formats, column mapping, splits, and one clear error for each bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from engine.data import DEMO_DATA, DEMO_PAIR_DATA, guess_columns, prepare, read_table
+from engine.errors import DataError
+from tests.conftest import write_csv
+
+
+def _rows(n_per_class: int = 10, labels=("a", "b")) -> list[dict]:
+    return [{"text": f"text {label} {i}", "label": label} for label in labels for i in range(n_per_class)]
+
+
+def test_csv_sniffing_bom_encoding_and_header_whitespace(tmp_path) -> None:
+    path = tmp_path / "semi.csv"
+    path.write_bytes("\ufeff text ;label \ncafé crème;x\nthé;y\n".encode("utf-8"))
+    frame = read_table(path)
+    assert list(frame.columns) == ["text", "label"] and frame["text"][0] == "café crème"
+    latin = tmp_path / "latin.tsv"
+    latin.write_bytes("text\tlabel\nna\u00efve caf\u00e9 au lait et cr\u00e8me br\u00fbl\u00e9e\tx\n".encode("latin-1"))
+    assert read_table(latin)["text"][0] == "naïve café au lait et crème brûlée"
+
+
+def test_jsonl_parquet_and_save_to_disk(tmp_path) -> None:
+    import datasets
+
+    rows = _rows()
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    pd.DataFrame(rows).to_parquet(tmp_path / "d.parquet")
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "disk"))
+    for source in ("d.jsonl", "d.parquet", "disk"):
+        assert len(prepare(tmp_path / source).train) == 18
+
+
+def test_integer_labels_keep_numeric_order_and_pairs(tmp_path) -> None:
+    rows = [{"s1": f"q{i}", "s2": f"p{i}", "y": i % 3 * 5} for i in range(30)]
+    data = prepare(write_csv(tmp_path / "p.csv", rows), text_column="s1", text_pair_column="s2", label_column="y")
+    assert data.labels == ["0", "5", "10"]
+    assert data.train.pairs is not None and len(data.train.pairs) == len(data.train)
+
+
+def test_seeded_stratified_split_and_report(tmp_path) -> None:
+    rows = _rows(18, ("a",)) + _rows(10, ("b",)) + [{"text": " ", "label": "a"}, {"text": "x", "label": ""}]
+    path = write_csv(tmp_path / "d.csv", rows)
+    first, second = prepare(path, seed=1), prepare(path, seed=1)
+    assert first.validation.texts == second.validation.texts
+    assert sorted(first.validation.labels) == [0, 0, 1]  # both classes are represented
+    assert first.report.dropped == {"empty 'text'": 1, "missing 'label'": 1}
+    assert first.report.rows == 30 and first.report.train_rows + first.report.validation_rows == 28
+    assert "dropped 1 rows: empty 'text'" in first.report.lines()
+    assert first.fingerprint == second.fingerprint != prepare(path, seed=2).fingerprint
+
+
+def test_demo_data_is_built_in() -> None:
+    data = prepare(DEMO_DATA)
+    assert data.labels == ["account", "billing", "delivery", "technical"] and data.report.rows == 400
+    pairs = prepare(DEMO_PAIR_DATA, text_column="question1", text_pair_column="question2")
+    assert pairs.labels == ["different", "duplicate"]
+
+
+def test_guess_columns() -> None:
+    assert guess_columns(["sentence1", "sentence2", "label"]) == {"text": "sentence1", "text_pair": "sentence2",
+                                                                   "label": "label"}
+    assert guess_columns(["id", "Review", "Sentiment"]) == {"text": "Review", "text_pair": None, "label": "Sentiment"}
+
+
+@pytest.mark.parametrize(("content", "kwargs", "message"), [
+    (b"", {}, "the file is empty"),
+    (b"text,label\n", {}, "has a header but no rows"),
+    (b"body,label\nx,a\ny,b\n", {}, "no column 'text'; the columns are 'body', 'label'"),
+    (b"text,label\nx,a\ny,a\n", {}, "single class ('a')"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", {}, "not a text file"),
+    (b"text,label\n ,a\n,b\n", {}, "no usable rows"),
+])
+def test_bad_files_get_one_clear_error(tmp_path, content, kwargs, message) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=re.escape(message)) as info:
+        prepare(path, **kwargs)
+    assert "bad.csv" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_unknown_missing_and_unreachable_sources(tmp_path) -> None:
+    (tmp_path / "data.xlsx").write_bytes(b"PK\x03\x04")
+    with pytest.raises(DataError, match="unknown file type '.xlsx'"):
+        prepare(tmp_path / "data.xlsx")
+    with pytest.raises(DataError, match="no such file"):
+        prepare(tmp_path / "nope.csv")
+    with pytest.raises(DataError, match="could not be loaded.*Hub cannot be reached"):
+        prepare("some-user/some-dataset-that-is-not-cached")
+    with pytest.raises(DataError, match="not valid JSON Lines"):
+        (tmp_path / "broken.jsonl").write_text("{not json\n")
+        prepare(tmp_path / "broken.jsonl")
+
+
+def test_validation_labels_must_be_known(tmp_path) -> None:
+    train = write_csv(tmp_path / "t.csv", _rows())
+    valid = write_csv(tmp_path / "v.csv", _rows(2, ("a", "c")))
+    with pytest.raises(DataError, match="v.csv: labels 'c' are not in the training data"):
+        prepare(train, validation=valid)
+    data = prepare(train, validation=write_csv(tmp_path / "v2.csv", _rows(2)))
+    assert len(data.train) == 20 and data.report.validation_source == "v2.csv"
