@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
 
 from engine.errors import ConfigError
+from engine.hub import hub_available
 
 DEFAULT_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_BASE_MODEL, "all-MiniLM-L6-v2", "default", ""}
@@ -48,10 +48,6 @@ def display_name(name_or_path: str) -> str:
     return name_or_path
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-
-
 def _from_pretrained(loader, name: str, **kwargs):
     """Load from a folder or the local cache first, then from the hub unless offline."""
     if Path(name).is_dir():
@@ -59,7 +55,7 @@ def _from_pretrained(loader, name: str, **kwargs):
     try:
         return loader.from_pretrained(name, local_files_only=True, **kwargs)
     except OSError:
-        if _offline():
+        if not hub_available():
             raise
     return loader.from_pretrained(name, **kwargs)
 

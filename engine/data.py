@@ -17,6 +17,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from engine.errors import DataError
+from engine.hub import hub_available
 
 DEMO_DATA = Path(__file__).parent / "demo_data" / "support_tickets.csv"
 DEMO_PAIR_DATA = Path(__file__).parent / "demo_data" / "support_duplicates.csv"
@@ -132,6 +133,8 @@ def _read_hub(source: str, split: str) -> pd.DataFrame:
     import datasets
 
     name, _, config = source.partition(":")
+    if not hub_available():  # answer from the local cache at once instead of retrying the network
+        datasets.config.HF_HUB_OFFLINE = True
     try:
         loaded = datasets.load_dataset(name, config or None, split=split)
     except Exception as exc:  # the hub client raises many types; all mean "cannot get it"

@@ -33,7 +33,7 @@ def predict_logits(model: torch.nn.Module, batcher: Batcher, data: Split, batch_
     was_training = model.training
     model.eval()
     encoded = batcher.encode(data.texts, data.pairs)
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))  # tokens, not dict keys
     out = torch.empty(len(encoded), len(model.adapters[model.active].labels))
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
