@@ -1,0 +1,138 @@
+"""Job commands: `submit`, `jobs`, `job`, `cancel`, `retry`, `delete`, and the `worker` that runs the jobs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _print_json(data: object) -> None:
+    print(json.dumps(data, default=str))
+
+
+def _percent(job: dict) -> str:
+    return f"{job['progress'] * 100:.0f}%"
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from app.cli import train_config_kwargs
+    from worker import api
+
+    job_id = api.submit({**train_config_kwargs(args), "name": args.name})
+    if args.json:
+        _print_json({"job_id": job_id})
+    else:
+        print(job_id)
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from worker import api
+
+    jobs = api.list_jobs()
+    if args.json:
+        _print_json(jobs)
+        return 0
+    if not jobs:
+        print("no jobs yet: `adapterlab submit ...` queues one")
+        return 0
+    print(f"{'ID':<12}  {'STATE':<11}  {'PROGRESS':>8}  {'METHOD':<8}  {'CREATED':<25}  NAME")
+    for job in jobs:
+        print(f"{job['id']:<12}  {job['state']:<11}  {_percent(job):>8}  {job['method']:<8}  "
+              f"{job['created_at']:<25}  {job['name']}")
+    return 0
+
+
+def cmd_job(args: argparse.Namespace) -> int:
+    from worker import api
+
+    job = api.get_job(args.id)
+    if args.json:
+        _print_json(job)
+        return 0
+    eta = f", about {job['eta_seconds']:.0f}s left" if job["eta_seconds"] else ""
+    print(f"{job['id']}  {job['name']}")
+    print(f"  state      {job['state']} ({_percent(job)}{eta}), attempts {job['attempts']}")
+    print(f"  training   {job['method']} on {job['base_model']}, data {job['data'].get('filename') or job['data']}")
+    for key in ("created_at", "started_at", "finished_at"):
+        if job[key]:
+            print(f"  {key.removesuffix('_at'):<10} {job[key]}")
+    for epoch in job["history"]:
+        print(f"  epoch {epoch['epoch']:<4} accuracy {epoch['accuracy']:.4f}, macro-F1 {epoch['macro_f1']:.4f}, "
+              f"validation loss {epoch['loss']:.4f}")
+    if job["metrics"]:
+        print(f"  result     accuracy {job['metrics']['accuracy']:.4f}, macro-F1 {job['metrics']['macro_f1']:.4f} "
+              f"(best epoch {job['best_epoch']})")
+    if job["adapter_dir"]:
+        print(f"  adapter    {job['adapter_dir']}")
+    if job["error"]:
+        print(f"  error      {job['error_kind']}: {job['error']}")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from worker import api
+
+    job = api.cancel(args.id)
+    if args.json:
+        _print_json(job)
+    else:
+        print(f"{job['id']}: {job['state']}")
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from worker import api
+
+    job_id = api.retry(args.id)
+    if args.json:
+        _print_json({"job_id": job_id})
+    else:
+        print(f"{job_id}: queued")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from worker import api
+
+    api.delete(args.id)
+    print(f"{args.id}: deleted")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from worker.consumer import run_worker
+
+    run_worker(gpu=args.gpu, cpu=args.cpu, parent_pid=args.exit_with_parent)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the job and worker sub-commands to `adapterlab`."""
+    from app.cli import add_train_args
+
+    p = sub.add_parser("submit", help="check a training and queue it as a job (the flags of train, no --output)")
+    add_train_args(p)
+    p.add_argument("--name", help="display name (default: data file and method)")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("jobs", help="list jobs, newest first")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_jobs)
+
+    for name, func, help_text in (("job", cmd_job, "show one job: state, progress, metrics, adapter, error"),
+                                  ("cancel", cmd_cancel, "cancel a job (a running one keeps its best adapter)"),
+                                  ("retry", cmd_retry, "queue a failed, cancelled or interrupted job again"),
+                                  ("delete", cmd_delete, "delete a job that is not running, with its files")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("id", metavar="ID")
+        if name != "delete":
+            p.add_argument("--json", action="store_true")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("worker", help="run jobs from the queue, one at a time (one worker per GPU)")
+    device = p.add_mutually_exclusive_group()
+    device.add_argument("--gpu", type=int, help="GPU index to train on (default: the first GPU, else the CPU)")
+    device.add_argument("--cpu", action="store_true", help="train on the CPU even if there is a GPU")
+    p.add_argument("--exit-with-parent", type=int, metavar="PID", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_worker)

@@ -1,0 +1,134 @@
+"""The scale-out setup against real servers: two `adapterlab worker` processes pull from one Redis queue into one
+PostgreSQL job store (the data directory is shared, as it would be over a network file system).
+
+Needs Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432 (trust auth, user root or postgres, database
+`test`); each test skips, saying which, where a server is absent. Tables go into a schema of their own and the
+queue has a name of its own, both removed afterwards.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_worker import WORKER_ENV, resumed_after_an_epoch, start_worker, stop, wait_final, wait_for
+
+from worker import api, db
+
+pytestmark = pytest.mark.services
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _redis_or_skip():
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis is not running on 127.0.0.1:6379 ({exc})")
+    return client
+
+
+def _postgres_url_or_skip() -> str:
+    import psycopg
+
+    errors = []
+    for user in ("root", "postgres"):
+        try:
+            psycopg.connect(f"postgresql://{user}@127.0.0.1:5432/test", connect_timeout=2).close()
+            return f"postgresql+psycopg://{user}@127.0.0.1:5432/test"
+        except psycopg.Error as exc:
+            errors.append(f"{user}: {str(exc).strip().splitlines()[0]}")
+    pytest.skip(f"PostgreSQL database 'test' is not reachable on 127.0.0.1:5432 ({'; '.join(errors)})")
+
+
+@pytest.fixture()
+def scaled_out(tmp_path, monkeypatch) -> Iterator[Path]:
+    """Environment for a Redis queue and a PostgreSQL job store (own schema, own queue name); yields the home."""
+    client = _redis_or_skip()
+    url = _postgres_url_or_skip()
+    schema, queue = f"adapterlab_test_{uuid.uuid4().hex[:8]}", f"adapterlab_test_{uuid.uuid4().hex[:8]}"
+    import psycopg
+
+    admin_url = url.replace("+psycopg", "")
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+    home = tmp_path / "shared-home"
+    monkeypatch.setenv("ADAPTERLAB_HOME", str(home))
+    monkeypatch.setenv("ADAPTERLAB_DATABASE_URL", f"{url}?options=-csearch_path%3D{schema}")
+    monkeypatch.setenv("ADAPTERLAB_REDIS_URL", REDIS_URL)
+    monkeypatch.setenv("ADAPTERLAB_QUEUE_NAME", queue)
+    for name, value in WORKER_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("ADAPTERLAB_DEVICE", raising=False)
+    try:
+        yield home
+    finally:
+        db.get_engine().dispose()
+        with psycopg.connect(admin_url, autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA {schema} CASCADE")
+        keys = client.keys(f"huey.*{queue}*")
+        if keys:
+            client.delete(*keys)
+
+
+def start_two_workers(home: Path) -> tuple[list[subprocess.Popen], list[Path]]:
+    home.mkdir(parents=True, exist_ok=True)
+    logs = [home / "worker-a.log", home / "worker-b.log"]
+    workers = [start_worker(log) for log in logs]
+    try:
+        for log in logs:
+            wait_for(lambda log=log: "Huey consumer started" in log.read_text(), f"{log.name} to start", log)
+    except AssertionError:
+        for w in workers:
+            w.kill()
+            w.wait()
+        raise
+    return workers, logs
+
+
+@pytest.fixture()
+def spec(tiny_bert, sentiment_csv) -> dict:
+    return {"data": str(sentiment_csv), "method": "pfeiffer", "base_model": str(tiny_bert), "batch_size": 4,
+            "max_length": 32}
+
+
+def test_two_workers_share_one_redis_queue_and_one_postgres_job_store(scaled_out, spec):
+    workers, logs = start_two_workers(scaled_out)
+    try:
+        long_jobs = [api.submit({**spec, "epochs": 8, "name": f"long {i}"}) for i in range(2)]
+        short_jobs = [api.submit({**spec, "epochs": 1, "method": m}) for m in ("houlsby", "ia3")]
+        cancelled = api.submit(spec)
+        api.cancel(cancelled)
+        jobs = [wait_final(job_id, logs[0]) for job_id in long_jobs + short_jobs]
+    finally:
+        codes = [stop(w) for w in workers]
+    assert [j["state"] for j in jobs] == ["succeeded"] * 4, [j["error"] for j in jobs]
+    # While one worker trains the first long job the other must take the second: both workers did work.
+    assert len({j["worker_id"] for j in jobs[:2]}) == 2
+    assert {j["worker_id"].rsplit(":", 1)[1] for j in jobs} <= {str(w.pid) for w in workers}
+    assert all(j["steps"] and len(j["history"]) == j["spec"]["epochs"] for j in jobs)
+    assert api.get_job(cancelled)["attempts"] == 0 and codes == [0, 0]
+    assert db.get_engine().dialect.name == "postgresql"
+
+
+def test_a_job_whose_worker_is_killed_is_resumed_by_the_other_worker(scaled_out, spec):
+    workers, logs = start_two_workers(scaled_out)
+    try:
+        job_id = api.submit({**spec, "epochs": 12})
+        wait_for(lambda: any(s["epoch"] > 2 for s in api.get_job(job_id)["steps"]), "epoch 3 to start", logs[0])
+        victim = next(w for w in workers if api.get_job(job_id)["worker_id"].endswith(f":{w.pid}"))
+        victim.kill()
+        victim.wait()
+        job = wait_final(job_id, logs[0])
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                stop(w)
+    survivor = next(w for w in workers if w is not victim)
+    assert (job["state"], job["attempts"]) == ("succeeded", 2), job["error"]
+    assert job["worker_id"].endswith(f":{survivor.pid}") and resumed_after_an_epoch(job)

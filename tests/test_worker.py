@@ -1,0 +1,186 @@
+"""Real Huey consumers (`adapterlab worker`) in subprocesses on the embedded SQLite queue and job store:
+jobs run to the end, cancel, survive kill -9 and a graceful stop, and a batch of ten all finish.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from worker import api
+from worker.embedded import start_embedded_worker, stop_embedded_worker
+
+TIMEOUT = 240  # seconds a test waits for a state before it fails (a deadline, not a measured assertion)
+FINAL = ("succeeded", "failed", "cancelled")
+WORKER_ENV = {"ADAPTERLAB_HEARTBEAT_SECONDS": "0.2", "ADAPTERLAB_PROGRESS_SECONDS": "0", "OMP_NUM_THREADS": "1",
+              "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def set_env(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    """Point this process (the API) and the workers it starts (inherit the environment) at `home`."""
+    monkeypatch.setenv("ADAPTERLAB_HOME", str(home))
+    for name, value in WORKER_ENV.items():
+        monkeypatch.setenv(name, value)
+    for name in ("ADAPTERLAB_DATABASE_URL", "ADAPTERLAB_REDIS_URL", "ADAPTERLAB_QUEUE_NAME", "ADAPTERLAB_DEVICE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def start_worker(log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--cpu"], cwd=ROOT, stdin=subprocess.DEVNULL,
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+def wait_for(condition: Callable[[], object], what: str, log: Path | None = None) -> object:
+    """Poll until `condition()` is truthy; fail with the worker's log after TIMEOUT seconds."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    tail = log.read_text()[-3000:] if log and log.exists() else ""
+    raise AssertionError(f"timed out waiting for {what}\n{tail}")
+
+
+def wait_final(job_id: str, log: Path | None = None) -> dict:
+    return wait_for(lambda: (job := api.get_job(job_id))["state"] in FINAL and job, f"job {job_id} to end", log)
+
+
+def stop(process: subprocess.Popen) -> int:
+    process.send_signal(signal.SIGINT)
+    return process.wait(TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory) -> Iterator[tuple[Path, subprocess.Popen, Path]]:
+    """One worker shared by this module's tests that need only a running worker: (home, process, log)."""
+    home = tmp_path_factory.mktemp("worker-home")
+    log = home / "worker.log"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        set_env(monkeypatch, home)
+        process = start_worker(log)
+        yield home, process, log
+        assert stop(process) == 0, log.read_text()[-3000:]
+
+
+@pytest.fixture()
+def spec(tiny_bert, sentiment_csv) -> dict:
+    return {"data": str(sentiment_csv), "method": "pfeiffer", "base_model": str(tiny_bert), "epochs": 2,
+            "batch_size": 4, "max_length": 32}
+
+
+def test_a_job_runs_to_succeeded_with_progress_rows(worker, spec):
+    home, process, log = worker
+    job = wait_final(api.submit(spec), log)
+    assert (job["state"], job["progress"], job["attempts"]) == ("succeeded", 1.0, 1), job["error"]
+    assert job["worker_id"].endswith(f":{process.pid}") and job["device"] == "cpu"
+    assert len(job["steps"]) >= 2 and job["steps"][-1]["step"] == job["steps"][-1]["total_steps"]
+    assert [h["epoch"] for h in job["history"]] == [1, 2]
+    assert (Path(job["adapter_dir"]) / "adapterlab.json").is_file()
+
+
+def test_cancel_a_queued_and_a_running_job(worker, spec):
+    _, _, log = worker
+    running = api.submit({**spec, "epochs": 500, "name": "long"})
+    queued = api.submit(spec)
+    wait_for(lambda: api.get_job(running)["steps"], "the long job to report progress", log)
+    assert api.cancel(queued)["state"] == "cancelled"
+    assert api.cancel(running)["state"] == "cancelling"
+
+    job = wait_final(running, log)
+    assert job["state"] == "cancelled" and 0 < job["progress"] < 1 and job["metrics"]["labels"] == ["neg", "pos"]
+    assert (Path(job["adapter_dir"]) / "adapterlab.json").is_file()  # the best adapter so far is kept
+    assert running in [a["id"] for a in api.finished_adapters()]
+    never = api.get_job(queued)
+    assert (never["state"], never["attempts"], never["started_at"]) == ("cancelled", 0, None)
+
+
+def test_ten_queued_jobs_all_reach_a_final_state(worker, spec):
+    _, _, log = worker
+    methods = ["pfeiffer", "houlsby", "ia3"]
+    ids = [api.submit({**spec, "epochs": 1, "method": methods[i % 3], "name": f"batch {i}"}) for i in range(10)]
+    jobs = [wait_final(job_id, log) for job_id in ids]
+    assert [j["state"] for j in jobs] == ["succeeded"] * 10, [j["error"] for j in jobs]
+    assert all(j["attempts"] == 1 and j["history"] for j in jobs)
+
+
+def resumed_after_an_epoch(job: dict) -> bool:
+    """The second attempt's first progress row comes after the first attempt's last finished epoch."""
+    per_epoch = job["steps"][-1]["total_steps"] // job["spec"]["epochs"]
+    second = [s["step"] for s in job["steps"] if s["attempt"] == 2]
+    return bool(second) and min(second) > per_epoch
+
+
+def test_kill_9_mid_training_and_a_restart_resume_the_job(tmp_path, monkeypatch, spec):
+    set_env(monkeypatch, tmp_path / "home")
+    log = tmp_path / "worker.log"
+    job_id = api.submit({**spec, "epochs": 12})
+    first = start_worker(log)
+    try:
+        wait_for(lambda: any(s["epoch"] > 2 for s in api.get_job(job_id)["steps"]), "epoch 3 to start", log)
+    finally:
+        first.kill()
+        first.wait()
+    assert api.get_job(job_id)["state"] == "running"  # as the dead worker left it
+
+    second = start_worker(log)
+    try:
+        job = wait_final(job_id, log)
+    finally:
+        stop(second)
+    assert (job["state"], job["attempts"]) == ("succeeded", 2), job["error"]
+    assert job["worker_id"].endswith(f":{second.pid}") and resumed_after_an_epoch(job)
+    assert [h["epoch"] for h in job["history"]] == list(range(1, 13))
+    assert "is gone; job interrupted" in log.read_text()
+
+
+def test_stopping_the_embedded_worker_requeues_its_job_and_a_new_one_resumes_it(tmp_path, monkeypatch, spec):
+    home = tmp_path / "home"
+    set_env(monkeypatch, home)
+    job_id = api.submit({**spec, "epochs": 12})
+    first = start_embedded_worker()
+    try:
+        wait_for(lambda: api.get_job(job_id)["history"], "the first epoch to end", home / "worker.log")
+    finally:
+        assert stop_embedded_worker(first) == 0
+    job = api.get_job(job_id)
+    assert job["state"] == "interrupted" and job["attempts"] == 1 and job["error"] is None
+
+    second = start_embedded_worker()
+    try:
+        job = wait_final(job_id, home / "worker.log")
+    finally:
+        stop_embedded_worker(second)
+    assert (job["state"], job["attempts"]) == ("succeeded", 2) and resumed_after_an_epoch(job)
+
+
+def test_an_embedded_worker_stops_when_the_app_that_started_it_dies(tmp_path, monkeypatch):
+    set_env(monkeypatch, tmp_path / "home")
+    app = subprocess.Popen([sys.executable, "-c", "import sys, time; from worker.embedded import "
+                            "start_embedded_worker as s; print(s().pid, flush=True); time.sleep(600)"],
+                           cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    worker_pid = int(app.stdout.readline())
+    wait_for(lambda: "Huey consumer started" in (tmp_path / "home" / "worker.log").read_text(), "the worker")
+    app.kill()
+    app.wait()
+    wait_for(lambda: not _alive(worker_pid), "the orphaned worker to exit", tmp_path / "home" / "worker.log")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:  # an exited orphan may linger as a zombie where nobody reaps it
+            return f.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -1,0 +1,1 @@
+"""Training jobs: a SQLAlchemy job store, a Huey queue and the worker that runs trainings with the engine."""

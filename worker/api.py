@@ -1,0 +1,171 @@
+"""The jobs API the web app and the command line share: submit, list, get, cancel, retry, delete.
+
+Every function reads and writes the job store; none needs a worker to be running.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, defer
+
+from engine.errors import AdapterLabError
+from worker import db, settings
+from worker.job_queue import enqueue
+from worker.models import ACTIVE, FINAL, WAITING, Job, JobEpoch, JobState, JobStep, utcnow
+from worker.spec import prepare_job
+
+
+class JobNotFound(AdapterLabError):
+    kind = "job error"
+
+
+class JobStateError(AdapterLabError):
+    """The job is in a state that does not allow this (e.g. retrying a running job)."""
+
+    kind = "job error"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value else None
+
+
+def _absolute(relative: str | None) -> str | None:
+    return str(settings.data_dir() / relative) if relative else None
+
+
+def _history(epochs: list[JobEpoch]) -> list[dict]:
+    return [{"epoch": e.epoch, "train_loss": e.train_loss, "loss": e.loss, "accuracy": e.accuracy,
+             "macro_f1": e.macro_f1} for e in epochs]
+
+
+def _steps(steps: list[JobStep]) -> list[dict]:
+    return [{"step": s.step, "total_steps": s.total_steps, "epoch": s.epoch, "loss": s.loss,
+             "learning_rate": s.learning_rate, "samples_per_second": s.samples_per_second,
+             "eta_seconds": s.eta_seconds, "attempt": s.attempt} for s in steps]
+
+
+def to_dict(job: Job, epochs: list[JobEpoch], steps: list[JobStep] | None) -> dict:
+    """A job as plain JSON-able data; file paths are absolute in this machine's data directory."""
+    spec = dict(job.spec, data=_absolute(job.spec["data"]), validation=_absolute(job.spec.get("validation")))
+    out = {
+        "id": job.id, "name": job.name, "state": job.state, "progress": job.progress,
+        "eta_seconds": job.eta_seconds if job.state in ACTIVE else None, "attempts": job.attempts,
+        "metrics": job.metrics, "adapter_dir": _absolute(job.adapter_dir), "error": job.error,
+        "error_kind": job.error_kind, "traceback": job.traceback, "spec": spec, "data": job.data_source,
+        "validation_data": job.validation_source, "method": job.method, "base_model": job.base_model,
+        "batch_size": job.batch_size, "labels": job.labels, "best_epoch": job.best_epoch,
+        "train_seconds": job.train_seconds, "samples_per_second": job.samples_per_second,
+        "data_report": job.data_report, "worker_id": job.worker_id, "device": job.device,
+        "created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at), "heartbeat_at": _iso(job.heartbeat_at), "history": _history(epochs),
+    }
+    if steps is not None:
+        out["steps"] = _steps(steps)
+    return out
+
+
+def _load(s: Session, job_id: str, lock: bool = True) -> Job:
+    job = s.get(Job, job_id, with_for_update=lock)
+    if job is None:
+        raise JobNotFound(f"No job '{job_id}'. `adapterlab jobs` lists the jobs.")
+    return job
+
+
+def submit(spec: dict) -> str:
+    """Validate a training spec, snapshot its data and queue it; return the job id.
+
+    `spec` holds TrainConfig fields except `output` (`data` is a file path or hub dataset `name[:config]`) and an
+    optional display `name`. Raises DataError or ConfigError for a spec that could not train.
+    """
+    spec = dict(spec)
+    name = str(spec.pop("name", None) or "").strip()
+    fields = prepare_job(spec)
+    source = fields["data_source"]
+    name = name or f"{Path(source.get('filename') or source.get('name') or 'data').stem} · {fields['method']}"
+    job = Job(id=uuid.uuid4().hex[:12], name=name[:200], state=JobState.QUEUED, **fields)
+    with db.session() as s:
+        s.add(job)
+    enqueue(job.id)
+    return job.id
+
+
+def list_jobs() -> list[dict]:
+    """All jobs, newest first, with their learning curves (`history`) but without `steps` (see `get_job`)."""
+    with db.session() as s:
+        jobs = s.scalars(select(Job).order_by(Job.created_at.desc(), Job.id)).all()
+        epochs: dict[str, list[JobEpoch]] = {}
+        for e in s.scalars(select(JobEpoch).options(defer(JobEpoch.metrics)).order_by(JobEpoch.job_id,
+                                                                                       JobEpoch.epoch)):
+            epochs.setdefault(e.job_id, []).append(e)
+        return [to_dict(job, epochs.get(job.id, []), None) for job in jobs]
+
+
+def get_job(job_id: str) -> dict:
+    """One job with its per-epoch `history` and its progress `steps`."""
+    with db.session() as s:
+        job = _load(s, job_id, lock=False)
+        return to_dict(job, list(job.epochs), list(job.steps))
+
+
+def cancel(job_id: str) -> dict:
+    """A waiting job is cancelled at once (it never runs); a running one stops at its next step, keeping the
+    best adapter so far (a running job whose worker has gone silent is cancelled at once)."""
+    with db.session() as s:
+        job = _load(s, job_id)
+        if job.state in FINAL:
+            raise JobStateError(f"Job {job_id} already {job.state}; there is nothing to cancel.")
+        silent = job.heartbeat_at is None or job.heartbeat_at < utcnow() - timedelta(
+            seconds=settings.stale_after_seconds())
+        if job.state in WAITING or silent:  # no live worker will ever see the request: cancelled now
+            job.state, job.finished_at, job.eta_seconds = JobState.CANCELLED, utcnow(), None
+        else:
+            job.state = JobState.CANCELLING
+    return get_job(job_id)
+
+
+def retry(job_id: str) -> str:
+    """Queue a failed, cancelled or interrupted job again; it resumes from its last epoch checkpoint if any."""
+    with db.session() as s:
+        job = _load(s, job_id)
+        if job.state not in (JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED):
+            raise JobStateError(f"Job {job_id} is {job.state}; only failed, cancelled or interrupted jobs can be "
+                                "retried.")
+        job.state, job.attempts, job.finished_at = JobState.QUEUED, 0, None
+        job.error = job.error_kind = job.traceback = None
+        job.metrics = job.adapter_dir = job.best_epoch = None
+    enqueue(job_id)
+    return job_id
+
+
+def delete(job_id: str) -> None:
+    """Delete a job that is not running, with its adapter, checkpoints and upload (unless another job uses it)."""
+    with db.session() as s:
+        job = _load(s, job_id)
+        if job.state in ACTIVE:
+            raise JobStateError(f"Job {job_id} is {job.state}; cancel it and wait until it stops before deleting.")
+        uploads = {job.spec["data"], job.spec.get("validation")} - {None}
+        s.delete(job)
+        s.flush()
+        for spec in s.scalars(select(Job.spec)):
+            uploads -= {spec["data"], spec.get("validation")}
+    home = settings.data_dir()
+    shutil.rmtree(settings.adapters_dir() / job_id, ignore_errors=True)
+    shutil.rmtree(settings.checkpoints_dir() / job_id, ignore_errors=True)
+    for relative in uploads:
+        (home / relative).unlink(missing_ok=True)
+
+
+def finished_adapters() -> list[dict]:
+    """Adapters that can be used for prediction: succeeded jobs, and cancelled ones that saved an adapter."""
+    with db.session() as s:
+        jobs = s.scalars(select(Job).where(Job.state.in_((JobState.SUCCEEDED, JobState.CANCELLED)),
+                                           Job.adapter_dir.is_not(None)).order_by(Job.finished_at.desc())).all()
+        return [{"id": j.id, "name": j.name, "method": j.method, "labels": j.labels,
+                 "adapter_dir": _absolute(j.adapter_dir), "base_model": j.base_model, "metrics": j.metrics,
+                 "state": j.state, "finished_at": _iso(j.finished_at)}
+                for j in jobs if (settings.data_dir() / j.adapter_dir).is_dir()]

@@ -1,0 +1,145 @@
+"""A job's input snapshot: settings checked the way training will use them, and the data copied in by content hash.
+
+Everything a worker needs is decided here, at submit time, so a bad spec is refused before it is queued and a
+queued job does not change when files, defaults or hub datasets change later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, fields
+from pathlib import Path
+
+from engine.base_models import display_name, load_config, load_tokenizer, resolve_base_model
+from engine.data import prepare, read_table
+from engine.errors import ConfigError
+from engine.methods import BOTTLENECK_METHODS
+from engine.methods.bottleneck.config import BottleneckConfig
+from engine.methods.ia3.config import ia3_config
+from engine.training import TrainConfig
+from worker import settings
+
+SPEC_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.name not in ("output", "device"))
+INT_FIELDS = {"epochs", "batch_size", "max_length", "max_train_samples", "seed", "early_stopping_patience"}
+FLOAT_FIELDS = {"reduction_factor", "learning_rate", "warmup_ratio", "weight_decay", "max_grad_norm",
+                "validation_fraction"}
+
+
+def _number(key: str, value: str | int | float) -> int | float:
+    kind = int if key in INT_FIELDS else float
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key.replace('_', ' ').capitalize()} must be a number, not {value!r}.") from None
+    if kind is int:
+        if not number.is_integer():
+            raise ConfigError(f"{key.replace('_', ' ').capitalize()} must be a whole number, not {value!r}.")
+        return int(number)
+    return number
+
+
+def normalise(spec: dict) -> dict:
+    """TrainConfig fields from what a form or the command line sent: unknown keys refused, blanks unset."""
+    unknown = sorted(set(spec) - set(SPEC_FIELDS))
+    if unknown:
+        raise ConfigError(f"Unknown job setting {', '.join(map(repr, unknown))}; the settings are "
+                          f"{', '.join(SPEC_FIELDS)}.")
+    out = {}
+    for key, value in spec.items():
+        if isinstance(value, str):
+            value = value.strip()
+        if value is None or value == "":
+            continue
+        out[key] = _number(key, value) if key in INT_FIELDS | FLOAT_FIELDS else value
+    for key in ("data", "method"):
+        if key not in out:
+            raise ConfigError(f"A job needs '{key}'.")
+    return out
+
+
+def check_method(config: TrainConfig) -> str:
+    """Refuse a base model or method setting that cannot train; return the base model's display name."""
+    base = resolve_base_model(config.base_model)
+    model_config = load_config(base)
+    load_tokenizer(base)
+    if config.method in BOTTLENECK_METHODS:
+        BottleneckConfig(config.method, config.reduction_factor).bottleneck_size(model_config.hidden_size)
+    else:
+        ia3_config(model_config.model_type, base)
+    return display_name(base)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _store(write, name: str) -> None:
+    """Write an upload atomically: `write(tmp_path)` then rename, so a reader never sees half a file."""
+    uploads = settings.uploads_dir()
+    uploads.mkdir(parents=True, exist_ok=True)
+    target = uploads / name
+    if target.exists():
+        return
+    fd, tmp = tempfile.mkstemp(dir=uploads, prefix=".upload-")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _hub_revision(name: str, config: str | None) -> str | None:
+    """The dataset's commit on the hub (None where it cannot be told, e.g. offline)."""
+    try:
+        import datasets
+
+        return datasets.load_dataset_builder(name, config).hash
+    except Exception:  # any failure only means the revision is not recorded
+        return None
+
+
+def snapshot(source: str, split: str) -> dict:
+    """Copy `source` into the uploads folder under its content hash; say where it came from.
+
+    A file is copied byte for byte; a hub dataset or `save_to_disk` folder is saved as Parquet.
+    """
+    path = Path(source).expanduser()
+    if path.is_file():
+        digest = _sha256_file(path)
+        name = digest + path.suffix.lower()
+        _store(lambda tmp: shutil.copyfile(path, tmp), name)
+        return {"kind": "file", "filename": path.name, "sha256": digest, "path": f"uploads/{name}"}
+    buffer = io.BytesIO()
+    read_table(source, split).to_parquet(buffer, index=False)
+    digest = hashlib.sha256(buffer.getvalue()).hexdigest()
+    _store(lambda tmp: tmp.write_bytes(buffer.getvalue()), f"{digest}.parquet")
+    record = {"sha256": digest, "path": f"uploads/{digest}.parquet", "split": split}
+    if path.is_dir():
+        return {"kind": "folder", "filename": path.name, **record}
+    hub_name, _, config = source.partition(":")
+    return {"kind": "hub", "name": hub_name, "config": config or None,
+            "revision": _hub_revision(hub_name, config or None), **record}
+
+
+def prepare_job(spec: dict) -> dict:
+    """Validate a spec and snapshot its data; return the job's stored fields. Raises DataError or ConfigError."""
+    config = TrainConfig(output="", **normalise(spec)).resolved()
+    base_model = check_method(config)
+    prepare(config.data, config.validation, config.text_column, config.text_pair_column, config.label_column,
+            config.validation_fraction, config.seed, config.max_train_samples)
+    data_source = snapshot(config.data, "train")
+    validation_source = snapshot(config.validation, "validation") if config.validation else None
+    stored = {k: v for k, v in asdict(config).items() if k in SPEC_FIELDS}
+    stored["data"] = data_source["path"]
+    stored["validation"] = validation_source["path"] if validation_source else None
+    return {"spec": stored, "data_source": data_source, "validation_source": validation_source,
+            "method": config.method, "base_model": base_model, "batch_size": config.batch_size}
