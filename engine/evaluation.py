@@ -35,12 +35,13 @@ def predict_logits(model: torch.nn.Module, batcher: Batcher, data: Split, batch_
     encoded = batcher.encode(data.texts, data.pairs)
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))  # tokens, not dict keys
     out = torch.empty(len(encoded), len(model.adapters[model.active].labels))
+    chunks = []  # kept on the device: one copy to the host at the end, no synchronisation per batch
     for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        batch = batcher.collate([encoded[i] for i in idx])
+        batch = batcher.collate([encoded[i] for i in order[start : start + batch_size]])
         with batcher.autocast():
-            logits = model(**batch)
-        out[idx] = logits.float().cpu()
+            chunks.append(model(**batch).float())
+    if chunks:
+        out[order] = torch.cat(chunks).cpu()
     model.train(was_training)
     return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 from pathlib import Path
 
 import torch
@@ -33,6 +34,7 @@ class Predictor:
         self.batch_size = batch_size
         self.models: dict[str, AdapterModel] = {}
         self.loaded: dict[str, tuple[AdapterModel, str]] = {}  # adapter folder -> (model, adapter name)
+        self._names = itertools.count()
 
     def load(self, folder: str | Path) -> tuple[AdapterModel, str]:
         """Load the adapter at `folder` once (its base model too, if new); later calls are free."""
@@ -46,7 +48,7 @@ class Predictor:
         model = self.models.get(base)
         if model is None:
             model = self.models[base] = AdapterModel(base).to(self.device).eval()
-        name = f"a{len(self.loaded)}"
+        name = f"a{next(self._names)}"
         load_adapter(model, key, name)
         model.to(self.device)
         self.loaded[key] = (model, name)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -119,6 +121,25 @@ def _lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
     return f
 
 
+def cpu_has_native_bf16() -> bool:
+    """True on x86 CPUs with bf16 matrix instructions (AVX512-BF16 or AMX), unless ADAPTERLAB_CPU_BF16=0."""
+    if os.environ.get("ADAPTERLAB_CPU_BF16", "1").strip().lower() in ("0", "false", "no"):
+        return False
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _train_autocast(device: torch.device, batcher) -> contextlib.AbstractContextManager:
+    """The training step's precision: bf16 autocast on CUDA, and on CPUs with native bf16, where it cuts
+    the time of a step by about a third (the frozen base's matrix products run in bf16; weights, optimizer
+    and loss stay fp32). Evaluation and inference stay full precision on CPU."""
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return batcher.autocast()
+
+
 def _checkpoint_path(checkpoint_dir: str | None) -> Path | None:
     return Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
 
@@ -183,8 +204,8 @@ def train(
                 if should_cancel and should_cancel():
                     raise TrainingCancelled
                 batch = batcher.collate([encoded[j] for j in idx])
-                target = labels[idx].to(device, non_blocking=True)
-                with batcher.autocast():
+                target = batcher.to_device({"labels": labels[idx]})["labels"]  # pinned + non-blocking on CUDA
+                with _train_autocast(device, batcher):
                     logits = model(**batch)
                 loss = F.cross_entropy(logits.float(), target)
                 loss.backward()

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import NEGATIVE, POSITIVE, ROOT, make_tiny_model, write_csv
+
+from tests.conftest import NEGATIVE, POSITIVE, ROOT, make_tiny_model, write_csv
 
 START_TIMEOUT = 180
 JOB_TIMEOUT = 300
@@ -51,18 +52,11 @@ def server_env(home: Path) -> dict[str, str]:
     return env
 
 
-def start_server(root: Path) -> ServedApp:
+def _spawn(home: Path, log: Path) -> tuple[subprocess.Popen, str]:
     """Start `adapterlab serve` on a free port and wait until the page answers."""
-    home = root / "home"
-    (home / "datasets").mkdir(parents=True)
-    tiny = make_tiny_model(root / "tiny-bert")
-    rows = [{"review": t, "sentiment": "pos"} for t in POSITIVE * 3] + \
-           [{"review": t, "sentiment": "neg"} for t in NEGATIVE * 3]
-    sentiment = write_csv(root / "reviews.csv", rows)
-    write_csv(home / "datasets" / "reviews-on-server.csv", rows)
-    port, log = free_port(), root / "serve.log"
+    port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=ROOT,
-                               env=server_env(home), stdout=log.open("wb"), stderr=subprocess.STDOUT)
+                               env=server_env(home), stdout=log.open("ab"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
@@ -70,12 +64,26 @@ def start_server(root: Path) -> ServedApp:
             raise RuntimeError(f"adapterlab serve exited with {process.returncode}:\n{log.read_text()}")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
-                return ServedApp(url, home, tiny, sentiment, process, log)
+                return process, url
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
     process.kill()
     raise RuntimeError(f"adapterlab serve did not answer within {START_TIMEOUT} s:\n{log.read_text()}")
+
+
+def start_server(root: Path) -> ServedApp:
+    """A data directory with a datasets folder, a tiny base model, a reviews CSV, and a server on them."""
+    home = root / "home"
+    (home / "datasets").mkdir(parents=True)
+    tiny = make_tiny_model(root / "tiny-bert")
+    rows = [{"review": t, "sentiment": "pos"} for t in POSITIVE * 3] + \
+           [{"review": t, "sentiment": "neg"} for t in NEGATIVE * 3]
+    sentiment = write_csv(root / "reviews.csv", rows)
+    write_csv(home / "datasets" / "reviews-on-server.csv", rows)
+    log = root / "serve.log"
+    process, url = _spawn(home, log)
+    return ServedApp(url, home, tiny, sentiment, process, log)
 
 
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> ServedApp:
@@ -85,19 +93,30 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> ServedApp:
     return _server
 
 
-def stop_shared_server() -> None:
+def _stop(process: subprocess.Popen) -> int:
     """Stop the server like Ctrl+C would; it must stop its embedded worker too."""
-    global _server
-    if _server is None:
-        return
-    server, _server = _server, None
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGINT)
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
         try:
-            server.process.wait(120)
+            process.wait(120)
         except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+            process.kill()
+    return process.wait()
+
+
+def stop_shared_server() -> None:
+    global _server
+    if _server is not None:
+        _stop(_server.process)
+        _server = None
+
+
+def restart_shared_server() -> ServedApp:
+    """Stop the shared server and start a new one on the same data directory (and a new port)."""
+    assert _server is not None
+    assert _stop(_server.process) == 0
+    _server.process, _server.url = _spawn(_server.home, _server.log)
+    return _server
 
 
 def wait_for_job(status, job_id: str, timeout: float = JOB_TIMEOUT) -> dict:
@@ -118,25 +137,37 @@ def test_serve_help_names_the_flags():
         assert flag in out
 
 
-def test_serve_without_worker_stops_cleanly_and_says_when_the_port_is_taken(tmp_path):
-    """--no-worker starts no worker process; a second server on the same port gets a one-line error."""
+def test_login_upload_limit_no_worker_and_busy_port(tmp_path):
+    """With ADAPTERLAB_USERNAME/PASSWORD the app asks for a login; --max-upload-mb caps uploads; --no-worker starts
+    no worker; a second server on the same port gets a one-line error; SIGTERM stops the server cleanly."""
+    from gradio_client import Client, handle_file
+
     port = free_port()
-    env = server_env(tmp_path)
-    first = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--no-worker", "--port", str(port)],
-                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = dict(server_env(tmp_path), ADAPTERLAB_USERNAME="ana", ADAPTERLAB_PASSWORD="s3cret")
+    command = [sys.executable, "-m", "app.cli", "serve", "--no-worker", "--port", str(port), "--max-upload-mb", "1"]
+    first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
+                if httpx.get(url, timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.5)
+        assert httpx.get(f"{url}config").status_code == 401
+        client = Client(url, auth=("ana", "s3cret"), verbose=False)
+        assert client.predict(api_name="/list_adapters") == []
+        big = tmp_path / "big.csv"
+        big.write_text("text,label\n" + "a long enough line of text,x\n" * 50_000)
+        with pytest.raises(ValueError, match="maximum file size"):
+            client.predict(data_file=handle_file(str(big)), text_column="text", label_column="label", method="ia3",
+                           api_name="/submit_job")
         assert not (tmp_path / "worker.log").exists()
-        second = subprocess.run([sys.executable, "-m", "app.cli", "serve", "--no-worker", "--port", str(port)],
-                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=START_TIMEOUT)
+        second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=START_TIMEOUT)
         assert second.returncode == 2
         assert "--port" in second.stderr and "Traceback" not in second.stderr
     finally:
         first.send_signal(signal.SIGTERM)
         assert first.wait(60) == 0
+

@@ -13,14 +13,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_app_server import JOB_TIMEOUT, shared_server, stop_shared_server
+
+from tests.test_app_server import JOB_TIMEOUT, shared_server, stop_shared_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run", "--disable-sync"]
 
-playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
+playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed "
+                                     "(pip install playwright)")
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is not installed at /usr/bin/chromium "
@@ -94,18 +96,23 @@ def upload_reviews(page, app_server) -> None:
 def test_upload_train_watch_and_predict_with_two_adapters(page, app_server):
     shot(page, "01-start")
     upload_reviews(page, app_server)
-    expect(page.locator("#label-chart")).to_be_visible()
+    expect(page.locator("#label-chart")).to_contain_text("Training rows per label")
     shot(page, "02-data-mapped")
     page.locator("#data-next").click()
     expect(page.get_by_role("tab", name="2 · Train")).to_have_attribute("aria-selected", "true")
     expect(page.locator("#train-data-summary")).to_contain_text("reviews.csv")
 
-    # IA3 hides the reduction factor, the bottleneck methods show it
+    # IA3 hides the reduction factor and has its own defaults; the live count follows the form
+    count = page.locator("#train-param-count")
+    expect(count).to_contain_text("(2 labels)")
+    pfeiffer_count = count.inner_text()
     page.locator("#train-method").get_by_text("IA3", exact=True).click()
     expect(page.locator("#train-reduction")).to_be_hidden()
     expect(page.locator("#train-lr input")).to_have_value("0.008")
+    expect(count).not_to_have_text(pfeiffer_count)
     page.locator("#train-method").get_by_text("Pfeiffer", exact=True).click()
     expect(page.locator("#train-reduction")).to_be_visible()
+    expect(count).to_have_text(pfeiffer_count)
     shot(page, "03-train-form")
 
     launch_job(page, app_server.tiny_model, "Pfeiffer", "browser-pfeiffer")
@@ -157,9 +164,11 @@ def test_jobs_survive_a_page_reload(page, app_server):
     """The table and the job page read the job store, so a fresh page shows the same jobs."""
     open_tab(page, "3 · Jobs")
     expect(page.locator("#jobs-table")).to_contain_text("browser-pfeiffer")
-    page.locator("#jobs-table").get_by_text("browser-pfeiffer", exact=True).first.click()
+    page.locator("#jobs-table").get_by_text("browser-pfeiffer", exact=True).filter(visible=True).first.click()
     expect(page.locator("#job-header")).to_contain_text("Succeeded")
     expect(page.locator("#job-settings")).to_contain_text("reviews.csv")
+    expect(page.locator("#job-download")).to_be_visible()
+    expect(page.locator("#job-loss canvas, #job-loss svg").first).to_be_visible()
     shot(page, "09-jobs-after-reload")
 
 
@@ -189,5 +198,6 @@ def test_server_datasets_folder_and_demo_data(page, app_server):
     page.get_by_label(re.compile("Duplicate questions")).check()
     expect(page.locator("#col-pair input")).to_have_value("question2")
     expect(page.locator("#data-report")).to_contain_text("2 labels")
+    expect(page.locator("#label-chart")).to_contain_text("duplicate")
     shot(page, "12-demo-pairs")
 

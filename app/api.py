@@ -1,0 +1,65 @@
+"""The app's named Gradio API for scripts and tests: /submit_job, /job_status, /list_adapters, /predict.
+
+Each endpoint is a thin call into worker.api or the shared Predictor. Gradio derives the parameter names and
+types from these signatures, so this module keeps its annotations evaluated (no `from __future__`).
+"""
+
+import json
+
+import gradio as gr
+from gradio.data_classes import FileData
+from gradio.utils import get_upload_folder
+
+from app import services
+from app.security import check_job_id, uploaded_path
+from app.tabs.train import build_spec
+from app.ui import friendly
+from worker import api as jobs
+
+API_NAMES = ("submit_job", "job_status", "list_adapters", "predict")
+
+
+def _plain(value: object) -> object:
+    """JSON-safe copy (datetimes as ISO strings)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+@friendly
+def submit_job(data_file: FileData, text_column: str, label_column: str, method: str, reduction_factor: float = 16,
+               epochs: int | None = None, text_pair_column: str | None = None, base_model: str | None = None,
+               learning_rate: float | None = None, batch_size: int = 16, max_train_samples: int | None = None,
+               name: str | None = None) -> str:
+    """Queue a training job on an uploaded table; returns the job id."""
+    path = uploaded_path(data_file.get("path") if isinstance(data_file, dict) else None, get_upload_folder())
+    spec = build_spec(str(path), None, text_column, text_pair_column, label_column, method, reduction_factor,
+                      base_model, epochs, learning_rate, batch_size, None, max_train_samples, None, None, name)
+    return jobs.submit(spec)
+
+
+@friendly
+def job_status(job_id: str) -> dict:
+    """The job's record: state, progress, eta_seconds, metrics, error, history, steps and settings."""
+    job = _plain(jobs.get_job(check_job_id(job_id)))
+    job.pop("traceback", None)  # for the server log and the CLI, not for web clients
+    for key in ("data", "validation_data"):  # a dict with a "path" reads as a file to download in gradio_client
+        if isinstance(job.get(key), dict):
+            job[key].pop("path", None)
+    return job
+
+
+@friendly
+def list_adapters() -> list[dict]:
+    """Every finished adapter: id, name, method, labels, base_model, metrics."""
+    return _plain(services.adapters())
+
+
+@friendly
+def predict(adapter: str, text: str, text_pair: str | None = None) -> dict:
+    """`{"label": ..., "probabilities": {label: p}}` from the adapter with this job id (or unique name)."""
+    return services.predict(adapter, text, text_pair)
+
+
+def register() -> None:
+    """Add the endpoints to the Blocks being built; call before the tabs so these names stay unsuffixed."""
+    for fn in (submit_job, job_status, list_adapters, predict):
+        gr.api(fn, api_name=fn.__name__)

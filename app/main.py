@@ -1,0 +1,90 @@
+"""The AdapterLab web app: four tabs (Data, Train, Jobs, Playground) and the named API, on one Gradio Blocks.
+
+`build_app` only lays out and wires; each tab module owns its callbacks. `launch` applies the safe defaults.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from app import api
+from app.security import DEFAULT_MAX_UPLOAD_MB, auth_from_env
+from app.tabs import data, jobs, playground, train
+
+CSS = """
+.al-note {padding: 0.6em 0.9em; border-radius: 8px; margin: 0.3em 0; border: 1px solid transparent;}
+.al-info {background: #eef4ff; border-color: #c7d7fe;}
+.al-ok {background: #ecfdf3; border-color: #abefc6;}
+.al-warn {background: #fffaeb; border-color: #fedf89;}
+.al-error {background: #fef3f2; border-color: #fecdca; color: #912018;}
+.dark .al-note {background: transparent; color: inherit;}
+.al-progress {display: inline-block; width: 110px; height: 10px; background: #e4e7ec; border-radius: 5px;
+  overflow: hidden; vertical-align: middle; margin-right: 6px;}
+.al-progress-fill {height: 100%; background: #4f46e5;}
+.al-progress-text {font-variant-numeric: tabular-nums;}
+.al-confusion table {border-collapse: collapse; margin-top: 0.4em;}
+.al-confusion th, .al-confusion td {border: 1px solid #d0d5dd; padding: 0.35em 0.7em; text-align: center;}
+.al-caption {font-size: 0.9em; opacity: 0.8;}
+.al-card {padding: 0.8em 1em; border: 1px solid #e4e7ec; border-radius: 10px; background: #f9fafb;}
+.dark .al-card {background: transparent;}
+.al-help ul {margin-top: 0;}
+.al-bars {padding: 0.6em 0.9em; border: 1px solid #e4e7ec; border-radius: 10px;}
+.al-bars-title {font-weight: 600; margin-bottom: 0.4em;}
+.al-bar-row {display: flex; align-items: center; gap: 0.6em; margin: 0.25em 0;}
+.al-bar-label {flex: 0 0 9em; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; text-align: right;}
+.al-bar-track {flex: 1; height: 14px; background: #eef0f4; border-radius: 4px; overflow: hidden;}
+.al-bar-fill {display: block; height: 100%; background: #6366f1;}
+.al-bar-fill.al-rare {background: #f59e0b;}
+.al-bar-count {flex: 0 0 4em; font-variant-numeric: tabular-nums;}
+#al-title h1 {margin-bottom: 0;}
+"""
+
+
+def _theme() -> gr.themes.Base:
+    """Soft indigo with system fonts: the page loads nothing from the internet."""
+    return gr.themes.Soft(primary_hue="indigo", neutral_hue="slate",
+                          font=["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "sans-serif"],
+                          font_mono=["ui-monospace", "Consolas", "monospace"])
+
+
+def build_app() -> gr.Blocks:
+    # Uploads wait in Gradio's cache until a job copies them in; files older than a day are removed hourly.
+    with gr.Blocks(title="AdapterLab", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
+        api.register()
+        gr.Markdown("# AdapterLab\nTrain a text classifier with small adapters on top of a frozen transformer: "
+                    "**1** choose data, **2** choose a method, **3** watch the job, **4** try the result.",
+                    elem_id="al-title")
+        with gr.Tabs() as tabs:
+            with gr.Tab("1 · Data", id="data"):
+                data_tab = data.build()
+            with gr.Tab("2 · Train", id="train"):
+                train_tab = train.build(data_tab)
+            with gr.Tab("3 · Jobs", id="jobs"):
+                jobs_tab = jobs.build()
+            with gr.Tab("4 · Playground", id="playground") as playground_tab:
+                menus = playground.build()
+        train.connect(train_tab, data_tab, tabs, jobs_tab)
+        playground_tab.select(playground.refresh_menus, menus[:3], menus)
+        demo.load(playground.refresh_menus, menus[:3], menus)
+    _keep_only_named_api(demo)
+    return demo
+
+
+def _keep_only_named_api(demo: gr.Blocks) -> None:
+    """The page's own events stay callable by the page but out of the API docs and clients."""
+    for fn in demo.fns.values():
+        if fn.api_name not in api.API_NAMES:
+            fn.api_visibility = "private"
+
+
+def launch(host: str = "127.0.0.1", port: int = 7860, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB) -> gr.Blocks:
+    """Start the web server in the background and return: loopback by default, a login when
+    ADAPTERLAB_USERNAME/PASSWORD are set. The caller keeps the process alive and closes the app."""
+    auth = auth_from_env()
+    demo = build_app()
+    demo.queue(default_concurrency_limit=4)
+    demo.launch(server_name=host, server_port=port, auth=auth, auth_message="Log in to AdapterLab.",
+                max_file_size=f"{max_upload_mb}mb", prevent_thread_lock=True, quiet=True,
+                ssr_mode=False, theme=_theme(), css=CSS,
+                footer_links=["api"])
+    return demo

@@ -1,0 +1,161 @@
+"""What the web callbacks share: one Predictor per process (base models load once), adapter lookup, counts.
+
+Adapters are found by job id in the job store, never by a path from the browser. One lock serialises every
+use of the shared models, because counting parameters and predicting both switch the active adapter.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+from engine.adapter_io import read_metadata
+from engine.adapter_model import AdapterModel
+from engine.base_models import resolve_base_model
+from engine.data import TABLE_SUFFIXES
+from engine.errors import ConfigError, DataError
+from engine.inference import Predictor
+from worker import api as jobs
+from worker import settings
+
+_lock = threading.RLock()
+_work_dir = None  # a TemporaryDirectory, removed when the process exits
+_predictor: Predictor | None = None
+_loaded_versions: dict[str, str | None] = {}  # adapter folder -> finished_at of the weights loaded from it
+
+
+def predictor() -> Predictor:
+    """The process's one Predictor: switching adapters never reloads a base model."""
+    global _predictor
+    with _lock:
+        if _predictor is None:
+            _predictor = Predictor()
+        return _predictor
+
+
+def work_dir() -> Path:
+    """A fresh folder for files the page offers for download (zips, prediction CSVs); Gradio may serve it."""
+    global _work_dir
+    with _lock:
+        if _work_dir is None:
+            _work_dir = tempfile.TemporaryDirectory(prefix="adapterlab-web-")
+    return Path(tempfile.mkdtemp(dir=_work_dir.name))
+
+
+def adapters() -> list[dict]:
+    """Finished adapters, newest first, as the job store lists them."""
+    return jobs.finished_adapters()
+
+
+def find_adapter(key: str) -> dict:
+    """The finished adapter with this job id (or, failing that, this unique name)."""
+    key = (key or "").strip()
+    found = adapters()
+    for adapter in found:
+        if adapter["id"] == key:
+            return adapter
+    named = [a for a in found if a.get("name") == key]
+    if len(named) == 1:
+        return named[0]
+    if not key:
+        raise ConfigError("Choose an adapter first.")
+    if named:
+        raise ConfigError(f"Several adapters are named '{key}'; use the job id instead.")
+    raise ConfigError(f"There is no finished adapter '{key}'. Train one on the Train tab, or pick one from the list.")
+
+
+def text_columns(adapter: dict) -> tuple[str, str | None]:
+    """(text column, second text column or None) the adapter was trained on; batch files need the same."""
+    try:
+        meta = read_metadata(adapter["adapter_dir"])
+    except (ConfigError, OSError):
+        return "text", None
+    return meta.get("text_column") or "text", meta.get("text_pair_column")
+
+
+def pair_column(adapter: dict) -> str | None:
+    """The second text column the adapter was trained with, if it takes pairs."""
+    return text_columns(adapter)[1]
+
+
+def _current(adapter: dict) -> str:
+    """The adapter's folder, reloaded if its job was retried since it was loaded (same folder, new weights).
+
+    Call with the lock held."""
+    folder = str(Path(adapter["adapter_dir"]).resolve())
+    version = adapter.get("finished_at")
+    p = predictor()
+    if folder in p.loaded and _loaded_versions.get(folder) != version:
+        p.unload(folder)
+    _loaded_versions[folder] = version
+    return folder
+
+
+def predict(key: str, text: str, text_pair: str | None = None) -> dict:
+    """`{"label", "probabilities"}` for one text through the adapter with this id or name."""
+    adapter = find_adapter(key)
+    if not (text or "").strip():
+        raise DataError("Type a text to classify.")
+    takes_pairs = bool(pair_column(adapter))
+    if takes_pairs and not (text_pair or "").strip():
+        raise DataError(f"Adapter '{adapter['name']}' was trained on text pairs: type the second text too.")
+    with _lock:
+        return predictor().predict(_current(adapter), text, text_pair if takes_pairs else None)
+
+
+def predict_file(key: str, input_path: str | Path, output_name: str) -> tuple[Path, int]:
+    """Predict every row of a table into a CSV for download; (its path, the number of rows)."""
+    adapter = find_adapter(key)
+    out = work_dir() / output_name
+    with _lock:
+        rows = predictor().predict_file(_current(adapter), input_path, out)
+    return out, rows
+
+
+def _model_for(base_model: str) -> AdapterModel:
+    p = predictor()
+    key = resolve_base_model(base_model)
+    if key not in p.models:
+        p.models[key] = AdapterModel(key).to(p.device).eval()
+    return p.models[key]
+
+
+@lru_cache(maxsize=256)
+def parameter_count(base_model: str, method: str, reduction_factor: float, num_labels: int) -> tuple[int, int, int]:
+    """(adapter, adapter + classifier head, base encoder) parameter counts for these settings."""
+    with _lock:
+        model = _model_for(base_model)
+        loaded = {id(p) for n in model.adapters for p in model.adapter_parameters(n)}
+        base = sum(p.numel() for p in model.encoder.parameters() if id(p) not in loaded)
+        name = "_parameter_count"
+        model.add_adapter(name, method, [str(i) for i in range(max(2, num_labels))], reduction_factor)
+        try:
+            adapter, trainable = model.parameter_counts(name)
+        finally:
+            model.delete_adapter(name)
+    return adapter, trainable, base
+
+
+def datasets_dir() -> Path:
+    """The server-side folder whose tables the Data tab offers (ADAPTERLAB_DATASETS, or <data dir>/datasets)."""
+    configured = os.environ.get("ADAPTERLAB_DATASETS")
+    return Path(configured).expanduser() if configured else settings.data_dir() / "datasets"
+
+
+def dataset_files() -> list[str]:
+    """Names of the tables in the datasets folder (no sub-folders, no hidden files)."""
+    folder = datasets_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() in TABLE_SUFFIXES and not p.name.startswith("."))
+
+
+def dataset_path(name: str) -> Path:
+    """The full path of a listed dataset; any other name (a path, '..') is refused."""
+    if name not in dataset_files():
+        raise DataError(f"There is no dataset '{name}' in the datasets folder ({datasets_dir()}).")
+    return datasets_dir() / name

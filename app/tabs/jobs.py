@@ -1,0 +1,168 @@
+"""Step 3: every job in a live table, and one job's curves, scores, settings and actions.
+
+The page only reads the job store (through worker.api) on a timer; it changes jobs only through the API's
+cancel, retry and delete. Nothing here trains.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from app import job_views as views
+from app import services
+from app.security import check_job_id, safe_filename
+from app.ui import friendly, note
+from engine.errors import AdapterLabError
+from worker import api as jobs
+
+REFRESH_SECONDS = 2.0
+_zips: dict[str, Path] = {}  # "<job id> <finished_at>" -> the adapter's zip
+
+
+@dataclass
+class JobsTab:
+    """The job table and menu: the Train tab sets them to take the user to a new job."""
+
+    table: gr.Dataframe
+    picker: gr.Dropdown
+
+
+def choices(all_jobs: list[dict] | None = None) -> list[tuple[str, str]]:
+    return [(views.job_label(j), j["id"]) for j in (jobs.list_jobs() if all_jobs is None else all_jobs)]
+
+
+def adapter_zip(job: dict) -> Path:
+    """The job's adapter folder as a zip, built once per finished run (a retry makes a new one)."""
+    key = f"{job['id']} {job.get('finished_at')}"
+    if key not in _zips or not _zips[key].is_file():
+        target = services.work_dir() / f"{safe_filename(job.get('name') or 'adapter')}-adapter"
+        _zips[key] = Path(shutil.make_archive(str(target), "zip", root_dir=job["adapter_dir"]))
+    return _zips[key]
+
+
+def _signature(job: dict | None) -> str:
+    return json.dumps(job, sort_keys=True, default=str)
+
+
+def _detail(job: dict | None):
+    """Everything the job page shows, in the order of the `detail` components in `build`."""
+    if job is None:
+        hidden = gr.update(visible=False)
+        return (note("Choose a job above, or launch one on the Train tab.", "info"), "", hidden, hidden, "",
+                hidden, hidden, hidden, hidden, hidden, hidden, hidden)
+    state = job["state"]
+    error = note(f"{job.get('error_kind') or 'error'}: {job['error']}", "error") if job.get("error") else ""
+    metrics = job.get("metrics")
+    done = state in ("succeeded", "cancelled") and job.get("adapter_dir") and Path(job["adapter_dir"]).is_dir()
+    return (views.header(job), error,
+            gr.update(value=views.loss_frame(job), visible=bool(job.get("steps") or job.get("history"))),
+            gr.update(value=views.metrics_frame(job), visible=len(job.get("history") or []) >= 2),
+            views.confusion_html(metrics),
+            gr.update(value=views.per_class_frame(metrics), visible=bool(metrics)),
+            gr.update(value=views.settings_frame(job), visible=True),
+            gr.update(visible=state in ("queued", "running", "interrupted")),
+            gr.update(visible=state in ("failed", "cancelled")),
+            gr.update(visible=state not in ("running", "cancelling")),
+            gr.update(value=str(adapter_zip(job)) if done else None, visible=bool(done)),
+            gr.update(visible=False))
+
+
+def _get(job_id: str | None) -> dict | None:
+    if not job_id:
+        return None
+    try:
+        return jobs.get_job(check_job_id(job_id))
+    except AdapterLabError:
+        return None
+
+
+def refresh(job_id: str | None, table_seen: str, detail_seen: str):
+    """One timer tick: redraw the table and the job page only where the store changed (no flicker)."""
+    all_jobs = jobs.list_jobs()
+    table_sig = _signature(all_jobs)
+    job = _get(job_id)
+    detail_sig = _signature(job)
+    skip_table = (gr.skip(),) * 2
+    table_out = (views.table(all_jobs), gr.update(choices=choices(all_jobs)))
+    detail_out = _detail(job) if detail_sig != detail_seen else (gr.skip(),) * 12
+    return (*(table_out if table_sig != table_seen else skip_table), table_sig, *detail_out, detail_sig)
+
+
+@friendly
+def show(job_id: str | None):
+    job = _get(job_id)
+    return (*_detail(job), _signature(job))
+
+
+def pick_row(evt: gr.SelectData):
+    """Clicking a table row opens that job (its id is the row's last cell)."""
+    return gr.update(choices=choices(), value=evt.row_value[-1]) if evt.row_value else gr.skip()
+
+
+@friendly
+def cancel(job_id: str):
+    jobs.cancel(check_job_id(job_id))
+    gr.Info("Stopping the job: the best epoch so far is kept.")
+
+
+@friendly
+def retry(job_id: str):
+    new_id = jobs.retry(check_job_id(job_id))
+    return gr.update(choices=choices(), value=new_id)
+
+
+@friendly
+def delete(job_id: str):
+    jobs.delete(check_job_id(job_id))
+    gr.Info("Job deleted.")
+    return gr.update(choices=choices(), value=None), gr.update(visible=False)
+
+
+def build() -> JobsTab:
+    gr.Markdown("## Step 3 · Watch your jobs\nThe table updates by itself. Click a row to see its details.")
+    table_seen, detail_seen = gr.State(""), gr.State("")
+    table = gr.Dataframe(lambda: views.table(jobs.list_jobs()), headers=views.TABLE_COLUMNS,
+                         datatype=["str", "str", "str", "html", "str", "str", "str", "str", "str"], interactive=False,
+                         label="All jobs", max_height=360, elem_id="jobs-table")
+    picker = gr.Dropdown([], label="Job", elem_id="job-picker", info="The job shown below.")
+    header = gr.Markdown(elem_id="job-header")
+    error = gr.Markdown(elem_id="job-error")
+    with gr.Row():
+        cancel_btn = gr.Button("■ Cancel", variant="stop", visible=False, size="md", elem_id="job-cancel",
+                               scale=0, min_width=140)
+        retry_btn = gr.Button("↻ Retry", visible=False, size="md", elem_id="job-retry", scale=0, min_width=140)
+        download = gr.DownloadButton("⬇ Download adapter (.zip)", visible=False, size="md", variant="primary",
+                                     elem_id="job-download", scale=0, min_width=260)
+        delete_btn = gr.Button("Delete", visible=False, size="md", elem_id="job-delete", scale=0, min_width=140)
+    with gr.Row(visible=False) as confirm_row:
+        gr.Markdown("Delete this job and its adapter for good?")
+        confirm_btn = gr.Button("Yes, delete it", variant="stop", size="md", elem_id="job-delete-confirm")
+        keep_btn = gr.Button("No, keep it", size="md")
+    with gr.Row():
+        loss_plot = gr.LinePlot(x="epoch", y="loss", color="curve", title="Loss (lower is better)", visible=False,
+                                height=280, elem_id="job-loss")
+        metrics_plot = gr.LinePlot(x="epoch", y="score", color="metric", title="Validation scores per epoch",
+                                   y_lim=[0, 1], visible=False, height=280, elem_id="job-metrics")
+    with gr.Row():
+        confusion = gr.HTML(elem_id="job-confusion")
+        per_class = gr.Dataframe(label="Scores per label", visible=False, interactive=False, elem_id="job-per-class")
+    settings = gr.Dataframe(label="Settings", visible=False, interactive=False, elem_id="job-settings")
+
+    detail = [header, error, loss_plot, metrics_plot, confusion, per_class, settings, cancel_btn, retry_btn,
+              delete_btn, download, confirm_row]
+    timer = gr.Timer(REFRESH_SECONDS)
+    timer.tick(refresh, [picker, table_seen, detail_seen], [table, picker, table_seen, *detail, detail_seen],
+               show_progress="hidden")
+    picker.change(show, picker, [*detail, detail_seen], show_progress="hidden")
+    table.select(pick_row, None, picker)
+    cancel_btn.click(cancel, picker, None)
+    retry_btn.click(retry, picker, picker)
+    delete_btn.click(lambda: gr.update(visible=True), None, confirm_row)
+    keep_btn.click(lambda: gr.update(visible=False), None, confirm_row)
+    confirm_btn.click(delete, picker, [picker, confirm_row])
+    return JobsTab(table, picker)

@@ -1,0 +1,331 @@
+"""The web app's pieces without a server: safety checks, what the tabs compute and show, and the page's wiring."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+import pytest
+
+from app import job_views as views
+from app import security, services
+from app.tabs import data as data_tab
+from app.tabs import jobs as jobs_tab
+from app.tabs import train as train_tab
+from engine.data import DEMO_DATA
+from engine.errors import ConfigError, DataError
+from tests.conftest import write_csv
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch):
+    """An empty job store in a temp data directory."""
+    monkeypatch.setenv("ADAPTERLAB_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ADAPTERLAB_DATABASE_URL", raising=False)
+    monkeypatch.delenv("ADAPTERLAB_REDIS_URL", raising=False)
+    monkeypatch.setenv("ADAPTERLAB_DATASETS", str(tmp_path / "datasets"))
+    return tmp_path / "home"
+
+
+def job(state: str = "succeeded", **extra) -> dict:
+    metrics = {"accuracy": 0.9, "macro_f1": 0.85, "labels": ["a", "<b>"], "confusion_matrix": [[4, 1], [0, 5]],
+               "per_class": {"a": {"precision": 1.0, "recall": 0.8, "f1": 0.889, "support": 5},
+                             "<b>": {"precision": 0.833, "recall": 1.0, "f1": 0.909, "support": 5}}}
+    return {"id": "abc123", "name": "tickets · pfeiffer", "state": state, "progress": 0.5, "eta_seconds": 130,
+            "attempts": 1, "method": "pfeiffer", "base_model": "sentence-transformers/all-MiniLM-L6-v2",
+            "metrics": metrics if state == "succeeded" else None, "error": None, "error_kind": None,
+            "created_at": "2025-01-02T03:04:05+00:00", "data": {"kind": "file", "filename": "tickets.csv"},
+            "validation_data": None, "history": [{"epoch": 1, "loss": 0.5, "accuracy": 0.8, "macro_f1": 0.7}],
+            "steps": [{"step": 10, "epoch": 0.5, "loss": 0.9}],
+            "spec": {"data": "uploads/x.csv", "method": "pfeiffer", "reduction_factor": 16.0, "epochs": 3,
+                     "learning_rate": 0.001, "text_pair_column": None, "max_train_samples": None}, **extra}
+
+
+# --- security -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("../../etc/passwd", "passwd"), ("..\\..\\boot.ini", "boot.ini"), (".hidden.csv", "hidden.csv"),
+    ("Rapport été 2024.csv", "Rapport_ete_2024.csv"), ("=cmd|' /C calc'!A0.csv", "C_calc_A0.csv"),
+    ("=HYPERLINK(1).csv", "HYPERLINK_1_.csv"), ("", "file"), ("...", "file")])
+def test_safe_filename(name, expected):
+    assert security.safe_filename(name) == expected
+
+
+def test_job_ids_and_uploads_are_checked(tmp_path):
+    assert security.check_job_id(" 44c36c691f4e ") == "44c36c691f4e"
+    for bad in ("../x", "a/b", "", "x" * 65, "a b"):
+        with pytest.raises(DataError):
+            security.check_job_id(bad)
+    uploads = tmp_path / "uploads"
+    (uploads / "h").mkdir(parents=True)
+    inside = uploads / "h" / "data.csv"
+    inside.write_text("text,label\n")
+    outside = tmp_path / "secret.csv"
+    outside.write_text("x")
+    assert security.uploaded_path(str(inside), str(uploads)) == inside.resolve()
+    for bad in (str(outside), str(uploads / "h" / ".." / ".." / "secret.csv"), None, str(uploads / "missing")):
+        with pytest.raises(DataError):
+            security.uploaded_path(bad, str(uploads))
+
+
+def test_login_and_exposure_warning(monkeypatch):
+    monkeypatch.delenv(security.USERNAME_ENV, raising=False)
+    monkeypatch.setenv(security.PASSWORD_ENV, "secret")
+    assert security.auth_from_env() is None  # both or nothing
+    monkeypatch.setenv(security.USERNAME_ENV, "ana")
+    assert security.auth_from_env() == ("ana", "secret")
+    assert security.exposure_warning("127.0.0.1", None) is None
+    assert security.exposure_warning("localhost", None) is None
+    assert security.exposure_warning("0.0.0.0", ("ana", "secret")) is None
+    assert "ADAPTERLAB_PASSWORD" in security.exposure_warning("0.0.0.0", None)
+
+
+# --- job views ------------------------------------------------------------------------------------------------
+
+def test_jobs_table_rows():
+    table = views.table([job("running"), job("succeeded", id="def456", progress=1.0)])
+    assert list(table.columns) == views.TABLE_COLUMNS
+    running, done = table.to_dict("records")
+    assert running["State"].endswith("Running") and running["Time left"] == "about 2 min"
+    assert 'style="width:50%"' in running["Progress"] and running["Macro-F1"] == "—"
+    assert done["Time left"] == "—" and done["Macro-F1"] == "0.850" and "100%" in done["Progress"]
+
+
+def test_job_header_and_settings_in_words():
+    assert "Waiting for a worker" in views.header(job("queued"))
+    assert "about 2 min left" in views.header(job("running"))
+    assert "After epoch 1: macro-F1 0.700" in views.header(job("running"))
+    assert "Macro-F1 0.850" in views.header(job("succeeded"))
+    settings = dict(views.settings_frame(job()).values.tolist())
+    assert settings["Data"] == "tickets.csv" and settings["Method"] == "Pfeiffer"
+    assert settings["Reduction factor"] == "16" and settings["Max training rows"] == "all rows"
+    assert settings["Second text column"].startswith("none") and settings["Validation data"].startswith("10%")
+    hub = views.settings_frame(job(data={"kind": "hub", "name": "glue", "config": "sst2"}))
+    assert dict(hub.values.tolist())["Data"] == "glue:sst2"
+
+
+def test_curves_confusion_and_per_class():
+    loss = views.loss_frame(job())
+    assert set(loss["curve"]) == {"training", "validation"}
+    assert set(views.metrics_frame(job())["metric"]) == {"accuracy", "macro-F1"}
+    confusion = views.confusion_html(job()["metrics"])
+    assert "&lt;b&gt;" in confusion and "<b>" not in confusion  # label names are escaped
+    assert views.per_class_frame(job()["metrics"])["rows"].tolist() == [5, 5]
+    assert views.confusion_html(None) == "" and views.per_class_frame(None).empty
+
+
+def test_durations():
+    assert [views.duration(s) for s in (None, 5, 90, 3 * 3600 + 600)] == ["—", "5 s", "about 2 min",
+                                                                          "about 3 h 10 min"]
+
+
+# --- data tab -------------------------------------------------------------------------------------------------
+
+def test_demo_data_loads_with_guessed_columns_and_report():
+    source, name, preview, text, pair, label, status = data_tab._loaded(str(DEMO_DATA), DEMO_DATA.name)
+    assert source == str(DEMO_DATA) and "400 rows" in status
+    assert text["value"] == "text" and label["value"] == "label" and pair["value"] == data_tab.NO_PAIR
+    assert len(preview["value"]) == data_tab.PREVIEW_ROWS
+    report, chart, labels, next_button = data_tab.check(source, "text", "", "label", None)
+    assert labels == ["account", "billing", "delivery", "technical"] and next_button["interactive"]
+    assert "360" in report["value"] and "No rows were dropped" in report["value"]
+    assert chart["value"].count("al-bar-row") == 4 and ">90<" in chart["value"] and "al-rare" not in chart["value"]
+
+
+def test_imbalance_and_dropped_rows_are_reported(tmp_path):
+    rows = [{"text": f"common {i}", "label": "common"} for i in range(60)]
+    rows += [{"text": f"rare {i}", "label": "rare"} for i in range(6)] + [{"text": "", "label": "rare"}]
+    path = write_csv(tmp_path / "skewed.csv", rows)
+    report, chart, *_ = data_tab.check(str(path), "text", "", "label", None)
+    assert "imbalanced" in report["value"] and "macro-F1" in report["value"]
+    assert chart["value"].count("al-rare") == 1
+    assert "Dropped 1 rows" in report["value"] and "empty 'text'" in report["value"]
+
+
+def test_a_separate_validation_file_is_used(tmp_path):
+    rows = [{"text": f"{label} {i}", "label": label} for label in ("a", "b") for i in range(10)]
+    train, validation = write_csv(tmp_path / "train.csv", rows), write_csv(tmp_path / "val.csv", rows[:4] + rows[-4:])
+    report, *_ = data_tab.check(str(train), "text", "", "label", str(validation))
+    assert "**20** for training" in report["value"] and "**8** held out" in report["value"]
+    assert "from val.csv" in report["value"]
+
+
+def test_data_problems_become_messages_not_exceptions(tmp_path):
+    junk = tmp_path / "junk.csv"
+    junk.write_bytes(b"\x00\x01binary" * 50)
+    *_, status = data_tab.load_upload(str(junk))
+    assert "al-error" in status and "not a text file" in status
+    one = write_csv(tmp_path / "one.csv", [{"text": f"t{i}", "label": "x"} for i in range(5)])
+    report, chart, labels, next_button = data_tab.check(str(one), "text", "", "label", None)
+    assert "at least 2" in report["value"] and labels == [] and not next_button["interactive"]
+    report, *_ = data_tab.check(str(one), "text", "", "text", None)
+    assert "different columns" in report["value"]
+
+
+def test_unreachable_hub_dataset_is_explained():
+    *_, status = data_tab.load_hub("no-such-org/no-such-dataset")
+    assert "al-error" in status and "could not be loaded" in status
+    with pytest.raises(gr.Error, match="Type a dataset name"):
+        data_tab.load_hub("  ")
+
+
+def test_datasets_folder_lists_tables_and_refuses_other_names(home, tmp_path):
+    folder = tmp_path / "datasets"
+    folder.mkdir()
+    write_csv(folder / "tickets.csv", [{"text": "a", "label": "b"}])
+    (folder / ".secret.csv").write_text("x")
+    (folder / "notes.exe").write_text("x")
+    assert services.dataset_files() == ["tickets.csv"]
+    assert services.dataset_path("tickets.csv") == folder / "tickets.csv"
+    for bad in ("../home/jobs.db", ".secret.csv", "notes.exe"):
+        with pytest.raises(DataError):
+            services.dataset_path(bad)
+
+
+# --- train tab ------------------------------------------------------------------------------------------------
+
+def spec_args(**overrides):
+    args = {"source": "/data/x.csv", "validation": None, "text": "text", "pair": "", "label": "label",
+            "method": "ia3", "reduction_factor": 16, "base_model": "", "epochs": 2.0, "learning_rate": None,
+            "batch_size": 16.0, "max_length": 128.0, "max_train_samples": None, "seed": 42.0, "patience": None,
+            "name": "  my job "}
+    args.update(overrides)
+    return list(args.values())
+
+
+def test_build_spec():
+    spec = train_tab.build_spec(*spec_args())
+    assert spec == {"data": "/data/x.csv", "validation": None, "text_column": "text", "text_pair_column": None,
+                    "label_column": "label", "method": "ia3", "reduction_factor": 16.0, "base_model": None,
+                    "epochs": 2, "learning_rate": None, "batch_size": 16, "max_length": 128,
+                    "max_train_samples": None, "seed": 42, "early_stopping_patience": None, "name": "my job"}
+    with pytest.raises(ConfigError, match="Data tab"):
+        train_tab.build_spec(*spec_args(source=None))
+    with pytest.raises(ConfigError, match="whole number"):
+        train_tab.build_spec(*spec_args(epochs=1.5))
+    with pytest.raises(ConfigError, match="learning rate"):
+        train_tab.build_spec(*spec_args(learning_rate=0))
+
+
+def test_method_switch_sets_defaults_and_hides_reduction_factor():
+    reduction, epochs, lr = train_tab.on_method("ia3")
+    assert reduction["visible"] is False and lr["value"] == 8e-3
+    assert train_tab.on_method("houlsby")[0]["visible"] is True
+
+
+def test_live_parameter_count(tiny_bert):
+    counts = {m: services.parameter_count(str(tiny_bert), m, 8.0, 3) for m in ("pfeiffer", "houlsby", "ia3")}
+    assert counts["pfeiffer"][0] == 2 * (2 * 32 * 4 + 4 + 32)  # 2 layers, bottleneck 32 / 8
+    assert counts["houlsby"][0] == 2 * counts["pfeiffer"][0]
+    assert counts["ia3"][0] < counts["pfeiffer"][0]
+    assert all(trainable > adapter for adapter, trainable, _ in counts.values())
+    assert len({base for *_, base in counts.values()}) == 1
+    text = train_tab.parameter_count(str(tiny_bert), "pfeiffer", 8, ["a", "b", "c"])
+    assert "trainable parameters" in text and "3 labels" in text
+    assert "al-error" in train_tab.parameter_count("/no/such/model", "pfeiffer", 16, [])
+
+
+# --- services, API and page wiring ------------------------------------------------------------------------------
+
+def test_adapters_are_found_by_id_or_unique_name(monkeypatch):
+    found = [{"id": "a1", "name": "same"}, {"id": "a2", "name": "same"}, {"id": "a3", "name": "solo"}]
+    monkeypatch.setattr(services.jobs, "finished_adapters", lambda: found)
+    assert services.find_adapter("a2")["id"] == "a2"
+    assert services.find_adapter("solo")["id"] == "a3"
+    with pytest.raises(ConfigError, match="Several"):
+        services.find_adapter("same")
+    with pytest.raises(ConfigError, match="no finished adapter"):
+        services.find_adapter("../adapters/a1")
+
+
+def test_retried_adapter_is_reloaded_not_served_stale(monkeypatch, tmp_path):
+    """A retried job writes new weights into the same folder: the shared Predictor must load them again."""
+
+    class Recorder:
+        def __init__(self):
+            self.loaded, self.unloaded = {}, []
+
+        def predict(self, folder, text, pair):
+            self.loaded[folder] = True
+            return {"label": "a", "probabilities": {"a": 1.0}}
+
+        def unload(self, folder):
+            self.unloaded.append(folder)
+            del self.loaded[folder]
+
+    recorder, folder = Recorder(), tmp_path / "adapter"
+    folder.mkdir()
+    adapter = {"id": "j1", "name": "n", "adapter_dir": str(folder), "finished_at": "10:00"}
+    monkeypatch.setattr(services, "_predictor", recorder)
+    monkeypatch.setattr(services, "_loaded_versions", {})
+    monkeypatch.setattr(services.jobs, "finished_adapters", lambda: [adapter])
+    services.predict("j1", "hello")
+    services.predict("j1", "hello")
+    assert recorder.unloaded == []
+    adapter["finished_at"] = "11:00"
+    services.predict("j1", "hello")
+    assert recorder.unloaded == [str(folder.resolve())]
+
+
+def test_job_actions_go_through_the_job_api(monkeypatch):
+    calls = []
+    monkeypatch.setattr(jobs_tab.jobs, "list_jobs", lambda: [job()])
+    monkeypatch.setattr(jobs_tab.jobs, "cancel", lambda i: calls.append(("cancel", i)))
+    monkeypatch.setattr(jobs_tab.jobs, "retry", lambda i: calls.append(("retry", i)) or i)
+    monkeypatch.setattr(jobs_tab.jobs, "delete", lambda i: calls.append(("delete", i)))
+    jobs_tab.cancel("abc123")
+    assert jobs_tab.retry("abc123")["value"] == "abc123"
+    picker, confirm = jobs_tab.delete("abc123")
+    assert picker["value"] is None and confirm["visible"] is False
+    with pytest.raises(gr.Error, match="not a valid job id"):
+        jobs_tab.delete("../../home")
+    assert calls == [("cancel", "abc123"), ("retry", "abc123"), ("delete", "abc123")]
+
+
+def test_live_refresh_redraws_only_what_changed(monkeypatch):
+    state = {"job": job("running")}
+    monkeypatch.setattr(jobs_tab.jobs, "list_jobs", lambda: [state["job"]])
+    monkeypatch.setattr(jobs_tab.jobs, "get_job", lambda i: state["job"])
+    first = jobs_tab.refresh("abc123", "", "")
+    table_seen, detail_seen = first[2], first[-1]
+    assert isinstance(first[0], pd.DataFrame) and "Running" in first[3]
+    again = jobs_tab.refresh("abc123", table_seen, detail_seen)
+    assert all(out == gr.skip() for out in again[:2] + again[3:-1])
+    state["job"] = job("succeeded", progress=1.0)
+    later = jobs_tab.refresh("abc123", table_seen, detail_seen)
+    assert "Succeeded" in later[3] and later[0]["State"].tolist() == ["✔ Succeeded"]
+
+
+def test_submit_job_api_refuses_files_that_were_not_uploaded(home, tmp_path):
+    from app import api
+
+    path = write_csv(tmp_path / "x.csv", [{"text": "a", "label": "b"}])
+    with pytest.raises(gr.Error, match="not uploaded through this app"):
+        api.submit_job({"path": str(path)}, "text", "label", "pfeiffer")
+
+
+def test_page_has_four_tabs_and_only_the_named_api(home):
+    from app.main import build_app
+
+    demo = build_app()
+    public = {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"}
+    assert public == {"submit_job", "job_status", "list_adapters", "predict"}
+    tabs = [b.label for b in demo.blocks.values() if isinstance(b, gr.Tab)]
+    assert tabs[:4] == ["1 · Data", "2 · Train", "3 · Jobs", "4 · Playground"]
+    assert isinstance(views.table([]), pd.DataFrame)
+
+
+def test_serve_warns_when_reachable_without_a_login(monkeypatch, capsys):
+    from app.cli_serve import warn_if_exposed
+
+    monkeypatch.delenv(security.USERNAME_ENV, raising=False)
+    warn_if_exposed("127.0.0.1")
+    assert capsys.readouterr().err == ""
+    warn_if_exposed("0.0.0.0")
+    assert "without a password" in capsys.readouterr().err
+
+
+def test_serve_is_a_command():
+    from app.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--no-worker", "--port", "9999"])
+    assert args.host == "127.0.0.1" and args.port == 9999 and args.no_worker and args.max_upload_mb == 200

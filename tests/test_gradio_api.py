@@ -1,0 +1,122 @@
+"""The named Gradio API, driven with gradio_client against `adapterlab serve` (embedded worker, tiny model).
+
+/submit_job, /job_status, /list_adapters and /predict, their happy paths and their readable errors.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from engine.data import DEMO_PAIR_DATA
+from tests.test_app_server import restart_shared_server, shared_server, stop_shared_server, wait_for_job
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    yield shared_server(tmp_path_factory)
+    stop_shared_server()
+
+
+@pytest.fixture(scope="module")
+def client(app_server) -> Client:
+    return Client(app_server.url, verbose=False, download_files=False)
+
+
+def status(client: Client):
+    return lambda job_id: client.predict(job_id=job_id, api_name="/job_status")
+
+
+@pytest.fixture(scope="module")
+def trained(client, app_server) -> dict:
+    """A Pfeiffer job on the reviews CSV, trained to the end."""
+    job_id = client.predict(data_file=handle_file(str(app_server.sentiment_csv)), text_column="review",
+                            label_column="sentiment", method="pfeiffer", reduction_factor=8, epochs=1,
+                            base_model=str(app_server.tiny_model), learning_rate=0.002, batch_size=8,
+                            api_name="/submit_job")
+    return wait_for_job(status(client), job_id)
+
+
+def test_only_the_named_endpoints_are_public(client):
+    api = client.view_api(return_format="dict", print_info=False)
+    assert set(api["named_endpoints"]) == {"/submit_job", "/job_status", "/list_adapters", "/predict"}
+    assert not api["unnamed_endpoints"]
+    submit = [p["parameter_name"] for p in api["named_endpoints"]["/submit_job"]["parameters"]]
+    assert submit[:6] == ["data_file", "text_column", "label_column", "method", "reduction_factor", "epochs"]
+    assert {"text_pair_column", "base_model", "learning_rate", "batch_size"} <= set(submit)
+    predict = [p["parameter_name"] for p in api["named_endpoints"]["/predict"]["parameters"]]
+    assert predict == ["adapter", "text", "text_pair"]
+
+
+def test_submit_train_and_status(trained):
+    assert trained["state"] == "succeeded", trained.get("error")
+    assert trained["progress"] == pytest.approx(1.0)
+    assert trained["error"] is None
+    assert {"accuracy", "macro_f1", "per_class", "confusion_matrix", "labels"} <= set(trained["metrics"])
+    assert trained["history"] and trained["steps"]
+    assert trained["spec"]["reduction_factor"] == 8 and trained["spec"]["learning_rate"] == 0.002
+    assert "traceback" not in trained
+
+
+def test_list_adapters_and_predict(client, trained):
+    adapters = client.predict(api_name="/list_adapters")
+    mine = next(a for a in adapters if a["id"] == trained["id"])
+    assert mine["method"] == "pfeiffer" and mine["labels"] == ["neg", "pos"] and mine["name"]
+    result = client.predict(adapter=trained["id"], text="i love it, fantastic quality", api_name="/predict")
+    assert result["label"] in ("neg", "pos")
+    assert set(result["probabilities"]) == {"neg", "pos"}
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_pairs_with_ia3(client, app_server):
+    """A text-pair job (the demo duplicates), trained with IA3 and asked with text_pair."""
+    job_id = client.predict(data_file=handle_file(str(DEMO_PAIR_DATA)), text_column="question1",
+                            text_pair_column="question2", label_column="label", method="ia3", epochs=1,
+                            base_model=str(app_server.tiny_model), max_train_samples=40, api_name="/submit_job")
+    job = wait_for_job(status(client), job_id)
+    assert job["state"] == "succeeded", job.get("error")
+    assert job["spec"]["text_pair_column"] == "question2"
+    result = client.predict(adapter=job_id, text="How do I reset my password?",
+                            text_pair="I forgot my password, what now?", api_name="/predict")
+    assert set(result["probabilities"]) == {"different", "duplicate"}
+    with pytest.raises(AppError, match="second text"):
+        client.predict(adapter=job_id, text="How do I reset my password?", api_name="/predict")
+
+
+def test_submit_errors_are_readable(client, app_server):
+    with pytest.raises(AppError, match="no column 'nope'"):
+        client.predict(data_file=handle_file(str(app_server.sentiment_csv)), text_column="review",
+                       label_column="nope", method="pfeiffer", base_model=str(app_server.tiny_model),
+                       api_name="/submit_job")
+    with pytest.raises(AppError, match="Unknown method"):
+        client.predict(data_file=handle_file(str(app_server.sentiment_csv)), text_column="review",
+                       label_column="sentiment", method="lora", api_name="/submit_job")
+
+
+def test_status_and_predict_errors_are_readable(client):
+    with pytest.raises(AppError, match="not a valid job id"):
+        client.predict(job_id="../../etc/passwd", api_name="/job_status")
+    with pytest.raises(AppError, match="No job 'abcdef123456'"):
+        client.predict(job_id="abcdef123456", api_name="/job_status")
+    with pytest.raises(AppError, match="no finished adapter"):
+        client.predict(adapter="nope", text="hello", api_name="/predict")
+
+
+def test_submit_refuses_a_server_path_that_was_not_uploaded(app_server):
+    """A raw request naming a file on the server (not an upload) never reaches a job."""
+    url = f"{app_server.url}gradio_api/call/submit_job"
+    payload = {"data": [{"path": str(app_server.sentiment_csv), "meta": {"_type": "gradio.FileData"}}, "review",
+                        "sentiment", "pfeiffer", 16, 1, None, str(app_server.tiny_model), None, 16, None, None]}
+    event = httpx.post(url, json=payload).json()["event_id"]
+    assert "event: error" in httpx.get(f"{url}/{event}", timeout=60).text
+
+
+def test_jobs_and_adapters_survive_a_server_restart(client, trained):
+    """Everything lives in the job store and the data directory, not in the web process."""
+    client = Client(restart_shared_server().url, verbose=False, download_files=False)
+    assert client.predict(job_id=trained["id"], api_name="/job_status")["state"] == "succeeded"
+    assert trained["id"] in {a["id"] for a in client.predict(api_name="/list_adapters")}
+    result = client.predict(adapter=trained["id"], text="i hate it", api_name="/predict")
+    assert result["label"] in ("neg", "pos")
