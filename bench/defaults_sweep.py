@@ -1,8 +1,10 @@
 """Choose per-method defaults (learning rate, epochs) by measurement on real data sets.
 
-Trains every method at a few learning rates for up to 3 epochs on a sample of each data set in
-../shared/data (or ADAPTERLAB_SHARED_DATA), and writes the per-epoch validation accuracy to JSON and
-a markdown summary. Usage: python bench/defaults_sweep.py [--train-samples 1500] [--out docs/defaults.md]
+Trains each method at a few learning rates for up to 3 epochs on a sample of each data set in
+../shared/data (or ADAPTERLAB_SHARED_DATA; elsewhere: `datasets.load_dataset("glue", "sst2")`, `"trec"`,
+`("glue", "mrpc")` exported to CSV), appending one JSON line per run to --out.
+Usage: python bench/defaults_sweep.py [--sets sst2,trec,mrpc] [--methods pfeiffer,houlsby,ia3]
+                                      [--rates 1e-3,3e-3] [--train-samples 1000] [--out docs/defaults.jsonl]
 """
 
 from __future__ import annotations
@@ -27,13 +29,17 @@ GRID = {"pfeiffer": [3e-4, 1e-3, 3e-3], "houlsby": [3e-4, 1e-3, 3e-3], "ia3": [3
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--train-samples", type=int, default=1500)
+    p.add_argument("--sets", default=",".join(SETS))
+    p.add_argument("--methods", default=",".join(GRID))
+    p.add_argument("--rates", help="comma-separated learning rates (default: each method's grid)")
+    p.add_argument("--train-samples", type=int, default=1000)
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--out", default="docs/defaults.md")
+    p.add_argument("--out", default="docs/defaults.jsonl")
     args = p.parse_args()
-    results = []
-    for set_name, (train_file, valid_file, text, pair) in SETS.items():
-        for method, rates in GRID.items():
+    for set_name in args.sets.split(","):
+        train_file, valid_file, text, pair = SETS[set_name]
+        for method in args.methods.split(","):
+            rates = [float(r) for r in args.rates.split(",")] if args.rates else GRID[method]
             for lr in rates:
                 start = time.perf_counter()
                 config = TrainConfig(data=str(DATA / train_file), validation=str(DATA / valid_file), method=method,
@@ -41,18 +47,13 @@ def main() -> None:
                                      max_train_samples=args.train_samples,
                                      output=str(Path(tempfile.gettempdir()) / "sweep" / f"{set_name}-{method}-{lr}"))
                 r = train(config)
-                results.append({"data": set_name, "method": method, "learning_rate": lr,
-                                "accuracy_by_epoch": [round(h["accuracy"], 4) for h in r.history],
-                                "macro_f1_by_epoch": [round(h["macro_f1"], 4) for h in r.history],
-                                "seconds": round(time.perf_counter() - start, 1)})
-                print(json.dumps(results[-1]), flush=True)
-    Path(args.out).with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
-    lines = ["| data | method | lr | " + " | ".join(f"acc e{i + 1}" for i in range(args.epochs)) + " |",
-             "|---|---|---|" + "---|" * args.epochs]
-    for r in results:
-        lines.append(f"| {r['data']} | {r['method']} | {r['learning_rate']:g} | "
-                     + " | ".join(f"{a:.3f}" for a in r["accuracy_by_epoch"]) + " |")
-    Path(args.out).with_suffix(".table.md").write_text("\n".join(lines) + "\n")
+                row = {"data": set_name, "method": method, "learning_rate": lr,
+                       "accuracy_by_epoch": [round(h["accuracy"], 4) for h in r.history],
+                       "macro_f1_by_epoch": [round(h["macro_f1"], 4) for h in r.history],
+                       "seconds": round(time.perf_counter() - start, 1)}
+                with open(args.out, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

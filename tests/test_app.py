@@ -13,6 +13,7 @@ from app.tabs import jobs as jobs_tab
 from app.tabs import train as train_tab
 from engine.data import DEMO_DATA
 from engine.errors import ConfigError, DataError
+from engine.methods import METHOD_DEFAULTS
 from tests.conftest import write_csv
 
 
@@ -208,7 +209,7 @@ def test_build_spec():
 
 def test_method_switch_sets_defaults_and_hides_reduction_factor():
     reduction, epochs, lr = train_tab.on_method("ia3")
-    assert reduction["visible"] is False and lr["value"] == 8e-3
+    assert reduction["visible"] is False and lr["value"] == METHOD_DEFAULTS["ia3"]["learning_rate"]
     assert train_tab.on_method("houlsby")[0]["visible"] is True
 
 

@@ -27,6 +27,7 @@ from conftest import NEGATIVE, POSITIVE, write_csv
 from app.cli import main
 from engine.errors import ConfigError, DataError
 from engine.inference import Predictor
+from engine.methods import METHOD_DEFAULTS
 from worker import api, db, example_db, recovery, runner, settings, store
 from worker.job_queue import get_huey, pending_job_ids
 from worker.models import Base, Job, utcnow
@@ -69,7 +70,7 @@ def test_submit_snapshots_the_data_and_queues_the_job(home, spec, sentiment_csv)
     assert job["data"] == {"kind": "file", "filename": "sentiment.csv", "sha256": digest,
                            "path": f"uploads/{digest}.csv"}
     assert Path(job["spec"]["data"]).read_bytes() == original
-    assert job["spec"]["learning_rate"] == 1e-3  # the method default, fixed at submit
+    assert job["spec"]["learning_rate"] == METHOD_DEFAULTS["pfeiffer"]["learning_rate"]  # fixed at submit
     assert job["metrics"] is None and job["adapter_dir"] is None and job["steps"] == [] and job["history"] == []
     assert api.get_job(again)["name"] == "sentiment · pfeiffer"
     assert pending_job_ids() == {job_id, again}
@@ -315,7 +316,7 @@ def test_job_commands(home, spec, capsys):
     assert {k: job[k] for k in ("state", "progress", "attempts", "metrics", "adapter_dir", "error", "name")} == \
         {"state": "queued", "progress": 0.0, "attempts": 0, "metrics": None, "adapter_dir": None, "error": None,
          "name": "from the cli"}
-    assert job["spec"]["method"] == "ia3" and job["spec"]["learning_rate"] == 8e-3
+    assert job["spec"]["method"] == "ia3" and job["spec"]["learning_rate"] == METHOD_DEFAULTS["ia3"]["learning_rate"]
 
     assert main(["jobs"]) == 0
     table = capsys.readouterr().out.splitlines()
@@ -334,8 +335,8 @@ def test_job_commands(home, spec, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["job", "nope"], "adapterlab: job error: No job 'nope'."),
-    (["cancel", "nope"], "adapterlab: job error: No job 'nope'."),
+    (["job", "nope"], "adapterlab: job error: No job 'nope': it does not exist or was deleted."),
+    (["cancel", "nope"], "adapterlab: job error: No job 'nope': it does not exist or was deleted."),
     (["submit", "--label-column", "sentiment"], "adapterlab: data error: sentiment.csv: no column 'sentiment'"),
     (["submit", "--reduction-factor", "64"], "adapterlab: config error: Reduction factor 64 is too large"),
     (["worker", "--gpu", "7"], "adapterlab: config error: GPU 7 is not available"),

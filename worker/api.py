@@ -72,7 +72,7 @@ def to_dict(job: Job, epochs: list[JobEpoch], steps: list[JobStep] | None) -> di
 def _load(s: Session, job_id: str, lock: bool = True) -> Job:
     job = s.get(Job, job_id, with_for_update=lock)
     if job is None:
-        raise JobNotFound(f"No job '{job_id}'. `adapterlab jobs` lists the jobs.")
+        raise JobNotFound(f"No job '{job_id}': it does not exist or was deleted.")
     return job
 
 

@@ -13,7 +13,7 @@ DESCRIPTIONS = {
 
 # Per-method defaults, chosen by measurement on ../shared/data (see docs/defaults.md).
 METHOD_DEFAULTS: dict[str, dict[str, float]] = {
-    "pfeiffer": {"learning_rate": 1e-3, "epochs": 3},
-    "houlsby": {"learning_rate": 1e-3, "epochs": 3},
-    "ia3": {"learning_rate": 8e-3, "epochs": 3},
+    "pfeiffer": {"learning_rate": 3e-3, "epochs": 3},
+    "houlsby": {"learning_rate": 3e-3, "epochs": 3},
+    "ia3": {"learning_rate": 2e-2, "epochs": 3},
 }
