@@ -8,13 +8,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import charset_normalizer
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from engine.errors import DataError
 from engine.hub import hub_available
@@ -304,25 +304,38 @@ def prepare(
     return PreparedData(train, valid, labels, report, fingerprint(train, labels))
 
 
+def _by_class(labels: list[int], seed: int) -> dict[int, list[int]]:
+    """Row indices per class, each list shuffled with the seed."""
+    rng = random.Random(seed)
+    groups: dict[int, list[int]] = {}
+    for i, y in enumerate(labels):
+        groups.setdefault(y, []).append(i)
+    for rows in groups.values():
+        rng.shuffle(rows)
+    return groups
+
+
 def _split(data: Split, fraction: float, seed: int) -> tuple[Split, Split]:
-    """A seeded stratified split; classes too small to split stay in training."""
-    counts = Counter(data.labels)
-    splittable = [i for i, y in enumerate(data.labels) if counts[y] >= 2]
-    kept = [i for i, y in enumerate(data.labels) if counts[y] < 2]
-    n_val = max(len(set(data.labels[i] for i in splittable)), round(len(splittable) * fraction))
-    if len(splittable) - n_val < 1:
+    """A seeded stratified split holding out every class at least once; classes of one row stay in training."""
+    val_idx: list[int] = []
+    for rows in _by_class(data.labels, seed).values():
+        if len(rows) >= 2:
+            val_idx += rows[: min(len(rows) - 1, max(1, round(len(rows) * fraction)))]
+    held = set(val_idx)
+    if len(held) == len(data):
         raise DataError(f"Only {len(data)} usable rows: too few to hold some out for validation. "
                         "Add rows or give a validation file.")
-    train_idx, val_idx = train_test_split(splittable, test_size=n_val, random_state=seed,
-                                          stratify=[data.labels[i] for i in splittable])
-    return data.subset(sorted(train_idx) + kept), data.subset(sorted(val_idx))
+    return data.subset([i for i in range(len(data)) if i not in held]), data.subset(sorted(val_idx))
 
 
 def _subsample(data: Split, n: int, seed: int) -> Split:
-    """A seeded stratified sample of n training rows."""
-    idx, _ = train_test_split(list(range(len(data))), train_size=n, random_state=seed, stratify=data.labels
-                              if min(Counter(data.labels).values()) >= 2 else None)
-    return data.subset(sorted(idx))
+    """A seeded stratified sample of n training rows (each class in proportion, largest remainders first)."""
+    groups = _by_class(data.labels, seed)
+    shares = {y: len(rows) * n / len(data) for y, rows in groups.items()}
+    take = {y: int(share) for y, share in shares.items()}
+    for y in sorted(shares, key=lambda y: shares[y] - take[y], reverse=True)[: n - sum(take.values())]:
+        take[y] += 1
+    return data.subset(sorted(i for y, rows in groups.items() for i in rows[: take[y]]))
 
 
 def load_labelled(source: str | Path, labels: list[str], text_column: str, text_pair_column: str | None,

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from peft import IA3Config
-from peft.utils.constants import (
-    TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING as PEFT_FEEDFORWARD,
-)
-from peft.utils.constants import (
-    TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as PEFT_TARGETS,
-)
+from typing import TYPE_CHECKING
 
 from engine.errors import ConfigError
+
+if TYPE_CHECKING:
+    from peft import IA3Config
 
 # PEFT has no IA3 defaults for these; the module names follow each architecture (same roles as BERT's).
 _EXTRA_TARGETS = {
@@ -33,6 +30,10 @@ def ia3_config(
     feedforward_modules: list[str] | None = None,
 ) -> IA3Config:
     """The IA3Config AdapterLab trains with and saves (loadable by `PeftModel.from_pretrained`)."""
+    from peft import IA3Config
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING as PEFT_FEEDFORWARD
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as PEFT_TARGETS
+
     default_targets, default_ff = _EXTRA_TARGETS.get(
         model_type, (PEFT_TARGETS.get(model_type), PEFT_FEEDFORWARD.get(model_type))
     )

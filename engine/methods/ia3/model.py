@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import copy
+import sys
+from typing import TYPE_CHECKING
 
 import torch
-from peft import IA3Config, inject_adapter_in_model
-from peft.tuners.ia3 import IA3Layer
 from torch import nn
+
+if TYPE_CHECKING:
+    from peft import IA3Config
+    from peft.tuners.ia3 import IA3Layer
 
 # PEFT saves `base_model.model.<module path>.ia3_l` for a PeftModel over the task model.
 PEFT_PREFIX = "base_model.model."
 
 
 def ia3_layers(backbone: nn.Module) -> dict[str, IA3Layer]:
+    """The backbone's IA3 layers. PEFT is imported only once IA3 is used (it takes seconds and ~150 MB), so
+    while it is not loaded there are none."""
+    if "peft" not in sys.modules:
+        return {}
+    from peft.tuners.ia3 import IA3Layer
+
     return {path: m for path, m in backbone.named_modules() if isinstance(m, IA3Layer)}
 
 
 def add_ia3(backbone: nn.Module, name: str, config: IA3Config) -> None:
     """Add IA3 vectors named `name` (initialised to 1) to the backbone's target modules, in place."""
+    from peft import inject_adapter_in_model
+
     injected = copy.copy(config)
     injected.modules_to_save = None  # heads are held by AdapterModel, one per adapter
     inject_adapter_in_model(injected, backbone, adapter_name=name)
