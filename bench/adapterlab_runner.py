@@ -1,0 +1,105 @@
+"""One benchmark run of AdapterLab: `engine.training.train` on a CSV, one fresh process per run.
+
+Run by bench/run.py with the project's python. `train` itself reads the data, loads the base model, adds
+the adapter, tokenises, trains, evaluates on the validation file and saves the adapter; this script only
+times those phases from outside (through the progress and epoch callbacks) and writes one JSON result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import Phases, current_rss_mb, peak_rss_mb, set_threads, write_result  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--train", required=True)
+    p.add_argument("--validation", required=True)
+    p.add_argument("--base-model", default=None, help="default: the bundled all-MiniLM-L6-v2")
+    p.add_argument("--method", choices=["pfeiffer", "houlsby", "ia3"], required=True)
+    p.add_argument("--reduction-factor", type=float, default=16)
+    p.add_argument("--learning-rate", type=float, required=True)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-length", type=int, default=80)
+    p.add_argument("--warmup-ratio", type=float, default=0.06)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    p.add_argument("--device", default="", help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--out", required=True)
+    return p.parse_args()
+
+
+def main() -> None:
+    a = parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    phases = Phases()
+    import torch
+
+    from engine.training import TrainConfig, train
+
+    threads = set_threads(torch, a.threads)
+    phases.mark("import")
+    marks: dict[str, float] = {}
+
+    def on_progress(p) -> None:  # called (with a huge progress_every) only at the last step of each epoch
+        marks["loop_end"] = time.perf_counter()
+        phases.rss_mb["train"] = round(current_rss_mb(), 1)
+
+    def before_step() -> bool:  # polled before every step: the first call marks the end of set-up
+        if "setup" not in phases.rss_mb:
+            phases.rss_mb["setup"] = round(current_rss_mb(), 1)
+        return False
+
+    def on_epoch(epoch: int, metrics: dict) -> None:
+        marks["eval_end"] = time.perf_counter()
+        phases.rss_mb["evaluate"] = round(current_rss_mb(), 1)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = TrainConfig(data=a.train, validation=a.validation, method=a.method, output=str(Path(tmp) / "ad"),
+                             base_model=a.base_model, reduction_factor=a.reduction_factor, epochs=a.epochs,
+                             learning_rate=a.learning_rate, batch_size=a.batch_size, max_length=a.max_length,
+                             warmup_ratio=a.warmup_ratio, seed=a.seed, device=a.device or None)
+        start = time.perf_counter()
+        result = train(config, on_progress=on_progress, on_epoch=on_epoch, should_cancel=before_step,
+                       progress_every=10**9)
+        end = time.perf_counter()
+    # train() = setup (read data, load model, add adapter, tokenise) + loop + evaluate + save
+    loop_end, eval_end = marks["loop_end"], marks["eval_end"]
+    phases.seconds["setup"] = round(loop_end - start - result.train_seconds, 3)
+    phases.seconds["train"] = round(result.train_seconds, 3)
+    phases.seconds["evaluate"] = round(eval_end - loop_end, 3)
+    phases.seconds["save"] = round(end - eval_end, 3)
+    phases.last = end
+    cuda = torch.cuda.is_available() and (a.device or "cuda") == "cuda"
+    write_result(a.out, {
+        "system": "adapterlab",
+        "method": a.method,
+        "versions": {"transformers": __import__("transformers").__version__, "torch": torch.__version__,
+                     "peft": __import__("peft").__version__},
+        "device": "cuda" if cuda else "cpu",
+        "threads": threads,
+        "data_report": result.data_report,
+        "trainable_params": result.trainable_params,
+        "train_seconds": round(result.train_seconds, 3),
+        "train_samples_per_second": round(result.train_samples_per_second, 2),
+        "accuracy": result.metrics["accuracy"],
+        "macro_f1": result.metrics["macro_f1"],
+        "phases": phases.seconds,
+        "rss_after_phase_mb": phases.rss_mb,
+        "in_process_seconds": phases.total(),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
+    })
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,462 @@
+"""AdapterLab against AdapterHub's `adapters` + Hugging Face Trainer: one command, interleaved runs.
+
+    python bench/run.py            # the full benchmark (4,000 SST-2 sentences, 1 epoch, 2 repeats)
+    python bench/run.py --quick    # a few minutes: 800 sentences, 1 repeat
+
+Three systems, on the same data, base model (the bundled all-MiniLM-L6-v2), method, batch size, learning
+rate, warm-up, epochs and maximum length:
+
+- `adapterlab`:  engine.training.train (bench/adapterlab_runner.py, the project's python);
+- `ref-maxlen`:  the reference with AdapterHub's tutorial recipe, every example padded to max length;
+- `ref-dynamic`: the reference used well, dynamic padding + `group_by_length`
+  (both bench/reference_runner.py, run with the reference venv's python; the harness creates that venv
+  with scripts/make_reference_venv.sh).
+
+Every run is its own fresh process (honest load time and peak RSS). Runs are interleaved: for each repeat,
+each method, the systems one after the other, in an order that alternates between repeats. End-to-end
+seconds are the wall time of the whole process as this harness sees it (interpreter start, imports, data,
+model load, tokenisation, training, evaluation, saving the adapter). Ratios are taken within a repeat
+(neighbouring runs share the machine's load) and the median is reported.
+
+Writes the raw and summarised results as JSON (bench/results/) and the tables into docs/benchmarks.md,
+between its `bench:results` markers, with the command that produced them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import random
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+SHARED_SST2 = ROOT.parent / "shared" / "data" / "sst2"
+SYSTEMS = ("adapterlab", "adapterlab-fp32", "ref-maxlen", "ref-dynamic")
+DEFAULT_SYSTEMS = ("adapterlab", "ref-maxlen", "ref-dynamic")
+AL_SYSTEMS = ("adapterlab", "adapterlab-fp32")
+METHODS = ("pfeiffer", "houlsby", "ia3")
+LABELS = {"adapterlab": "AdapterLab", "adapterlab-fp32": "AdapterLab, fp32 (ADAPTERLAB_CPU_BF16=0)",
+          "ref-maxlen": "reference (b) max-length padding",
+          "ref-dynamic": "reference (c) dynamic padding + group_by_length"}
+MARK_START, MARK_END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="800 training sentences, 1 repeat (for trying things)")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated: pfeiffer,houlsby,ia3")
+    p.add_argument("--systems", default=",".join(DEFAULT_SYSTEMS),
+                   help="comma-separated, of: " + ",".join(SYSTEMS) + " (adapterlab-fp32: AdapterLab with CPU bf16 "
+                        "autocast off, to show what it contributes)")
+    p.add_argument("--repeats", type=int, help="interleaved repeats (default 2; --quick 1)")
+    p.add_argument("--train-samples", type=int, help="training sentences (default 4000; --quick 800)")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-length", type=int, default=80, help="truncation length on every system; (b) pads to it")
+    p.add_argument("--lr-bottleneck", type=float, default=1e-3, help="learning rate for pfeiffer and houlsby")
+    p.add_argument("--lr-ia3", type=float, default=8e-3, help="learning rate for ia3 (both systems)")
+    p.add_argument("--warmup-ratio", type=float, default=0.06, help="linear warm-up share, both systems")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=int, default=0, help="torch threads in every run (0: torch's default)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--data-dir", type=Path, default=SHARED_SST2,
+                   help="folder with SST-2 train.csv and validation.csv (default ../shared/data/sst2; when "
+                        "absent, glue/sst2 is downloaded from the Hugging Face Hub)")
+    p.add_argument("--timeout", type=int, default=1800, help="seconds allowed per run")
+    p.add_argument("--results", type=Path, default=BENCH / "results", help="folder for the JSON results")
+    p.add_argument("--docs", default=None,
+                   help="markdown file whose results section is rewritten (default: docs/benchmarks.md for a full "
+                        "run, none for --quick; 'none' to skip)")
+    p.add_argument("--note", default="", help="free text recorded with the results (e.g. what else ran)")
+    p.add_argument("--render", type=Path, help="only re-write the markdown from a saved results JSON (no runs); "
+                   "the command recorded in it stays the one that produced the numbers")
+    a = p.parse_args(argv)
+    a.repeats = a.repeats or (1 if a.quick else 2)
+    a.train_samples = a.train_samples or (800 if a.quick else 4000)
+    if a.docs is None:
+        a.docs = "none" if a.quick else str(ROOT / "docs" / "benchmarks.md")
+    a.methods = [m for m in a.methods.split(",") if m]
+    a.systems = [s for s in a.systems.split(",") if s]
+    for m in a.methods:
+        if m not in METHODS:
+            p.error(f"unknown method {m!r}")
+    for s in a.systems:
+        if s not in SYSTEMS:
+            p.error(f"unknown system {s!r}")
+    return a
+
+
+# ---------------------------------------------------------------------------------------------------- setup
+
+
+def reference_python() -> str:
+    """The reference venv's python, creating the venv first (idempotent, offline when it already exists)."""
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "make_reference_venv.sh")], cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout
+    line = next((x for x in out.splitlines() if x.startswith("python: ")), None)
+    venv = os.environ.get("ADAPTERLAB_REFERENCE_VENV", ".venvs/adapterhub")
+    return line.split("python: ", 1)[1].strip() if line else str(ROOT / venv / "bin" / "python")
+
+
+def _read_rows(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for r in rows:
+            w.writerow([r["text"], r["label"]])
+
+
+def prepare_data(a: argparse.Namespace, work: Path) -> dict:
+    """Write the benchmark's train subset and the validation split as `text,label` CSVs; describe the source."""
+    if (a.data_dir / "train.csv").is_file() and (a.data_dir / "validation.csv").is_file():
+        source = str(a.data_dir)
+        train, valid = _read_rows(a.data_dir / "train.csv"), _read_rows(a.data_dir / "validation.csv")
+    else:  # a machine without ../shared: the same GLUE export from the hub
+        import datasets
+
+        loaded = datasets.load_dataset("glue", "sst2")
+        source = "hub glue/sst2"
+        train = [{"text": r["sentence"], "label": r["label"]} for r in loaded["train"]]
+        valid = [{"text": r["sentence"], "label": r["label"]} for r in loaded["validation"]]
+    rng = random.Random(a.seed)
+    subset = rng.sample(train, min(a.train_samples, len(train)))  # a seeded uniform sample, same for all systems
+    work.mkdir(parents=True, exist_ok=True)
+    paths = {"train": work / f"sst2-train-{len(subset)}-seed{a.seed}.csv", "validation": work / "sst2-validation.csv"}
+    _write_rows(paths["train"], subset)
+    _write_rows(paths["validation"], valid)
+    positive = sum(int(r["label"]) for r in subset)
+    return {"source": source, "train_rows": len(subset), "train_positive": positive,
+            "validation_rows": len(valid), "train_csv": str(paths["train"]), "validation_csv": str(paths["validation"])}
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem = next(int(x.split()[1]) for x in open("/proc/meminfo") if x.startswith("MemTotal"))
+    except (OSError, StopIteration):
+        mem = 0
+    info = {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem / 2**20, 1), "os": platform.platform(),
+            "python": platform.python_version()}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads_default"] = torch.get_num_threads()
+        info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info
+
+
+def loadavg() -> float | None:
+    try:
+        return float(open("/proc/loadavg").read().split()[0])
+    except OSError:
+        return None
+
+
+def other_processes(limit: int = 6) -> list[str]:
+    """The busiest other processes right now (what else shares the machine), as `%CPU command`."""
+    try:
+        out = subprocess.run(["ps", "-eo", "pcpu,args", "--sort=-pcpu"], capture_output=True, text=True,
+                             timeout=10).stdout.splitlines()[1:]
+    except (OSError, subprocess.SubprocessError):
+        return []
+    me = {str(os.getpid())}
+    rows = [line.strip()[:110] for line in out if line.strip() and not any(p in line for p in me)]
+    return [r for r in rows if "ps -eo" not in r][:limit]
+
+
+# ---------------------------------------------------------------------------------------------------- runs
+
+
+def run_command(a: argparse.Namespace, system: str, method: str, data: dict, ref_python: str, device: str,
+                out: Path) -> list[str]:
+    lr = a.lr_ia3 if method == "ia3" else a.lr_bottleneck
+    common = ["--train", data["train_csv"], "--validation", data["validation_csv"], "--method", method,
+              "--learning-rate", str(lr), "--epochs", str(a.epochs), "--batch-size", str(a.batch_size),
+              "--max-length", str(a.max_length), "--warmup-ratio", str(a.warmup_ratio), "--seed", str(a.seed),
+              "--threads", str(a.threads), "--device", device, "--out", str(out)]
+    if system in AL_SYSTEMS:
+        return [sys.executable, str(BENCH / "adapterlab_runner.py"), *common]
+    from engine.base_models import bundled_model_dir
+
+    recipe = "maxlen" if system == "ref-maxlen" else "dynamic"
+    return [ref_python, str(BENCH / "reference_runner.py"), "--recipe", recipe,
+            "--base-model", str(bundled_model_dir()), *common]
+
+
+def run_one(cmd: list[str], out: Path, timeout: int, extra_env: dict | None = None) -> dict:
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "PYTHONPATH": str(ROOT), **(extra_env or {})}
+    load_before = loadavg()
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0 or not out.is_file():
+        raise RuntimeError(f"run failed ({proc.returncode}): {shlex.join(cmd)}\n{proc.stderr[-3000:]}")
+    result = json.loads(out.read_text())
+    result["end_to_end_seconds"] = round(wall, 3)
+    result["loadavg_before"], result["loadavg_after"] = load_before, loadavg()
+    return result
+
+
+def schedule(a: argparse.Namespace) -> list[tuple[int, str, str]]:
+    """(repeat, method, system) in run order: systems interleaved, their order reversed every other repeat."""
+    order = []
+    for r in range(a.repeats):
+        for m in a.methods:
+            systems = a.systems if r % 2 == 0 else list(reversed(a.systems))
+            order += [(r, m, s) for s in systems]
+    return order
+
+
+# ---------------------------------------------------------------------------------------------------- summary
+
+
+def _median(xs: list[float]) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return round(statistics.median(xs), 4) if xs else None
+
+
+def _ratios(pairs: list[tuple[dict, dict]]) -> dict:
+    """Median over repeats of AdapterLab run x against reference run y of the same repeat."""
+    return {
+        "end_to_end_speedup": _median([y["end_to_end_seconds"] / x["end_to_end_seconds"] for x, y in pairs]),
+        "train_throughput_ratio": _median([x["train_samples_per_second"] / y["train_samples_per_second"]
+                                           for x, y in pairs]),
+        "peak_rss_ratio": _median([x["peak_rss_mb"] / y["peak_rss_mb"] for x, y in pairs]),
+        "accuracy_delta_points": _median([100 * (x["accuracy"] - y["accuracy"]) for x, y in pairs]),
+    }
+
+
+def summarise(runs: list[dict], a: argparse.Namespace) -> dict:
+    """Medians per (method, system), per-repeat ratios AdapterLab / reference, and the targets."""
+    table: dict = {}
+    for m in a.methods:
+        table[m] = {}
+        for s in a.systems:
+            rs = [r for r in runs if r["method"] == m and r["system_key"] == s]
+            if not rs:
+                continue
+            table[m][s] = {
+                "runs": len(rs),
+                "end_to_end_seconds": _median([r["end_to_end_seconds"] for r in rs]),
+                "train_seconds": _median([r["train_seconds"] for r in rs]),
+                "train_samples_per_second": _median([r["train_samples_per_second"] for r in rs]),
+                "peak_rss_mb": _median([r["peak_rss_mb"] for r in rs]),
+                "accuracy": _median([r["accuracy"] for r in rs]),
+                "macro_f1": _median([r["macro_f1"] for r in rs]),
+                "phases": {k: _median([r["phases"].get(k) for r in rs]) for k in rs[0]["phases"]},
+                "rss_after_phase_mb": {k: _median([r.get("rss_after_phase_mb", {}).get(k) for r in rs])
+                                       for k in rs[0].get("rss_after_phase_mb", {})},
+                "trainable_params": rs[0].get("trainable_params"),
+                "peak_gpu_mb": _median([r.get("peak_gpu_mb") for r in rs]),
+            }
+        for al_key in AL_SYSTEMS:
+            for ref in ("ref-maxlen", "ref-dynamic"):
+                if al_key not in table[m] or ref not in table[m]:
+                    continue
+                pairs = [(x, y) for x in runs for y in runs if x["method"] == y["method"] == m
+                         and x["repeat"] == y["repeat"] and x["system_key"] == al_key and y["system_key"] == ref]
+                table[m][f"vs_{ref}" if al_key == "adapterlab" else f"{al_key}_vs_{ref}"] = _ratios(pairs)
+        al = table[m].get("adapterlab")
+        if not al:
+            continue
+        refs = [table[m][r] for r in ("ref-maxlen", "ref-dynamic") if r in table[m]]
+        targets = {}
+        if "vs_ref-dynamic" in table[m]:
+            targets["end_to_end >= 1.5x (c)"] = table[m]["vs_ref-dynamic"]["end_to_end_speedup"] >= 1.5
+        if "vs_ref-maxlen" in table[m]:
+            targets["end_to_end >= 6x (b)"] = table[m]["vs_ref-maxlen"]["end_to_end_speedup"] >= 6
+        if refs:
+            best = max(r["accuracy"] for r in refs)
+            targets["accuracy >= best reference - 1 point"] = al["accuracy"] >= best - 0.01
+            targets["peak RSS <= every reference"] = all(al["peak_rss_mb"] <= r["peak_rss_mb"] for r in refs)
+        table[m]["targets"] = targets
+    return table
+
+
+def _f(x, digits: int = 1, suffix: str = "") -> str:
+    return "-" if x is None else f"{x:,.{digits}f}{suffix}"
+
+
+def markdown(report: dict) -> str:
+    a, summary, info = report["settings"], report["summary"], report["machine"]
+    al_v, ref_v = report["versions"].get("adapterlab", {}), report["versions"].get("reference", {})
+    lines = [f"Recorded {report['date']} with `{report['command']}` "
+             f"({report['wall_minutes']:.0f} minutes; {a['repeats']} interleaved repeat(s), medians shown).", ""]
+    lines += [f"- Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB RAM, {info['os']}; "
+              f"device `{report['device']}`; torch threads: {a['threads'] or 'torch default'}"
+              f" ({info.get('torch_threads_default')}).",
+              f"- AdapterLab: torch {info.get('torch')}, transformers {al_v.get('transformers')}, peft "
+              f"{al_v.get('peft')}. Reference: adapters {ref_v.get('adapters')}, transformers "
+              f"{ref_v.get('transformers')}, torch {ref_v.get('torch')}.",
+              f"- Data: SST-2 from `{report['data']['source']}`, {report['data']['train_rows']:,} training sentences "
+              f"(seeded sample, seed {a['seed']}), validation {report['data']['validation_rows']} rows.",
+              f"- Settings (all systems): batch {a['batch_size']}, {a['epochs']} epoch(s), "
+              f"max length {a['max_length']}, "
+              f"lr {a['lr_bottleneck']:g} (pfeiffer, houlsby) / {a['lr_ia3']:g} (ia3), linear schedule, warm-up "
+              f"{a['warmup_ratio']:g}, weight decay 0, grad-norm clip 1, seed {a['seed']}, reduction factor 16.",
+              f"- Load average during the runs: median {report['load']['median']}, range {report['load']['min']}-"
+              f"{report['load']['max']} (2 cores; above ~1 means other work competed for the CPU).",
+              ]
+    if report.get("note"):
+        lines.append(f"- Note: {report['note']}")
+    if report.get("busy"):
+        lines.append("- Busiest other processes at the start: " + "; ".join(f"`{p}`" for p in report["busy"][:4]))
+    lines += ["", "| method | system | end-to-end s | train samples/s | peak RSS MiB | accuracy | macro-F1 |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for m, rows in summary.items():
+        for s in SYSTEMS:
+            if s in rows:
+                r = rows[s]
+                lines.append(f"| {m} | {LABELS[s]} | {_f(r['end_to_end_seconds'])} | "
+                             f"{_f(r['train_samples_per_second'])} | {_f(r['peak_rss_mb'], 0)} | "
+                             f"{_f(r['accuracy'], 4)} | {_f(r['macro_f1'], 4)} |")
+    lines += ["", "Ratios, AdapterLab against each reference (median of the per-repeat ratios):", "",
+              "| method | against | end-to-end speed-up | training samples/s ratio | peak RSS ratio "
+              "| accuracy diff (points) |",
+              "|---|---|---:|---:|---:|---:|"]
+    for m, rows in summary.items():
+        for al_key in AL_SYSTEMS:
+            for ref in ("ref-maxlen", "ref-dynamic"):
+                v = rows.get(f"vs_{ref}" if al_key == "adapterlab" else f"{al_key}_vs_{ref}")
+                if v:
+                    who = "" if al_key == "adapterlab" else " (AdapterLab fp32)"
+                    lines.append(f"| {m} | {LABELS[ref]}{who} | {_f(v['end_to_end_speedup'], 2, 'x')} | "
+                                 f"{_f(v['train_throughput_ratio'], 2, 'x')} | {_f(v['peak_rss_ratio'], 2)} | "
+                                 f"{_f(v['accuracy_delta_points'], 2)} |")
+    lines += ["", "Targets:", "", "| method | target | met |", "|---|---|---|"]
+    for m, rows in summary.items():
+        for t, ok in rows.get("targets", {}).items():
+            lines.append(f"| {m} | {t} | {'yes' if ok else '**no**'} |")
+    lines += ["", "Where the end-to-end seconds go: seconds per phase, and in brackets the resident memory (MiB) when "
+              "the phase ended (medians; `import` counts from the interpreter's first line; AdapterLab's `setup` "
+              "is everything in `train()` before the first step: reading the CSV, its deferred imports, loading "
+              "the model, tokenising):", "", "| method | system | phases |", "|---|---|---|"]
+    for m, rows in summary.items():
+        for s in SYSTEMS:
+            if s in rows:
+                rss = rows[s].get("rss_after_phase_mb", {})
+                ph = ", ".join(f"{k} {v:.1f}" + (f" ({rss[k]:.0f})" if rss.get(k) else "")
+                               for k, v in rows[s]["phases"].items() if v is not None)
+                lines.append(f"| {m} | {LABELS[s]} | {ph} |")
+    return "\n".join(lines)
+
+
+def write_docs(path: Path, body: str) -> None:
+    block = f"{MARK_START}\n{body}\n{MARK_END}"
+    if path.is_file() and MARK_START in (text := path.read_text()) and MARK_END in text:
+        head, rest = text.split(MARK_START, 1)
+        text = head + block + rest.split(MARK_END, 1)[1]
+    else:
+        text = "# Benchmarks\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+# ---------------------------------------------------------------------------------------------------- main
+
+
+def render(a: argparse.Namespace) -> int:
+    """Re-summarise and re-write the docs from a saved report (after a change to the tables' layout)."""
+    report = json.loads(a.render.read_text())
+    saved = argparse.Namespace(**report["settings"])
+    report["summary"] = summarise(report["runs"], saved)
+    a.render.write_text(json.dumps(report, indent=1))
+    body = markdown(report)
+    print(body)
+    if a.docs != "none":
+        write_docs(Path(a.docs), body)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    if a.render:
+        return render(a)
+    started = time.perf_counter()
+    sys.path.insert(0, str(ROOT))
+    import torch
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
+    ref_python = reference_python() if any(s.startswith("ref") for s in a.systems) else ""
+    work = BENCH / ".work"
+    data = prepare_data(a, work)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    raw = work / stamp
+    raw.mkdir(parents=True, exist_ok=True)
+    busy = other_processes()
+    plan = schedule(a)
+    runs: list[dict] = []
+    print(f"{len(plan)} runs on {device}; data {data['train_rows']} train / {data['validation_rows']} validation "
+          f"from {data['source']}", flush=True)
+    for i, (rep, method, system) in enumerate(plan, 1):
+        out = raw / f"{rep}-{method}-{system}.json"
+        result = run_one(run_command(a, system, method, data, ref_python, device, out), out, a.timeout,
+                         {"ADAPTERLAB_CPU_BF16": "0"} if system == "adapterlab-fp32" else None)
+        result.update(repeat=rep, system_key=system)
+        runs.append(result)
+        print(f"[{i}/{len(plan)}] repeat {rep + 1} {method:8s} {system:11s} "
+              f"end-to-end {result['end_to_end_seconds']:6.1f}s"
+              f"  train {result['train_samples_per_second']:6.1f}/s  acc {result['accuracy']:.4f}  "
+              f"rss {result['peak_rss_mb']:.0f} MiB  load {result['loadavg_before']}", flush=True)
+    loads = [x for r in runs for x in (r["loadavg_before"], r["loadavg_after"]) if x is not None]
+    versions = {}
+    for r in runs:
+        versions["adapterlab" if r["system_key"] == "adapterlab" else "reference"] = r.get("versions", {})
+    command = "python bench/run.py" + ("" if argv is None and len(sys.argv) == 1 else " " + shlex.join(
+        argv if argv is not None else sys.argv[1:]))
+    report = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "timestamp": stamp,
+        "command": command,
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
+        "device": device,
+        "machine": machine(),
+        "versions": versions,
+        "data": data,
+        "load": {"median": _median(loads), "min": min(loads, default=None), "max": max(loads, default=None)},
+        "busy": busy,
+        "note": a.note,
+        "wall_minutes": (time.perf_counter() - started) / 60,
+        "summary": summarise(runs, a),
+        "runs": runs,
+    }
+    a.results.mkdir(parents=True, exist_ok=True)
+    name = f"{'quick' if a.quick else 'full'}-{device}-{stamp}.json"
+    (a.results / name).write_text(json.dumps(report, indent=1))
+    (a.results / f"latest-{'quick' if a.quick else 'full'}-{device}.json").write_text(json.dumps(report, indent=1))
+    body = markdown(report)
+    print("\n" + body)
+    if a.docs != "none":
+        write_docs(Path(a.docs), body)
+        print(f"\nwrote {a.results / name} and {a.docs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
