@@ -180,13 +180,23 @@ def loadavg() -> float | None:
 def other_processes(limit: int = 6) -> list[str]:
     """The busiest other processes right now (what else shares the machine), as `%CPU command`."""
     try:
-        out = subprocess.run(["ps", "-eo", "pcpu,args", "--sort=-pcpu"], capture_output=True, text=True,
+        out = subprocess.run(["ps", "-eo", "pid,pcpu,args", "--sort=-pcpu"], capture_output=True, text=True,
                              timeout=10).stdout.splitlines()[1:]
     except (OSError, subprocess.SubprocessError):
         return []
-    me = {str(os.getpid())}
-    rows = [line.strip()[:110] for line in out if line.strip() and not any(p in line for p in me)]
-    return [r for r in rows if "ps -eo" not in r][:limit]
+    rows = []
+    for line in out:
+        pid, _, rest = line.strip().partition(" ")
+        if pid != str(os.getpid()) and "ps -eo" not in rest:
+            rows.append(rest.strip()[:110])
+    return rows[:limit]
+
+
+def _versions(runs: list[dict]) -> dict:
+    versions: dict = {}
+    for r in runs:
+        versions["adapterlab" if r["system_key"] in AL_SYSTEMS else "reference"] = r.get("versions", {})
+    return versions
 
 
 # ---------------------------------------------------------------------------------------------------- runs
@@ -321,7 +331,8 @@ def markdown(report: dict) -> str:
               f"lr {a['lr_bottleneck']:g} (pfeiffer, houlsby) / {a['lr_ia3']:g} (ia3), linear schedule, warm-up "
               f"{a['warmup_ratio']:g}, weight decay 0, grad-norm clip 1, seed {a['seed']}, reduction factor 16.",
               f"- Load average during the runs: median {report['load']['median']}, range {report['load']['min']}-"
-              f"{report['load']['max']} (2 cores; above ~1 means other work competed for the CPU).",
+              f"{report['load']['max']} (2 cores; a run's own 2 torch threads make ~2, so above ~2.5 other work "
+              f"competed for the CPU).",
               ]
     if report.get("note"):
         lines.append(f"- Note: {report['note']}")
@@ -386,6 +397,8 @@ def render(a: argparse.Namespace) -> int:
     report = json.loads(a.render.read_text())
     saved = argparse.Namespace(**report["settings"])
     report["summary"] = summarise(report["runs"], saved)
+    report["versions"] = _versions(report["runs"])
+    report["busy"] = [b for b in report.get("busy", []) if "bench/run.py" not in b]
     a.render.write_text(json.dumps(report, indent=1))
     body = markdown(report)
     print(body)
@@ -425,9 +438,7 @@ def main(argv: list[str] | None = None) -> int:
               f"  train {result['train_samples_per_second']:6.1f}/s  acc {result['accuracy']:.4f}  "
               f"rss {result['peak_rss_mb']:.0f} MiB  load {result['loadavg_before']}", flush=True)
     loads = [x for r in runs for x in (r["loadavg_before"], r["loadavg_after"]) if x is not None]
-    versions = {}
-    for r in runs:
-        versions["adapterlab" if r["system_key"] == "adapterlab" else "reference"] = r.get("versions", {})
+    versions = _versions(runs)
     command = "python bench/run.py" + ("" if argv is None and len(sys.argv) == 1 else " " + shlex.join(
         argv if argv is not None else sys.argv[1:]))
     report = {
