@@ -132,7 +132,9 @@ def _read_file(path: Path) -> pd.DataFrame:
 def _read_hub(source: str, split: str) -> pd.DataFrame:
     import datasets
 
-    name, _, config = source.partition(":")
+    name, _, rest = source.partition(":")
+    config, _, named_split = rest.partition(":")
+    split = named_split or split
     if not hub_available():  # answer from the local cache at once instead of retrying the network
         datasets.config.HF_HUB_OFFLINE = True
     try:
@@ -157,7 +159,7 @@ def _read_disk(path: Path, split: str) -> pd.DataFrame:
 
 
 def read_table(source: str | Path, split: str = "train") -> pd.DataFrame:
-    """A file (CSV/TSV/JSONL/Parquet), a `save_to_disk` folder, or a hub dataset `name[:config]`."""
+    """A file (CSV/TSV/JSONL/Parquet), a `save_to_disk` folder, or a hub dataset `name[:config[:split]]`."""
     source = str(source)
     path = Path(source).expanduser()
     if path.is_dir():

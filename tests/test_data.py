@@ -94,6 +94,8 @@ def test_unknown_missing_and_unreachable_sources(tmp_path) -> None:
         prepare(tmp_path / "nope.csv")
     with pytest.raises(DataError, match="could not be loaded.*Hub cannot be reached"):
         prepare("some-user/some-dataset-that-is-not-cached")
+    with pytest.raises(DataError, match=r"'some-user/ds:cfg:test' \(split 'test'\) could not be loaded"):
+        prepare("some-user/ds:cfg:test")
     with pytest.raises(DataError, match="not valid JSON Lines"):
         (tmp_path / "broken.jsonl").write_text("{not json\n")
         prepare(tmp_path / "broken.jsonl")
