@@ -15,25 +15,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Phases, current_rss_mb, peak_rss_mb, set_threads, write_result  # noqa: E402
+from common import Phases, add_shared_args, current_rss_mb, peak_rss_mb, set_threads, write_result  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--train", required=True)
-    p.add_argument("--validation", required=True)
     p.add_argument("--base-model", default=None, help="default: the bundled all-MiniLM-L6-v2")
     p.add_argument("--method", choices=["pfeiffer", "houlsby", "ia3"], required=True)
     p.add_argument("--reduction-factor", type=float, default=16)
-    p.add_argument("--learning-rate", type=float, required=True)
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-length", type=int, default=80)
-    p.add_argument("--warmup-ratio", type=float, default=0.06)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
-    p.add_argument("--device", default="", help="cpu or cuda (default: cuda when present)")
-    p.add_argument("--out", required=True)
+    add_shared_args(p)
     return p.parse_args()
 
 

@@ -81,3 +81,18 @@ def set_threads(torch_module, threads: int | None) -> int:
     if threads:
         torch_module.set_num_threads(threads)
     return torch_module.get_num_threads()
+
+
+def add_shared_args(p) -> None:
+    """The flags both runners take, with the same defaults, so the harness passes one set to either."""
+    p.add_argument("--train", required=True)
+    p.add_argument("--validation", required=True)
+    p.add_argument("--learning-rate", type=float, required=True)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-length", type=int, default=80)
+    p.add_argument("--warmup-ratio", type=float, default=0.06)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    p.add_argument("--device", default="", help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--out", required=True)

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Phases, peak_rss_mb, read_csv, scores, set_threads, write_result  # noqa: E402
+from common import Phases, add_shared_args, peak_rss_mb, read_csv, scores, set_threads, write_result  # noqa: E402
 
 CONFIGS = {"pfeiffer": "seq_bn", "houlsby": "double_seq_bn", "ia3": "ia3"}
 
@@ -30,21 +30,11 @@ CONFIGS = {"pfeiffer": "seq_bn", "houlsby": "double_seq_bn", "ia3": "ia3"}
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--recipe", choices=["maxlen", "dynamic"], required=True)
-    p.add_argument("--train", required=True)
-    p.add_argument("--validation", required=True)
     p.add_argument("--base-model", required=True, help="local model folder")
     p.add_argument("--method", choices=sorted(CONFIGS), required=True)
     p.add_argument("--reduction-factor", type=int, default=16)
-    p.add_argument("--learning-rate", type=float, required=True)
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--eval-batch-size", type=int, default=64)
-    p.add_argument("--max-length", type=int, default=80)
-    p.add_argument("--warmup-ratio", type=float, default=0.06)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
-    p.add_argument("--device", default="", help="cpu or cuda (default: cuda when present)")
-    p.add_argument("--out", required=True)
+    add_shared_args(p)
     return p.parse_args()
 
 
