@@ -21,7 +21,8 @@ SETTING_NAMES = {"data": "Data", "validation": "Validation data", "text_column":
                  "reduction_factor": "Reduction factor", "base_model": "Base model", "epochs": "Epochs",
                  "learning_rate": "Learning rate", "batch_size": "Batch size", "max_length": "Max length (tokens)",
                  "max_train_samples": "Max training rows", "seed": "Random seed",
-                 "early_stopping_patience": "Early stopping patience (epochs)"}
+                 "early_stopping_patience": "Early stopping patience (epochs)",
+                 "base_dropout": "Base model dropout while training"}
 
 UNSET = {"validation": "10% of the data, held out", "text_pair_column": "none (one text per row)",
          "base_model": "all-MiniLM-L6-v2 (bundled)", "max_train_samples": "all rows",

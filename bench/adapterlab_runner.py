@@ -8,6 +8,7 @@ times those phases from outside (through the progress and epoch callbacks) and w
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
@@ -73,8 +74,7 @@ def main() -> None:
     write_result(a.out, {
         "system": "adapterlab",
         "method": a.method,
-        "versions": {"transformers": __import__("transformers").__version__, "torch": torch.__version__,
-                     "peft": __import__("peft").__version__},
+        "versions": {"transformers": __import__("transformers").__version__, "torch": torch.__version__},
         "device": "cuda" if cuda else "cpu",
         "threads": threads,
         "data_report": result.data_report,
@@ -93,3 +93,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    gc.freeze()  # and exit as the `adapterlab` command does (app/cli.py: run)

@@ -4,7 +4,8 @@ Trains each method at a few learning rates for up to 3 epochs on a sample of eac
 ../shared/data (or ADAPTERLAB_SHARED_DATA; elsewhere: `datasets.load_dataset("glue", "sst2")`, `"trec"`,
 `("glue", "mrpc")` exported to CSV), appending one JSON line per run to --out.
 Usage: python bench/defaults_sweep.py [--sets sst2,trec,mrpc] [--methods pfeiffer,houlsby,ia3]
-                                      [--rates 1e-3,3e-3] [--train-samples 1000] [--out docs/defaults.jsonl]
+                                      [--rates 1e-3,3e-3] [--train-samples 1000] [--base-dropout off|on|both]
+                                      [--out docs/defaults.jsonl]
 """
 
 from __future__ import annotations
@@ -34,20 +35,23 @@ def main() -> None:
     p.add_argument("--rates", help="comma-separated learning rates (default: each method's grid)")
     p.add_argument("--train-samples", type=int, default=1000)
     p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--base-dropout", choices=["off", "on", "both"], default="off",
+                   help="dropout inside the frozen base while training (off: AdapterLab's default)")
     p.add_argument("--out", default="docs/defaults.jsonl")
     args = p.parse_args()
     for set_name in args.sets.split(","):
         train_file, valid_file, text, pair = SETS[set_name]
         for method in args.methods.split(","):
             rates = [float(r) for r in args.rates.split(",")] if args.rates else GRID[method]
-            for lr in rates:
+            dropouts = {"off": [False], "on": [True], "both": [False, True]}[args.base_dropout]
+            for lr, base_dropout in ((lr, d) for lr in rates for d in dropouts):
                 start = time.perf_counter()
                 config = TrainConfig(data=str(DATA / train_file), validation=str(DATA / valid_file), method=method,
                                      text_column=text, text_pair_column=pair, learning_rate=lr, epochs=args.epochs,
-                                     max_train_samples=args.train_samples,
+                                     max_train_samples=args.train_samples, base_dropout=base_dropout,
                                      output=str(Path(tempfile.gettempdir()) / "sweep" / f"{set_name}-{method}-{lr}"))
                 r = train(config)
-                row = {"data": set_name, "method": method, "learning_rate": lr,
+                row = {"data": set_name, "method": method, "learning_rate": lr, "base_dropout": base_dropout,
                        "accuracy_by_epoch": [round(h["accuracy"], 4) for h in r.history],
                        "macro_f1_by_epoch": [round(h["macro_f1"], 4) for h in r.history],
                        "seconds": round(time.perf_counter() - start, 1)}

@@ -195,7 +195,8 @@ def other_processes(limit: int = 6) -> list[str]:
 def _versions(runs: list[dict]) -> dict:
     versions: dict = {}
     for r in runs:
-        versions["adapterlab" if r["system_key"] in AL_SYSTEMS else "reference"] = r.get("versions", {})
+        versions.setdefault("adapterlab" if r["system_key"] in AL_SYSTEMS else "reference", {}).update(
+            r.get("versions", {}))
     return versions
 
 
@@ -321,8 +322,8 @@ def markdown(report: dict) -> str:
     lines += [f"- Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB RAM, {info['os']}; "
               f"device `{report['device']}`; torch threads: {a['threads'] or 'torch default'}"
               f" ({info.get('torch_threads_default')}).",
-              f"- AdapterLab: torch {info.get('torch')}, transformers {al_v.get('transformers')}, peft "
-              f"{al_v.get('peft')}. Reference: adapters {ref_v.get('adapters')}, transformers "
+              f"- AdapterLab: torch {info.get('torch')}, transformers {al_v.get('transformers')}. "
+              f"Reference: adapters {ref_v.get('adapters')}, transformers "
               f"{ref_v.get('transformers')}, torch {ref_v.get('torch')}.",
               f"- Data: SST-2 from `{report['data']['source']}`, {report['data']['train_rows']:,} training sentences "
               f"(seeded sample, seed {a['seed']}), validation {report['data']['validation_rows']} rows.",

@@ -17,6 +17,7 @@ from engine.methods import BOTTLENECK_METHODS
 from engine.methods.bottleneck import model as bn
 from engine.methods.bottleneck.config import BottleneckConfig
 from engine.methods.ia3 import model as ia3
+from engine.methods.ia3.config import IA3Config
 
 METADATA = "adapterlab.json"
 ADAPTERHUB_VERSION = "adapters.1.3.0"
@@ -29,13 +30,12 @@ def adapter_name_for(path: str | Path) -> str:
 
 
 def library_versions() -> dict[str, str]:
-    import peft
     import transformers
 
     from engine import __version__
 
     return {"adapterlab": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "peft": peft.__version__, "python": platform.python_version()}
+            "python": platform.python_version()}
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -132,8 +132,9 @@ def load_adapter(model: AdapterModel, folder: str | Path, name: str | None = Non
             model.delete_adapter(name)
             raise ConfigError(f"{folder}: weights do not fit base model {model.base_model_name} ({exc}).") from exc
     else:
-        model.add_adapter(name, "ia3", meta["labels"], ia3_target_modules=config["target_modules"],
-                          ia3_feedforward_modules=config.get("feedforward_modules") or [])
+        saved = IA3Config.from_peft_dict(config)
+        model.add_adapter(name, "ia3", meta["labels"], ia3_target_modules=saved.target_modules,
+                          ia3_feedforward_modules=saved.feedforward_modules)
         try:
             ia3.import_state_dict(model.backbone, name, model.heads[name],
                                   load_file(str(folder / "adapter_model.safetensors")))

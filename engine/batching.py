@@ -13,10 +13,11 @@ class Batcher:
     """Turns texts into model inputs on the right device (pinned, non-blocking copies on CUDA)."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int, device: torch.device,
-                 token_types: bool = True) -> None:
+                 token_types: bool = True, bf16: bool | None = None) -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.device = device
+        self.bf16 = device.type == "cuda" if bf16 is None else bf16
         self.pad_id = tokenizer.pad_token_id or 0
         self.uses_token_types = token_types and "token_type_ids" in tokenizer.model_input_names
 
@@ -48,9 +49,9 @@ class Batcher:
         return batch
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast on CUDA; full precision on CPU."""
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        """bf16 autocast when the batcher was made for it (by default on CUDA); full precision otherwise."""
+        if self.bf16:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
 
@@ -65,4 +66,6 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int) -> li
         chunk = sorted(order[start : start + mega], key=lambda i: lengths[i], reverse=True)
         batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
-    return batches
+    longest = max(range(len(batches)), key=lambda b: max(lengths[i] for i in batches[b]))
+    batches.insert(0, batches.pop(longest))  # as HF does: the peak memory comes first (an OOM fails at once), and
+    return batches                           # the allocator reuses those blocks for every later, smaller batch

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 
+import peft
 import pytest
 import torch
 from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification
 
+from engine.adapter_model import AdapterModel
 from engine.errors import ConfigError
 from engine.inference import Predictor
+from engine.methods.ia3 import model as ia3
+from engine.methods.ia3.config import IA3Config, ia3_config
 from engine.training import TrainConfig, train
 
 TEXTS = ["i love it", "terrible, broke in a day", "an unseen sentence about nothing"]
@@ -86,6 +90,41 @@ def test_ia3_folder_loads_in_peft(trained, tiny_bert) -> None:
         peft_probs = peft_model(**tokenizer(TEXTS, padding=True, return_tensors="pt")).logits.softmax(-1)
     ours = Predictor().probabilities(folder, TEXTS)
     assert (peft_probs - ours).abs().max() <= 1e-5
+
+
+def test_peft_made_ia3_weights_load_into_our_model(tiny_bert, tmp_path) -> None:
+    """PEFT's own IA3 (same config, random vectors), saved by PEFT, imported by us: the same logits."""
+    ours = AdapterModel(str(tiny_bert))
+    config = ia3_config(ours.config.model_type, str(tiny_bert))
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
+    peft_config = peft.IA3Config(task_type="SEQ_CLS", target_modules=config.target_modules,
+                                 feedforward_modules=config.feedforward_modules,
+                                 modules_to_save=config.modules_to_save)
+    peft_model = peft.get_peft_model(base, peft_config).eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "ia3_l" in name or "classifier" in name:
+                p.copy_(torch.randn(p.shape, generator=generator) * 0.3 + (1.0 if "ia3_l" in name else 0.0))
+    peft_model.save_pretrained(tmp_path)
+    saved = IA3Config.from_peft_json(tmp_path)
+    assert set(saved.target_modules) == set(config.target_modules)  # PEFT writes them from a set: any order
+    assert set(saved.feedforward_modules) == set(config.feedforward_modules)
+
+    ours.add_adapter("peft_made", "ia3", ["neg", "pos"], ia3_target_modules=saved.target_modules,
+                     ia3_feedforward_modules=saved.feedforward_modules)
+    ia3.import_state_dict(ours.backbone, "peft_made", ours.heads["peft_made"],
+                          load_file(tmp_path / "adapter_model.safetensors"))
+    ours.set_active("peft_made")
+    batch = ours.tokenizer(TEXTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = peft_model(**batch).logits
+        got = ours.eval()(batch["input_ids"], batch["attention_mask"], token_type_ids=batch["token_type_ids"])
+    assert (got - expected).abs().max() <= 1e-5
+    with torch.no_grad():  # the match is not trivial: with the vectors at their initial 1 the logits differ
+        ia3.ia3_parameters(ours.backbone, "peft_made")[0].fill_(1.0)
+        plain = ours(batch["input_ids"], batch["attention_mask"], token_type_ids=batch["token_type_ids"])
+    assert (plain - expected).abs().max() > 1e-3
 
 
 def test_predict_one_text_and_a_csv(trained, tmp_path) -> None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 
 from engine.data import DEMO_DATA, DEMO_PAIR_DATA, guess_columns, prepare, read_table
 from engine.errors import DataError
-from tests.conftest import write_csv
+from tests.conftest import ROOT, write_csv
 
 
 def _rows(n_per_class: int = 10, labels=("a", "b")) -> list[dict]:
@@ -108,3 +110,27 @@ def test_validation_labels_must_be_known(tmp_path) -> None:
         prepare(train, validation=valid)
     data = prepare(train, validation=write_csv(tmp_path / "v2.csv", _rows(2)))
     assert len(data.train) == 20 and data.report.validation_source == "v2.csv"
+
+
+def test_csv_quotes_blank_lines_short_rows_and_repeated_names(tmp_path) -> None:
+    path = tmp_path / "odd.csv"
+    path.write_text('text,label,label\n"hello, world",a,z\n\n"two\nlines",b,z\nshort\nlast,a,z\n', encoding="utf-8")
+    assert list(read_table(path).columns) == ["text", "label", "label.1"]
+    data = prepare(path, validation_fraction=0.5)
+    assert sorted(data.train.texts + data.validation.texts) == ["hello, world", "last", "two\nlines"]
+    assert data.report.dropped == {"missing 'label'": 1}
+
+
+def test_a_row_with_too_many_cells_names_its_line(tmp_path) -> None:
+    path = tmp_path / "wide.csv"
+    path.write_text("text,label\nok,a\nnot, quoted,b\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"wide.csv: not a valid CSV file \(line 3 has 3 fields, the header 2\)"):
+        prepare(path)
+
+
+def test_training_reads_csv_without_pandas(tmp_path) -> None:
+    """pandas costs ~65 MB and 0.4 s per training process; CSV training must not import it."""
+    code = ("import sys; from engine.data import prepare, DEMO_DATA; prepare(DEMO_DATA); "
+            "import engine.training; print('pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "False"

@@ -35,7 +35,8 @@ def test_only_adapter_and_head_change(method, sentiment_csv, tiny_bert, tmp_path
     result = train(_config(sentiment_csv, tiny_bert, tmp_path / "a", method, epochs=1, learning_rate=1e-2))
     model = snapshots["model"]
     after = model.backbone.state_dict()
-    assert all(torch.equal(v, after[k]) for k, v in snapshots["base"].items())
+    # unchanged, apart from being stored in bf16 for mixed-precision training on CPUs that have it
+    assert all(torch.equal(v.to(after[k].dtype), after[k]) for k, v in snapshots["base"].items())
     changed = [not torch.equal(b, a) for b, a in zip(snapshots["trainable"], model.trainable_parameters(model.active),
                                                      strict=True)]
     assert all(changed)
@@ -59,7 +60,7 @@ def test_progress_metrics_and_saved_metadata(sentiment_csv, tiny_bert, tmp_path)
     assert meta["method"] == "pfeiffer" and meta["labels"] == ["neg", "pos"]
     assert meta["text_column"] == "text" and meta["max_length"] == 128 and meta["data_fingerprint"].startswith("sha")
     assert meta["training"]["epochs"] == 2 and meta["metrics"]["accuracy"] == m["accuracy"]
-    assert {"torch", "transformers", "peft", "adapterlab"} <= set(meta["library_versions"])
+    assert {"torch", "transformers", "adapterlab"} <= set(meta["library_versions"])
     assert meta["started_at"] <= meta["finished_at"]
 
 

@@ -42,6 +42,14 @@ def _number(key: str, value: str | int | float) -> int | float:
     return number
 
 
+def _flag(key: str, value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value.lower() in ("true", "yes", "1", "false", "no", "0"):
+        return value.lower() in ("true", "yes", "1")
+    raise ConfigError(f"{key.replace('_', ' ').capitalize()} must be true or false, not {value!r}.")
+
+
 def normalise(spec: dict) -> dict:
     """TrainConfig fields from what a form or the command line sent: unknown keys refused, blanks unset."""
     unknown = sorted(set(spec) - set(SPEC_FIELDS))
@@ -54,6 +62,8 @@ def normalise(spec: dict) -> dict:
             value = value.strip()
         if value is None or value == "":
             continue
+        if key == "base_dropout":
+            value = _flag(key, value)
         out[key] = _number(key, value) if key in INT_FIELDS | FLOAT_FIELDS else value
     for key in ("data", "method"):
         if key not in out:

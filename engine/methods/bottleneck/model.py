@@ -31,6 +31,8 @@ def _distilbert_block_forward(self: nn.Module, hidden_states: torch.Tensor, atte
     """DistilBERT's TransformerBlock with adapter slots at its two residual LayerNorms."""
     attention_output, _ = self.attention(hidden_states, attention_mask=attention_mask, **kwargs)
     attention_output = self.attention_adapters(attention_output, hidden_states, self.sa_layer_norm)
+    if getattr(self, "first_token_only", False):  # see engine/first_token.py
+        attention_output = attention_output[:, :1]
     return self.output_adapters(self.ffn(attention_output), attention_output, self.output_layer_norm)
 
 
