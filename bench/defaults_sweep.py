@@ -4,7 +4,7 @@ Trains each method at a few learning rates for up to 3 epochs on a sample of eac
 ../shared/data (or ADAPTERLAB_SHARED_DATA; elsewhere: `datasets.load_dataset("glue", "sst2")`, `"trec"`,
 `("glue", "mrpc")` exported to CSV), appending one JSON line per run to --out.
 Usage: python bench/defaults_sweep.py [--sets sst2,trec,mrpc] [--methods pfeiffer,houlsby,ia3]
-                                      [--rates 1e-3,3e-3] [--train-samples 1000] [--base-dropout off|on|both]
+                                      [--rates 1e-3,3e-3|default] [--train-samples 1000] [--base-dropout off|on|both]
                                       [--out docs/defaults.jsonl]
 """
 
@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from engine.methods import METHOD_DEFAULTS
 from engine.training import TrainConfig, train
 
 DATA = Path(os.environ.get("ADAPTERLAB_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -32,7 +33,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sets", default=",".join(SETS))
     p.add_argument("--methods", default=",".join(GRID))
-    p.add_argument("--rates", help="comma-separated learning rates (default: each method's grid)")
+    p.add_argument("--rates", help="comma-separated learning rates, or 'default' for each method's default "
+                                   "(default: each method's grid)")
     p.add_argument("--train-samples", type=int, default=1000)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--base-dropout", choices=["off", "on", "both"], default="off",
@@ -42,7 +44,8 @@ def main() -> None:
     for set_name in args.sets.split(","):
         train_file, valid_file, text, pair = SETS[set_name]
         for method in args.methods.split(","):
-            rates = [float(r) for r in args.rates.split(",")] if args.rates else GRID[method]
+            rates = ([METHOD_DEFAULTS[method]["learning_rate"]] if args.rates == "default"
+                     else [float(r) for r in args.rates.split(",")] if args.rates else GRID[method])
             dropouts = {"off": [False], "on": [True], "both": [False, True]}[args.base_dropout]
             for lr, base_dropout in ((lr, d) for lr in rates for d in dropouts):
                 start = time.perf_counter()

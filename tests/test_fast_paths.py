@@ -61,3 +61,20 @@ def test_base_dropout_is_off_while_training_unless_asked(base_dropout, tiny_bert
     assert model.backbone.dropout.training  # the classification head's dropout stays on
     model.eval()
     assert not any(m.training for m in model.modules())
+
+
+def test_bf16_batches_are_padded_to_a_multiple_of_8_and_padding_changes_no_logit(tiny_bert) -> None:
+    model = AdapterModel(str(tiny_bert))
+    model.add_adapter("x", "houlsby", ["a", "b"])
+    bf16, exact = model.batcher(20, bf16=True), model.batcher(20, bf16=False)
+    short = bf16.collate(bf16.encode(["one two three"]))  # 5 tokens with [CLS] and [SEP]
+    assert short["input_ids"].shape == (1, 8) and short["attention_mask"].sum() == 5
+    assert exact.collate(exact.encode(["one two three"]))["input_ids"].shape == (1, 5)
+    long = bf16.collate(bf16.encode(["word " * 40]))
+    assert long["input_ids"].shape == (1, 20)  # never past max_length
+    model.eval()
+    with torch.no_grad():
+        exact.pad_multiple = 8  # the same padding in fp32, so only the padding differs
+        padded = model(**exact.collate(exact.encode(TEXTS)))
+        exact.pad_multiple = 1
+        torch.testing.assert_close(padded, model(**exact.collate(exact.encode(TEXTS))), rtol=0, atol=1e-5)
