@@ -192,8 +192,8 @@ def measure(a: argparse.Namespace, folders: list[dict]) -> dict:
         batch.append(time.perf_counter() - s)
 
     # memory per extra adapter: two adapters of each method are loaded first (one-time costs: code paths run
-    # for the first time, PEFT's "multiple adapters" warning, which reads a source file into linecache on the
-    # second IA3 injection); then a block of further adapters per method, each loaded and used once. The
+    # for the first time, the first wrapping of the IA3 target layers); then a block of further adapters per
+    # method, each loaded and used once. The
     # growth over a block / its size is the cost per adapter: a single load moves RSS by heap noise (buffers
     # of the file read freed into a fragmented heap) larger than an IA3 adapter's 64 KiB.
     warm = 2 * len(METHODS)
