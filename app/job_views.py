@@ -26,7 +26,7 @@ SETTING_NAMES = {"data": "Data", "validation": "Validation data", "text_column":
 
 UNSET = {"validation": "10% of the data, held out", "text_pair_column": "none (one text per row)",
          "base_model": "all-MiniLM-L6-v2 (bundled)", "max_train_samples": "all rows",
-         "early_stopping_patience": "off"}
+         "early_stopping_patience": "off", "base_dropout": "off"}
 
 
 def state_text(state: str) -> str:
@@ -174,6 +174,8 @@ def _setting(key: str, value: object) -> str:
         return UNSET.get(key, "default")
     if key == "method":
         return METHOD_NAMES.get(str(value), str(value))
+    if isinstance(value, bool):
+        return "on" if value else "off"
     if isinstance(value, float) and value.is_integer() and key != "learning_rate":
         return str(int(value))
     return str(value)

@@ -15,6 +15,7 @@ from engine.data import DEMO_DATA
 from engine.errors import ConfigError, DataError
 from engine.methods import METHOD_DEFAULTS
 from tests.conftest import write_csv
+from worker.spec import normalise
 
 
 @pytest.fixture()
@@ -205,6 +206,11 @@ def test_build_spec():
         train_tab.build_spec(*spec_args(epochs=1.5))
     with pytest.raises(ConfigError, match="learning rate"):
         train_tab.build_spec(*spec_args(learning_rate=0))
+    with_dropout = train_tab.build_spec(*spec_args(), True)
+    assert with_dropout["base_dropout"] is True
+    assert normalise({"data": "x.csv", "method": "ia3", "base_dropout": "yes"})["base_dropout"] is True
+    with pytest.raises(ConfigError, match="Base dropout must be true or false"):
+        normalise({"data": "x.csv", "method": "ia3", "base_dropout": "maybe"})
 
 
 def test_method_switch_sets_defaults_and_hides_reduction_factor():

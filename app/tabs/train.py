@@ -35,6 +35,7 @@ class TrainTab:
     name: gr.Textbox
     launch: gr.Button
     status: gr.Markdown
+    base_dropout: gr.Checkbox
 
 
 def method_help() -> str:
@@ -74,7 +75,7 @@ def build_spec(source: str | None, validation: str | None, text: str | None, pai
                method: str, reduction_factor: float, base_model: str | None, epochs: float | None,
                learning_rate: float | None, batch_size: float | None, max_length: float | None,
                max_train_samples: float | None, seed: float | None, patience: float | None,
-               name: str | None) -> dict:
+               name: str | None, base_dropout: bool = False) -> dict:
     """The job spec for worker.api.submit from the form's values, or a ConfigError saying what to fix."""
     if not source or not text or not label:
         raise ConfigError("Choose the data and its text and label columns on the Data tab first.")
@@ -88,6 +89,8 @@ def build_spec(source: str | None, validation: str | None, text: str | None, pai
             "max_train_samples": _int(max_train_samples, "Max training rows", 2),
             "seed": 42 if seed is None else _int(seed, "Random seed"),
             "early_stopping_patience": _int(patience, "Early stopping patience", 1)}
+    if base_dropout:
+        spec["base_dropout"] = True
     if (name or "").strip():
         spec["name"] = name.strip()[:200]
     return spec
@@ -135,6 +138,10 @@ def build(data: DataTab) -> TrainTab:
                 seed = gr.Number(42, label="Random seed", precision=0, info="Same seed, same result.")
                 patience = gr.Number(None, label="Early stopping patience (epochs)", precision=0, minimum=1,
                                      info="Stop after this many epochs without improvement. Empty: never.")
+                base_dropout = gr.Checkbox(False, label="Keep the base model's dropout while training",
+                                           elem_id="train-base-dropout",
+                                           info="Off by default: faster, and as accurate in our measurements "
+                                                "(docs/defaults.md). AdapterHub and PEFT keep it on.")
     name = gr.Textbox(label="Job name (optional)", placeholder="e.g. tickets-pfeiffer-v1", elem_id="train-name")
     launch = gr.Button("Launch training", variant="primary", size="lg", elem_id="train-launch")
     status = gr.Markdown(elem_id="train-status")
@@ -147,7 +154,7 @@ def build(data: DataTab) -> TrainTab:
           data_summary, [data.source_name, data.text, data.pair, data.label, data.labels], summary)
     return TrainTab(method, reduction_factor, base_model,
                     [epochs, learning_rate, batch_size, max_length, max_train_samples, seed, patience], name, launch,
-                    status)
+                    status, base_dropout)
 
 
 @friendly
@@ -162,6 +169,6 @@ def launch_job(*values):
 def connect(train: TrainTab, data: DataTab, tabs: gr.Tabs, jobs_tab: JobsTab) -> None:
     """Wire the launch button across tabs: it reads the Data tab and opens the Jobs tab."""
     inputs = [data.source, data.validation, data.text, data.pair, data.label, train.method,
-              train.reduction_factor, train.base_model, *train.hyperparameters, train.name]
+              train.reduction_factor, train.base_model, *train.hyperparameters, train.name, train.base_dropout]
     train.launch.click(launch_job, inputs, [tabs, jobs_tab.table, jobs_tab.picker, train.status])
     data.next_button.click(lambda: gr.Tabs(selected="train"), None, tabs)
