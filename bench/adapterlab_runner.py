@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Phases, add_shared_args, current_rss_mb, peak_rss_mb, set_threads, write_result  # noqa: E402
+from common import Phases, add_shared_args, current_rss_mb, process_measures, set_threads, write_result  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -83,11 +83,7 @@ def main() -> None:
         "train_samples_per_second": round(result.train_samples_per_second, 2),
         "accuracy": result.metrics["accuracy"],
         "macro_f1": result.metrics["macro_f1"],
-        "phases": phases.seconds,
-        "rss_after_phase_mb": phases.rss_mb,
-        "in_process_seconds": phases.total(),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-        "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
+        **process_measures(phases, torch.cuda.max_memory_allocated() if cuda else None),
     })
 
 

@@ -14,6 +14,7 @@ import os
 import resource
 import sys
 import time
+from pathlib import Path
 
 PROCESS_START = time.perf_counter()
 
@@ -69,6 +70,48 @@ class Phases:
 
     def total(self) -> float:
         return round(time.perf_counter() - PROCESS_START, 3)
+
+
+def loadavg() -> float | None:
+    """The 1-minute load average (Linux), recorded beside each run to show competing work."""
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except OSError:
+        return None
+
+
+def process_measures(phases: Phases, peak_gpu_bytes: int | None) -> dict:
+    """The resource figures every runner reports, measured the same way on both sides."""
+    return {"phases": phases.seconds, "rss_after_phase_mb": phases.rss_mb, "in_process_seconds": phases.total(),
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+            "peak_gpu_mb": None if peak_gpu_bytes is None else round(peak_gpu_bytes / 2**20, 1)}
+
+
+def write_docs_block(path, name: str, body: str, heading: str) -> None:
+    """Replace the `bench:NAME` block of the docs page with `body`, keeping the prose around it; append the block
+    under `heading` where the page has none yet."""
+    start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
+    block = f"{start}\n{body}\n{end}"
+    text = path.read_text() if path.is_file() else "# Benchmarks\n"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + f"\n\n{heading}\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def publish(report: dict, json_paths: list, body: str, docs, name: str, heading: str) -> None:
+    """Write the report's JSON files, print its tables and put them into the docs page (unless docs is 'none')."""
+    for path in json_paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=1))
+    print("\n" + body)
+    if str(docs) != "none":
+        write_docs_block(Path(docs), name, body, heading)
+        print(f"\nwrote {json_paths[0]} and {docs}")
 
 
 def write_result(path: str, result: dict) -> None:

@@ -38,11 +38,10 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT))
-from common import current_rss_mb, peak_rss_mb  # noqa: E402
+from common import current_rss_mb, loadavg, peak_rss_mb, publish  # noqa: E402
 
 WORK = BENCH / ".work"
 ADAPTERS = WORK / "inference-adapters"
-MARK_START, MARK_END = "<!-- bench:inference:start -->", "<!-- bench:inference:end -->"
 METHODS = ("pfeiffer", "houlsby", "ia3")
 TARGETS = {"p50_ms": 20.0, "switch_ms": 50.0, "memory_ratio": 2.0}
 
@@ -315,24 +314,6 @@ def markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
-def write_docs(path: Path, body: str) -> None:
-    block = f"{MARK_START}\n{body}\n{MARK_END}"
-    text = path.read_text() if path.is_file() else "# Benchmarks\n"
-    if MARK_START in text and MARK_END in text:
-        head, rest = text.split(MARK_START, 1)
-        text = head + block + rest.split(MARK_END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n## Inference\n\n" + block + "\n"
-    path.write_text(text)
-
-
-def _loadavg() -> float | None:
-    try:
-        return float(open("/proc/loadavg").read().split()[0])
-    except OSError:
-        return None
-
-
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
@@ -352,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                    env=env, cwd=ROOT)
     print("measuring in a fresh process ...", flush=True)
     out = WORK / "inference-measure.json"
-    load_before = _loadavg()
+    load_before = loadavg()
     subprocess.run([sys.executable, __file__, "--stage", "measure", "--out", str(out), *passthrough], check=True,
                    env=env, cwd=ROOT)
     from run import machine  # the harness's machine description
@@ -362,18 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     report = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "command": " ".join(["python bench/inference.py",
                                                                                     *argv_used]).strip(),
               "machine": f"{info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB",
-              "load_before": load_before, "load_after": _loadavg(), "note": a.note,
+              "load_before": load_before, "load_after": loadavg(), "note": a.note,
               "measure": json.loads(out.read_text())}
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    results = BENCH / "results"
-    results.mkdir(parents=True, exist_ok=True)
     name = f"inference-{'quick' if a.quick else 'full'}-{report['measure']['device']}-{stamp}.json"
-    (results / name).write_text(json.dumps(report, indent=1))
-    body = markdown(report)
-    print("\n" + body)
-    if a.docs != "none":
-        write_docs(Path(a.docs), body)
-        print(f"\nwrote {results / name} and {a.docs}")
+    publish(report, [BENCH / "results" / name], markdown(report), a.docs, "inference", "## Inference")
     return 0
 
 

@@ -22,7 +22,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Phases, add_shared_args, peak_rss_mb, read_csv, scores, set_threads, write_result  # noqa: E402
+from common import (  # noqa: E402
+    Phases,
+    add_shared_args,
+    process_measures,
+    read_csv,
+    scores,
+    set_threads,
+    write_result,
+)
 
 CONFIGS = {"pfeiffer": "seq_bn", "houlsby": "double_seq_bn", "ia3": "ia3"}
 
@@ -151,11 +159,7 @@ def main() -> None:
         "train_seconds": round(train_seconds, 3),
         "train_samples_per_second": round(len(train_set) * a.epochs / train_seconds, 2),
         **scores(val_labels, predictions),
-        "phases": phases.seconds,
-        "rss_after_phase_mb": phases.rss_mb,
-        "in_process_seconds": phases.total(),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-        "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
+        **process_measures(phases, torch.cuda.max_memory_allocated() if cuda else None),
     })
 
 

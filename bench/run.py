@@ -40,6 +40,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
+DOCS_HEADING = "## Training: AdapterLab against the reference"  # where the results go on a page without them
+sys.path.insert(0, str(BENCH))
+from common import loadavg, publish  # noqa: E402
+
 SHARED_SST2 = ROOT.parent / "shared" / "data" / "sst2"
 SYSTEMS = ("adapterlab", "adapterlab-fp32", "ref-maxlen", "ref-dynamic")
 DEFAULT_SYSTEMS = ("adapterlab", "ref-maxlen", "ref-dynamic")
@@ -48,7 +52,6 @@ METHODS = ("pfeiffer", "houlsby", "ia3")
 LABELS = {"adapterlab": "AdapterLab", "adapterlab-fp32": "AdapterLab, fp32 (ADAPTERLAB_CPU_BF16=0)",
           "ref-maxlen": "reference (b) max-length padding",
           "ref-dynamic": "reference (c) dynamic padding + group_by_length"}
-MARK_START, MARK_END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -168,13 +171,6 @@ def machine() -> dict:
     except ImportError:
         pass
     return info
-
-
-def loadavg() -> float | None:
-    try:
-        return float(open("/proc/loadavg").read().split()[0])
-    except OSError:
-        return None
 
 
 def other_processes(limit: int = 6) -> list[str]:
@@ -379,17 +375,6 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_docs(path: Path, body: str) -> None:
-    block = f"{MARK_START}\n{body}\n{MARK_END}"
-    if path.is_file() and MARK_START in (text := path.read_text()) and MARK_END in text:
-        head, rest = text.split(MARK_START, 1)
-        text = head + block + rest.split(MARK_END, 1)[1]
-    else:
-        text = "# Benchmarks\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
 # ---------------------------------------------------------------------------------------------------- main
 
 
@@ -400,11 +385,7 @@ def render(a: argparse.Namespace) -> int:
     report["summary"] = summarise(report["runs"], saved)
     report["versions"] = _versions(report["runs"])
     report["busy"] = [b for b in report.get("busy", []) if "bench/run.py" not in b]
-    a.render.write_text(json.dumps(report, indent=1))
-    body = markdown(report)
-    print(body)
-    if a.docs != "none":
-        write_docs(Path(a.docs), body)
+    publish(report, [a.render], markdown(report), a.docs, "results", DOCS_HEADING)
     return 0
 
 
@@ -458,15 +439,9 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summarise(runs, a),
         "runs": runs,
     }
-    a.results.mkdir(parents=True, exist_ok=True)
-    name = f"{'quick' if a.quick else 'full'}-{device}-{stamp}.json"
-    (a.results / name).write_text(json.dumps(report, indent=1))
-    (a.results / f"latest-{'quick' if a.quick else 'full'}-{device}.json").write_text(json.dumps(report, indent=1))
-    body = markdown(report)
-    print("\n" + body)
-    if a.docs != "none":
-        write_docs(Path(a.docs), body)
-        print(f"\nwrote {a.results / name} and {a.docs}")
+    kind = "quick" if a.quick else "full"
+    publish(report, [a.results / f"{kind}-{device}-{stamp}.json", a.results / f"latest-{kind}-{device}.json"],
+            markdown(report), a.docs, "results", DOCS_HEADING)
     return 0
 
 
