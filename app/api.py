@@ -25,14 +25,17 @@ def _plain(value: object) -> object:
 
 
 @friendly
-def submit_job(data_file: FileData, text_column: str, label_column: str, method: str, reduction_factor: float = 16,
+def submit_job(data_file: FileData, text_column: str, label_column: str, method: str,
+               reduction_factor: float | None = None,
                epochs: int | None = None, text_pair_column: str | None = None, base_model: str | None = None,
                learning_rate: float | None = None, batch_size: int = 16, max_train_samples: int | None = None,
                name: str | None = None) -> str:
     """Queue a training job on an uploaded table; returns the job id."""
     path = uploaded_path(data_file.get("path") if isinstance(data_file, dict) else None, get_upload_folder())
-    spec = build_spec(str(path), None, text_column, text_pair_column, label_column, method, reduction_factor,
-                      base_model, epochs, learning_rate, batch_size, None, max_train_samples, None, None, name)
+    data = {"source": str(path), "text": text_column, "pair": text_pair_column or None, "label": label_column}
+    spec = build_spec(data, {"method": method, "reduction_factor": reduction_factor, "base_model": base_model,
+                             "epochs": epochs, "learning_rate": learning_rate, "batch_size": batch_size,
+                             "max_train_samples": max_train_samples, "name": name})
     return jobs.submit(spec)
 
 

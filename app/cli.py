@@ -31,7 +31,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     """The training flags shared by `train` and `submit`."""
     _add_data_args(p)
     p.add_argument("--method", required=True, choices=["pfeiffer", "houlsby", "ia3"])
-    p.add_argument("--reduction-factor", type=float, default=16, help="bottleneck size = hidden / factor")
+    p.add_argument("--reduction-factor", type=float,
+                   help="Houlsby and Pfeiffer: bottleneck size = hidden / factor (default 16)")
     p.add_argument("--base-model", default=None, help="hub id or local folder (default: bundled all-MiniLM-L6-v2)")
     p.add_argument("--epochs", type=int, help="default: the method's (see docs/defaults.md)")
     p.add_argument("--learning-rate", type=float, help="default: the method's")
@@ -116,11 +117,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 0
     if not args.input or not args.output:
         raise AdapterLabError("predict needs --text, or --input CSV with --output CSV.")
-    rows = predictor.predict_file(args.adapter, args.input, args.output)
+    result = predictor.predict_file(args.adapter, args.input, args.output, args.text_column, args.text_pair_column)
     if args.json:
-        _print_json({"rows": rows, "output": args.output})
-    else:
-        print(f"wrote {rows} predictions to {args.output}")
+        _print_json({"rows": result.rows, "predicted": result.predicted, "skipped": result.skipped,
+                     "output": args.output})
+        return 0
+    print(f"wrote {result.predicted} predictions to {args.output}")
+    if result.skipped:
+        print(f"{result.skipped} rows have an empty {result.columns_named}: they are in {args.output} with an "
+              "empty prediction")
     return 0
 
 
@@ -173,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-pair")
     p.add_argument("--input", help="table to predict (CSV/TSV/JSONL/Parquet)")
     p.add_argument("--output", help="CSV to write, with prediction and prob_<label> columns")
+    p.add_argument("--text-column", help="column of --input with the text (default: the adapter's training column)")
+    p.add_argument("--text-pair-column", help="column of --input with the second text, for adapters trained on pairs")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 
@@ -210,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except AdapterLabError as exc:
-        print(f"adapterlab: {exc.kind}: {exc}", file=sys.stderr)
+        hint = f" {exc.cli_hint}" if exc.cli_hint else ""
+        print(f"adapterlab: {exc.kind}: {exc}{hint}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("adapterlab: interrupted", file=sys.stderr)

@@ -101,6 +101,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from worker import settings
+
+    settings.check_data_dir()
     from worker.consumer import run_worker
 
     run_worker(gpu=args.gpu, cpu=args.cpu, parent_pid=args.exit_with_parent)

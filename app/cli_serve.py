@@ -8,10 +8,17 @@ import signal
 import sys
 import threading
 
-from app.security import DEFAULT_MAX_UPLOAD_MB, auth_from_env, exposure_warning, is_loopback
+from app.security import (
+    ALLOW_ANONYMOUS_ENV,
+    DEFAULT_MAX_UPLOAD_MB,
+    DEFAULT_PORT,
+    auth_from_env,
+    exposure_refusal,
+    exposure_warning,
+    is_loopback,
+)
 from engine.errors import ConfigError
-
-DEFAULT_PORT = 7860
+from worker import settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-upload-mb", type=int,
                    default=int(os.environ.get("ADAPTERLAB_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB)),
                    help="largest file a browser may upload, in MB (default 200)")
+    p.add_argument("--allow-anonymous", action="store_true", default=settings.flag(ALLOW_ANONYMOUS_ENV),
+                   help=f"serve other machines without a login, on purpose (or set {ALLOW_ANONYMOUS_ENV}=1); "
+                        "without it, a --host other than this machine needs ADAPTERLAB_USERNAME/PASSWORD")
     p.set_defaults(func=cmd_serve)
 
 
@@ -35,11 +45,18 @@ def _stop_on_sigterm() -> threading.Event:
     return stop
 
 
-def warn_if_exposed(host: str) -> None:
+def refuse_if_exposed(host: str, port: int = DEFAULT_PORT, allow_anonymous: bool = False) -> None:
+    """Stop before listening when other machines could reach the app without a login and no one asked for that."""
+    refusal = None if allow_anonymous else exposure_refusal(host, auth_from_env(), port, settings.in_container())
+    if refusal:
+        raise ConfigError(refusal)
+
+
+def warn_if_exposed(host: str, port: int = DEFAULT_PORT) -> None:
     """Say so on stderr when other machines can reach the app and no login is set."""
-    warning = exposure_warning(host, auth_from_env())
+    warning = exposure_warning(host, auth_from_env(), port, settings.in_container())
     if warning:
-        print(f"adapterlab: warning: {warning}", file=sys.stderr, flush=True)
+        print(f"adapterlab: {warning}", file=sys.stderr, flush=True)
 
 
 def _address(host: str, port: int) -> str:
@@ -49,10 +66,12 @@ def _address(host: str, port: int) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    refuse_if_exposed(args.host, args.port, args.allow_anonymous)  # both before the slow imports and the worker
+    settings.check_data_dir()
     from app.main import launch
     from worker.embedded import start_embedded_worker, stop_embedded_worker
 
-    warn_if_exposed(args.host)
+    warn_if_exposed(args.host, args.port)
     stop = _stop_on_sigterm()
     worker = None if args.no_worker else start_embedded_worker()
     try:

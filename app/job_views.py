@@ -6,6 +6,7 @@ Pure functions of the job dicts, so the page shows exactly what the store holds 
 from __future__ import annotations
 
 import html
+import math
 from datetime import datetime
 
 import pandas as pd
@@ -14,6 +15,7 @@ STATES = {"queued": ("◌", "Queued"), "running": ("▶", "Running"), "succeeded
           "failed": ("✖", "Failed"), "cancelling": ("■", "Stopping…"), "cancelled": ("■", "Cancelled"),
           "interrupted": ("‖", "Interrupted")}
 ACTIVE = ("queued", "running", "cancelling")
+WAITING = ("queued", "interrupted")
 METHOD_NAMES = {"houlsby": "Houlsby", "pfeiffer": "Pfeiffer", "ia3": "IA3"}
 TABLE_COLUMNS = ["Job", "Method", "State", "Progress", "Time left", "Macro-F1", "Accuracy", "Created", "ID"]
 SETTING_NAMES = {"data": "Data", "validation": "Validation data", "text_column": "Text column",
@@ -23,6 +25,10 @@ SETTING_NAMES = {"data": "Data", "validation": "Validation data", "text_column":
                  "max_train_samples": "Max training rows", "seed": "Random seed",
                  "early_stopping_patience": "Early stopping patience (epochs)",
                  "base_dropout": "Base model dropout while training"}
+
+NO_WORKER = ("Jobs start in the order they were queued, one at a time on each worker. If no other job is running "
+             "and this one stays queued, no worker is running: ask whoever runs AdapterLab to start one (if that "
+             "is you, restart AdapterLab without the “no worker” option). More under **About jobs** below.")
 
 UNSET = {"validation": "10% of the data, held out", "text_pair_column": "none (one text per row)",
          "base_model": "all-MiniLM-L6-v2 (bundled)", "max_train_samples": "all rows",
@@ -45,6 +51,19 @@ def duration(seconds: float | None) -> str:
     if minutes < 60:
         return f"about {minutes} min"
     return f"about {minutes // 60} h {minutes % 60} min"
+
+
+def time_left(job: dict) -> str:
+    """The time left in words: a waiting job has none yet, one that has not reported a step is estimating, and
+    one past its last step is still validating and saving."""
+    eta = job.get("eta_seconds")
+    if job["state"] in WAITING:
+        return "waiting for a worker"
+    if job["state"] == "cancelling":
+        return "stopping…"
+    if job["state"] != "running":
+        return "—"
+    return "estimating…" if eta is None else "finishing…" if eta < 1 else duration(eta)
 
 
 def progress_bar(progress: float | None) -> str:
@@ -76,10 +95,9 @@ def table(jobs: list[dict]) -> pd.DataFrame:
     """One row per job, newest first, with an HTML progress bar."""
     rows = []
     for job in jobs:
-        active = job["state"] in ACTIVE
         rows.append([html.escape(str(job.get("name") or job["id"])), METHOD_NAMES.get(job.get("method"), "—"),
-                     state_text(job["state"]), progress_bar(job.get("progress")),
-                     duration(job.get("eta_seconds")) if active else "—", _score(job.get("metrics"), "macro_f1"),
+                     state_text(job["state"]), progress_bar(job.get("progress")), time_left(job),
+                     _score(job.get("metrics"), "macro_f1"),
                      _score(job.get("metrics"), "accuracy"), _when(job.get("created_at")), job["id"]])
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
@@ -92,19 +110,19 @@ def header(job: dict) -> str:
     lines = [f"### {html.escape(str(job.get('name') or job['id']))} · {state_text(job['state'])}",
              f"{method} adapter on `{base}` · job id `{job['id']}` · created {_when(job.get('created_at'))}"]
     if job["state"] == "queued":
-        lines.append("Waiting for a worker to start it. If it never starts, no worker is running: start one with "
-                     "`adapterlab worker`.")
+        lines.append(f"Waiting for a worker to start it. {NO_WORKER}")
     elif job["state"] == "interrupted":
         lines.append("Its worker stopped before it finished. It is queued again and resumes from its last "
                      "finished epoch when a worker is free.")
     elif job["state"] in ACTIVE:
-        step = (job.get("steps") or [{}])[-1]
-        where = f" · epoch {step['epoch']:.1f} of {spec.get('epochs') or '?'}" if step.get("epoch") else ""
-        lines.append(f"{progress_bar(job.get('progress'))} {duration(job.get('eta_seconds'))} left{where}")
+        lines.append(_where(job, spec))
         if job.get("history"):
             last = job["history"][-1]
             lines.append(f"After epoch {last['epoch']}: macro-F1 {last['macro_f1']:.3f} · accuracy "
                          f"{last['accuracy']:.3f}")
+    kept = kept_adapter(job)
+    if kept:
+        lines.append(kept)
     metrics = job.get("metrics")
     if metrics:
         lines.append(f"**Macro-F1 {metrics['macro_f1']:.3f}** · accuracy {metrics['accuracy']:.3f} "
@@ -114,13 +132,73 @@ def header(job: dict) -> str:
     return "\n\n".join(lines)
 
 
+def _where(job: dict, spec: dict) -> str:
+    """A running job's progress bar, time left and epoch."""
+    if job["state"] == "cancelling":
+        return f"{progress_bar(job.get('progress'))} stopping at the next step; the best epoch so far is kept"
+    step = (job.get("steps") or [{}])[-1]
+    where = f" · epoch {step['epoch']:.1f} of {spec.get('epochs') or '?'}" if step.get("epoch") else ""
+    eta = job.get("eta_seconds")
+    left = "estimating the time left…" if eta is None else "finishing…" if eta < 1 else f"{duration(eta)} left"
+    return f"{progress_bar(job.get('progress'))} {left}{where}"
+
+
+def kept_adapter(job: dict) -> str | None:
+    """Which epoch the saved adapter comes from: a stopped or early-stopped job keeps its best epoch so far."""
+    if job["state"] not in ("succeeded", "cancelled"):
+        return None
+    if not job.get("adapter_dir"):
+        return "Cancelled before it trained: no adapter was saved." if job["state"] == "cancelled" else None
+    best, planned, done = job.get("best_epoch"), (job.get("spec") or {}).get("epochs"), len(job.get("history") or [])
+    if best is None:
+        return None
+    if best == 0:
+        return ("Stopped during epoch 1, before any epoch finished: the adapter kept is the one trained up to "
+                "that moment.")
+    of = f" of {planned}" if planned else ""
+    if job["state"] == "cancelled":
+        return (f"Stopped after {done}{of} epochs. **The adapter kept is from epoch {best}**, the best so far on "
+                "the validation rows (macro-F1).")
+    if done == 1:
+        return None
+    stopped = f" Training stopped early after epoch {done}: no better epoch came." if planned and done < planned else ""
+    return f"The adapter is from epoch {best}{of}, the best on the validation rows (macro-F1).{stopped}"
+
+
+def training_points(job: dict) -> int:
+    return sum(s.get("loss") is not None for s in job.get("steps") or [])
+
+
 def loss_frame(job: dict) -> pd.DataFrame:
-    """Training loss per logged step and validation loss per epoch, on one epoch axis."""
+    """Training loss per logged step and validation loss per epoch, on one epoch axis. A single validation
+    point would be an invisible line, so validation joins from the second epoch (`epoch_figures` shows the first)."""
     rows = [{"epoch": s["epoch"], "loss": s["loss"], "curve": "training"} for s in job.get("steps") or []
             if s.get("loss") is not None]
-    rows += [{"epoch": h["epoch"], "loss": h["loss"], "curve": "validation"} for h in job.get("history") or []
-             if h.get("loss") is not None]
+    history = [h for h in job.get("history") or [] if h.get("loss") is not None]
+    if len(history) >= 2:
+        rows += [{"epoch": h["epoch"], "loss": h["loss"], "curve": "validation"} for h in history]
     return pd.DataFrame(rows, columns=["epoch", "loss", "curve"])
+
+
+def loss_y_lim(frame: pd.DataFrame) -> list:
+    """The loss axis: 0 to a round value above the highest loss (an axis fitted to the data ends at the curve,
+    or labels a single value to six decimals)."""
+    return [0, math.ceil(frame["loss"].max() * 11) / 10 if len(frame) else None]
+
+
+def epoch_figures(job: dict) -> str:
+    """A one-epoch job's validation scores as plain figures, where a chart would have a single point."""
+    history = job.get("history") or []
+    if len(history) != 1:
+        return ""
+    h = history[0]
+    figures = [("Accuracy", h.get("accuracy")), ("Macro-F1", h.get("macro_f1")), ("Validation loss", h.get("loss")),
+               ("Training loss", h.get("train_loss"))]
+    cells = "".join(f'<div style="flex: 1 1 8em"><div class="al-caption">{name}</div>'
+                    f'<div style="font-size: 1.6em; font-variant-numeric: tabular-nums">{value:.3f}</div></div>'
+                    for name, value in figures if value is not None)
+    return (f'<div class="al-card"><div class="al-bars-title">Validation after epoch {h["epoch"]}</div>'
+            f'<div style="display: flex; gap: 1em; flex-wrap: wrap">{cells}</div></div>')
 
 
 def metrics_frame(job: dict) -> pd.DataFrame:
@@ -181,10 +259,19 @@ def _setting(key: str, value: object) -> str:
     return str(value)
 
 
-def settings_frame(job: dict) -> pd.DataFrame:
+def settings_rows(job: dict) -> list[tuple[str, str]]:
     """What the job was asked to do, in words: file names rather than stored paths, 'none' rather than null."""
     spec = dict(job.get("spec") or {})
     spec.update(data=_source_name(job.get("data")) or spec.get("data"),
                 validation=_source_name(job.get("validation_data")))
-    rows = [[name, _setting(key, spec.get(key))] for key, name in SETTING_NAMES.items() if key in spec]
-    return pd.DataFrame(rows, columns=["setting", "value"])
+    return [(name, _setting(key, spec.get(key))) for key, name in SETTING_NAMES.items() if key in spec]
+
+
+def settings_html(job: dict) -> str:
+    """The settings as a plain read-only table, every row shown (a data grid would scroll and look editable)."""
+    line = 'style="border: 0; border-bottom: 1px solid #e4e7ec"'
+    cell = 'style="text-align: left; padding: 0.3em 1.5em 0.3em 0; border: 0"'
+    rows = "".join(f'<tr {line}><th scope="row" {cell}>{html.escape(name)}</th><td {cell}>{html.escape(value)}</td>'
+                   '</tr>' for name, value in settings_rows(job))
+    return (f'<div class="al-card"><div class="al-bars-title">Settings</div>'
+            f'<table style="border-collapse: collapse; border: 0"><tbody>{rows}</tbody></table></div>')

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app import api
+from app import api, page_url
 from app.security import DEFAULT_MAX_UPLOAD_MB, auth_from_env
 from app.tabs import data, jobs, playground, train
 
@@ -37,6 +37,11 @@ CSS = """
 .al-bar-fill.al-rare {background: #f59e0b;}
 .al-bar-count {flex: 0 0 4em; font-variant-numeric: tabular-nums;}
 #al-title h1 {margin-bottom: 0;}
+/* Phones: the four step tabs fit on one line (no "..." menu), side-by-side panels stack */
+@media (max-width: 520px) {
+  .tab-container button {padding-left: 6px !important; padding-right: 6px !important; font-size: 13px !important;}
+  .al-stack {flex-direction: column !important;}
+}
 """
 
 
@@ -54,7 +59,7 @@ def build_app() -> gr.Blocks:
         gr.Markdown("# AdapterLab\nTrain a text classifier with small adapters on top of a frozen transformer: "
                     "**1** choose data, **2** choose a method, **3** watch the job, **4** try the result.",
                     elem_id="al-title")
-        with gr.Tabs() as tabs:
+        with gr.Tabs(elem_id="al-tabs") as tabs:
             with gr.Tab("1 · Data", id="data"):
                 data_tab = data.build()
             with gr.Tab("2 · Train", id="train"):
@@ -66,6 +71,7 @@ def build_app() -> gr.Blocks:
         train.connect(train_tab, data_tab, tabs, jobs_tab)
         playground_tab.select(playground.refresh_menus, menus[:3], menus)
         demo.load(playground.refresh_menus, menus[:3], menus)
+        page_url.connect(demo, tabs, jobs_tab.picker)
     _keep_only_named_api(demo)
     return demo
 
@@ -77,6 +83,11 @@ def _keep_only_named_api(demo: gr.Blocks) -> None:
             fn.api_visibility = "private"
 
 
+# Gradio 6's English strings lack the key its status announcer reads out when an event completes: screen readers
+# heard "common.complete".
+_I18N = gr.I18n(en={"common.complete": "Done"})
+
+
 def launch(host: str = "127.0.0.1", port: int = 7860, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB) -> gr.Blocks:
     """Start the web server in the background and return: loopback by default, a login when
     ADAPTERLAB_USERNAME/PASSWORD are set. The caller keeps the process alive and closes the app."""
@@ -85,6 +96,6 @@ def launch(host: str = "127.0.0.1", port: int = 7860, max_upload_mb: int = DEFAU
     demo.queue(default_concurrency_limit=4)
     demo.launch(server_name=host, server_port=port, auth=auth, auth_message="Log in to AdapterLab.",
                 max_file_size=f"{max_upload_mb}mb", prevent_thread_lock=True, quiet=True,
-                ssr_mode=False, theme=_theme(), css=CSS,
-                footer_links=["api"])
+                ssr_mode=False, theme=_theme(), css=CSS, js=page_url.OPEN_API_JS,
+                footer_links=["api"], i18n=_I18N)
     return demo

@@ -14,9 +14,11 @@ from pathlib import Path
 
 from engine.errors import DataError
 
+DEFAULT_PORT = 7860
 DEFAULT_MAX_UPLOAD_MB = 200
 USERNAME_ENV = "ADAPTERLAB_USERNAME"
 PASSWORD_ENV = "ADAPTERLAB_PASSWORD"
+ALLOW_ANONYMOUS_ENV = "ADAPTERLAB_ALLOW_ANONYMOUS"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -36,12 +38,34 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def exposure_warning(host: str, auth: tuple[str, str] | None) -> str | None:
-    """A warning when the app is reachable from other machines without a password."""
+def exposure_refusal(host: str, auth: tuple[str, str] | None, port: int = DEFAULT_PORT,
+                     container: bool = False) -> str | None:
+    """Why `serve` must not start: other machines could reach it and no login is set. Serving them anonymously
+    has to be asked for (--allow-anonymous), never happen by a mistyped --host. In a container, which listens on
+    every interface so that its port can be published, the advice is in `docker run` options."""
     if is_loopback(host) or auth:
         return None
-    return (f"AdapterLab is listening on {host}, reachable from other machines, without a password: anyone who "
-            f"can reach it can upload data, train and delete jobs. Set {USERNAME_ENV} and {PASSWORD_ENV} to "
+    if container:
+        return (f"No login is set, and this container listens on {host} so that its port can be published. Publish "
+                f"the port on this machine only and say so: docker run -p 127.0.0.1:{port}:{port} -e "
+                f"{ALLOW_ANONYMOUS_ENV}=1 ...; or require a login: -e {USERNAME_ENV}=... -e {PASSWORD_ENV}=...")
+    return (f"--host {host} makes AdapterLab reachable from other machines, and no login is set: anyone who can reach "
+            f"it could upload data, train and delete jobs. Set {USERNAME_ENV} and {PASSWORD_ENV} to require a login, "
+            f"or pass --allow-anonymous (or set {ALLOW_ANONYMOUS_ENV}=1) to serve without one on purpose.")
+
+
+def exposure_warning(host: str, auth: tuple[str, str] | None, port: int = DEFAULT_PORT,
+                     container: bool = False) -> str | None:
+    """What `serve` says when it was asked to start without a login where other machines could reach it: a
+    warning; in a container, where that address is needed to publish the port, a note on how to publish it."""
+    if is_loopback(host) or auth:
+        return None
+    if container:
+        return (f"note: no login is set ({ALLOW_ANONYMOUS_ENV}): publish this container's port on this machine only, "
+                f"e.g. docker run -p 127.0.0.1:{port}:{port}; set {USERNAME_ENV} and {PASSWORD_ENV} before "
+                "publishing it further.")
+    return (f"warning: AdapterLab is listening on {host}, reachable from other machines, without a password: anyone "
+            f"who can reach it can upload data, train and delete jobs. Set {USERNAME_ENV} and {PASSWORD_ENV} to "
             "require a login.")
 
 

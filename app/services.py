@@ -17,7 +17,7 @@ from engine.adapter_model import AdapterModel
 from engine.base_models import resolve_base_model
 from engine.data import TABLE_SUFFIXES
 from engine.errors import ConfigError, DataError
-from engine.inference import Predictor
+from engine.inference import FilePredictions, Predictor
 from worker import api as jobs
 from worker import settings
 
@@ -106,13 +106,18 @@ def predict(key: str, text: str, text_pair: str | None = None) -> dict:
         return predictor().predict(_current(adapter), text, text_pair if takes_pairs else None)
 
 
-def predict_file(key: str, input_path: str | Path, output_name: str) -> tuple[Path, int]:
-    """Predict every row of a table into a CSV for download; (its path, the number of rows)."""
+def predict_file(key: str, input_path: str | Path, output_name: str, text_column: str | None = None,
+                 text_pair_column: str | None = None) -> tuple[Path, FilePredictions]:
+    """Predict every row of a table into a CSV for download, reading the text from the chosen columns."""
     adapter = find_adapter(key)
+    takes_pairs = bool(pair_column(adapter))
+    if takes_pairs and not text_pair_column:
+        raise DataError(f"Adapter '{adapter['name']}' was trained on text pairs: choose the second text column too.")
     out = work_dir() / output_name
     with _lock:
-        rows = predictor().predict_file(_current(adapter), input_path, out)
-    return out, rows
+        result = predictor().predict_file(_current(adapter), input_path, out, text_column,
+                                          text_pair_column if takes_pairs else None)
+    return out, result
 
 
 def _model_for(base_model: str) -> AdapterModel:

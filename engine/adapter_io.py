@@ -116,7 +116,7 @@ def load_adapter(model: AdapterModel, folder: str | Path, name: str | None = Non
     """Load a saved adapter folder into `model` under `name` (default: its own name); return the name."""
     folder = Path(folder)
     meta = read_metadata(folder)
-    name = name or meta["name"]
+    name = name or adapter_name_for(meta["name"])
     config = json.loads((folder / "adapter_config.json").read_text())
     if meta["method"] in BOTTLENECK_METHODS:
         bottleneck = BottleneckConfig.from_adapterhub(config["config"])

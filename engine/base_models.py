@@ -67,9 +67,10 @@ def load_config(name_or_path: str) -> PretrainedConfig:
         config = _from_pretrained(AutoConfig, name_or_path)
     except (OSError, ValueError) as exc:
         raise ConfigError(
-            f"Base model '{name_or_path}' is not available offline: it is neither a local folder nor in the "
-            "Hugging Face cache, and the hub cannot be reached. Download it where there is network "
-            f"(`hf download {name_or_path}`) or pass a local folder."
+            f"Base model '{name_or_path}' is not available offline: it is neither a model folder on this machine "
+            "nor in the Hugging Face cache, and the hub cannot be reached. Choose the bundled model or a model "
+            "folder, or download the model first.",
+            cli_hint=f"Download it where there is network (`hf download {name_or_path}`) or pass a local folder.",
         ) from exc
     if config.model_type not in SUPPORTED_MODEL_TYPES:
         raise ConfigError(

@@ -221,8 +221,25 @@ def read_table(source: str | Path, split: str = "train") -> pd.DataFrame:
     return frame
 
 
-def guess_columns(columns: list[str]) -> dict[str, str | None]:
-    """Good first guesses for the column dropdowns."""
+LABEL_VALUES = range(2, 21)  # a label column has 2-20 distinct values...
+LABEL_CHARS = 30  # ...each short
+
+
+def _looks_like_labels(cells: list) -> bool:
+    values = {_label_name(v) for v in cells if not _missing(v) and str(v).strip()}
+    return len(values) in LABEL_VALUES and all(len(v) <= LABEL_CHARS for v in values) and len(values) < len(cells)
+
+
+def _mean_length(cells: list) -> float:
+    texts = [str(v) for v in cells if not _missing(v)]
+    return sum(map(len, texts)) / len(texts) if texts else 0.0
+
+
+def guess_columns(columns: list[str], sample: Columns | None = None) -> dict[str, str | None]:
+    """Good first guesses for the column menus: by name, else by content (`sample`: the first rows).
+
+    A label column by content has 2-20 distinct short values (strings or integers) that repeat (the shortest
+    such column wins); the text column by content is the one with the longest cells."""
     lower = {c.lower(): c for c in columns}
 
     def pick(*names: str) -> str | None:
@@ -231,6 +248,13 @@ def guess_columns(columns: list[str]) -> dict[str, str | None]:
     text = pick("text", "sentence", "sentence1", "text_a", "question1", "review", "message", "content", "question")
     pair = pick("text_pair", "sentence2", "text_b", "question2")
     label = pick("label", "labels", "class", "category", "target", "intent", "sentiment", "topic")
+    if sample:
+        if label is None:
+            candidates = [c for c in columns if c not in (text, pair) and _looks_like_labels(sample.get(c, []))]
+            label = min(candidates, key=lambda c: _mean_length(sample[c]), default=None)
+        if text is None:
+            rest = [c for c in columns if c not in (pair, label)]
+            text = max(rest, key=lambda c: _mean_length(sample.get(c, [])), default=None)
     text = text or next((c for c in columns if c not in (pair, label)), None)
     return {"text": text, "text_pair": pair, "label": label}
 
@@ -319,17 +343,23 @@ def prepare(
     max_train_samples: int | None = None,
     split: str = "train",
     validation_split: str = "validation",
+    label_names: dict[str, str] | None = None,
+    name: str | None = None,
+    validation_name: str | None = None,
 ) -> PreparedData:
-    """Read, clean and split the data, or raise a `DataError` that says what to fix."""
+    """Read, clean and split the data, or raise a `DataError` that says what to fix.
+
+    `label_names` renames labels (0/1 -> negative/positive); `name` and `validation_name` are how the report
+    names the files (default: their file names)."""
     source = str(data)
-    name = Path(source).name or source
+    name = name or Path(source).name or source
     rows, dropped = _clean(read_columns(data, split), name, text_column, text_pair_column, label_column)
     report = DataReport(source=name, rows=len(rows.texts) + sum(dropped.values()), dropped=dict(dropped))
     if not rows.texts:
         raise DataError(f"{name}: no usable rows: every row has an empty text or label.")
     val_rows = None
     if validation is not None:
-        val_name = Path(str(validation)).name or str(validation)
+        val_name = validation_name or Path(str(validation)).name or str(validation)
         val_rows, val_dropped = _clean(read_columns(validation, validation_split), val_name, text_column,
                                         text_pair_column, label_column)
         for why, n in val_dropped.items():
@@ -344,8 +374,9 @@ def prepare(
         if unseen:
             raise DataError(f"{report.validation_source}: labels {', '.join(map(repr, unseen))} are not in the "
                             "training data; add training examples for them or remove them from validation.")
-    labels = _label_order(names)
-    label_ids = {n: i for i, n in enumerate(labels)}
+    raw_labels = _label_order(names)
+    labels = renamed(raw_labels, label_names)
+    label_ids = {raw: i for i, raw in enumerate(raw_labels)}
     train = _to_split(rows, label_ids)
     if val_rows is not None:
         valid = _to_split(val_rows, label_ids)
@@ -357,6 +388,19 @@ def prepare(
     counts = Counter(train.labels)
     report.label_counts = {labels[i]: counts[i] for i in range(len(labels))}
     return PreparedData(train, valid, labels, report, fingerprint(train, labels))
+
+
+def renamed(labels: list[str], label_names: dict[str, str] | None) -> list[str]:
+    """The labels under their new names, checked: every new name given once, only for labels in the data."""
+    names = {str(k): str(v).strip() for k, v in (label_names or {}).items()}
+    unknown = sorted(set(names) - set(labels))
+    if unknown:
+        raise DataError(f"Cannot rename {', '.join(map(repr, unknown))}: the data has no such label.")
+    out = [names.get(label) or label for label in labels]
+    twice = sorted({n for n in out if out.count(n) > 1})
+    if twice:
+        raise DataError(f"Two labels are named {twice[0]!r}: give every label its own name.")
+    return out
 
 
 def _by_class(labels: list[int], seed: int) -> dict[int, list[int]]:
@@ -394,10 +438,14 @@ def _subsample(data: Split, n: int, seed: int) -> Split:
 
 
 def load_labelled(source: str | Path, labels: list[str], text_column: str, text_pair_column: str | None,
-                  label_column: str, split: str = "test") -> tuple[Split, DataReport]:
-    """All usable rows of `source` as an evaluation set for a classifier with these label names."""
+                  label_column: str, split: str = "test",
+                  label_names: dict[str, str] | None = None) -> tuple[Split, DataReport]:
+    """All usable rows of `source` as an evaluation set for a classifier with these label names; labels the
+    adapter was trained to rename (`label_names`) are renamed the same way."""
     name = Path(str(source)).name or str(source)
     rows, dropped = _clean(read_columns(source, split), name, text_column, text_pair_column, label_column)
+    if label_names:
+        rows.labels = [label_names.get(y, y) for y in rows.labels]
     unknown = sorted(set(rows.labels) - set(labels))
     if unknown:
         raise DataError(f"{name}: labels {', '.join(map(repr, unknown))} are not among the adapter's labels "

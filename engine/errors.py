@@ -2,9 +2,14 @@
 
 
 class AdapterLabError(Exception):
-    """Base class: the message says what went wrong and what to do next."""
+    """Base class: the message says what went wrong and what to do next, in words for every front end;
+    `cli_hint` adds what to type, for the command line only (the web page says what to do in the page)."""
 
     kind = "error"
+
+    def __init__(self, message: str = "", cli_hint: str | None = None) -> None:
+        super().__init__(message)
+        self.cli_hint = cli_hint
 
 
 class DataError(AdapterLabError):

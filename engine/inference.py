@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import itertools
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from engine.adapter_io import load_adapter, read_metadata
@@ -24,6 +26,30 @@ def spreadsheet_safe(value: object) -> object:
     if isinstance(value, str) and value.startswith(_FORMULA_START):
         return "'" + value
     return value
+
+
+@dataclass(frozen=True)
+class FilePredictions:
+    """What `predict_file` wrote: `rows` rows, of which `skipped` had an empty text and got no prediction; the
+    columns the text was read from."""
+
+    rows: int
+    skipped: int
+    text_column: str
+    text_pair_column: str | None = None
+
+    @property
+    def predicted(self) -> int:
+        return self.rows - self.skipped
+
+    @property
+    def columns_named(self) -> str:
+        return _named(self.text_column, self.text_pair_column)
+
+
+def _named(text_column: str, text_pair_column: str | None) -> str:
+    """The text columns for a message: 'a', or 'a' or 'b'."""
+    return f"'{text_column}'" + (f" or '{text_pair_column}'" if text_pair_column else "")
 
 
 class Predictor:
@@ -78,28 +104,45 @@ class Predictor:
         return {"label": labels[int(probs.argmax())],
                 "probabilities": {lab: float(p) for lab, p in zip(labels, probs, strict=True)}}
 
-    def predict_file(self, folder: str | Path, input_path: str | Path, output_path: str | Path) -> int:
-        """Add `prediction` and `prob_<label>` columns to a table; write CSV; return the row count."""
+    def predict_file(self, folder: str | Path, input_path: str | Path, output_path: str | Path,
+                     text_column: str | None = None, text_pair_column: str | None = None) -> FilePredictions:
+        """Add `prediction` and `prob_<label>` columns to a table and write it as CSV.
+
+        The text columns default to those the adapter was trained on. A row with an empty text (or second text)
+        keeps its place with an empty prediction: a confident label for nothing would mislead.
+        """
         model, name = self.load(folder)
         meta = model.adapters[name].meta
         frame = read_table(input_path)
-        text_col = meta.get("text_column") or "text"
-        pair_col = meta.get("text_pair_column")
+        file = Path(input_path).name
+        text_col = text_column or meta.get("text_column") or "text"
+        pair_col = text_pair_column or meta.get("text_pair_column")
+        trained = {meta.get("text_column"), meta.get("text_pair_column")}
         for col in (text_col, pair_col):
             if col and col not in frame.columns:
-                raise DataError(f"{Path(input_path).name}: no column '{col}' (the adapter was trained on it); "
-                                f"the columns are {', '.join(map(repr, frame.columns))}.")
+                why = " (the adapter was trained on it)" if col in trained else ""
+                raise DataError(f"{file}: no column '{col}'{why}; the columns are "
+                                f"{', '.join(map(repr, frame.columns))}. Choose the column that holds the text.")
         texts = frame[text_col].fillna("").astype(str).tolist()
         pairs = frame[pair_col].fillna("").astype(str).tolist() if pair_col else None
-        probs = self.probabilities(folder, texts, pairs)
+        keep = [i for i, t in enumerate(texts) if t.strip() and (pairs is None or pairs[i].strip())]
+        if not keep:
+            raise DataError(f"{file}: every row is empty in {_named(text_col, pair_col)}: nothing to predict. "
+                            "Choose the column that holds the text.")
+        probs = self.probabilities(folder, [texts[i] for i in keep],
+                                   [pairs[i] for i in keep] if pairs is not None else None)
         labels = model.adapters[name].labels
+        predictions = [""] * len(frame)
+        table = np.full((len(frame), len(labels)), np.nan)
+        for row, best, p in zip(keep, probs.argmax(-1).tolist(), probs.numpy().round(6), strict=True):
+            predictions[row], table[row] = labels[best], p
         out = frame.copy()
-        out["prediction"] = [labels[i] for i in probs.argmax(-1).tolist()]
+        out["prediction"] = predictions
         for j, label in enumerate(labels):
-            out[f"prob_{label}"] = probs[:, j].numpy().round(6)
+            out[f"prob_{label}"] = table[:, j]
         out = out.map(spreadsheet_safe)
         out.to_csv(output_path, index=False, quoting=csv.QUOTE_MINIMAL)
-        return len(out)
+        return FilePredictions(len(out), len(out) - len(keep), text_col, pair_col)
 
     def evaluate(self, folder: str | Path, data: str | Path, text_column: str | None = None,
                  text_pair_column: str | None = None, label_column: str | None = None) -> dict:
@@ -109,7 +152,8 @@ class Predictor:
         labels = model.adapters[name].labels
         split, report = load_labelled(data, labels, text_column or meta.get("text_column") or "text",
                                       text_pair_column or meta.get("text_pair_column"),
-                                      label_column or meta.get("label_column") or "label")
+                                      label_column or meta.get("label_column") or "label",
+                                      label_names=meta.get("label_names"))
         probs = self.probabilities(folder, split.texts, split.pairs)
         metrics = classification_metrics(split.labels, probs.argmax(-1).tolist(), labels)
         metrics["rows"] = len(split)

@@ -7,6 +7,7 @@ import math
 import os
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from engine.batching import length_grouped_batches
 from engine.data import PreparedData, prepare
 from engine.errors import ConfigError, TrainingCancelled
 from engine.evaluation import evaluate
-from engine.methods import METHOD_DEFAULTS, METHODS
+from engine.methods import ALL_METHOD_OPTIONS, DEFAULT_REDUCTION_FACTOR, METHOD_DEFAULTS, METHOD_OPTIONS, METHODS
 
 
 @dataclass
@@ -37,7 +38,8 @@ class TrainConfig:
     text_column: str = "text"
     text_pair_column: str | None = None
     label_column: str = "label"
-    reduction_factor: float = 16
+    label_names: dict[str, str] | None = None  # label in the data -> the name the adapter uses
+    reduction_factor: float | None = None  # bottleneck methods only (default 16)
     base_model: str | None = None
     epochs: int | None = None
     learning_rate: float | None = None
@@ -52,6 +54,11 @@ class TrainConfig:
     base_dropout: bool = False
     validation_fraction: float = 0.1
     device: str | None = None
+    # How this run is named in its saved folder, and how its data files are named in the data report (a job's
+    # files are snapshots under content hashes; the report names the files the user chose)
+    adapter_name: str | None = None
+    data_name: str | None = None
+    validation_name: str | None = None
 
     def resolved(self) -> TrainConfig:
         """A copy with method defaults filled in, checked for values that cannot work."""
@@ -61,6 +68,8 @@ class TrainConfig:
         out = TrainConfig(**asdict(self))
         out.epochs = int(self.epochs if self.epochs is not None else defaults["epochs"])
         out.learning_rate = float(self.learning_rate if self.learning_rate is not None else defaults["learning_rate"])
+        uses_factor = "reduction_factor" in METHOD_OPTIONS[self.method]
+        out.reduction_factor = float(self.reduction_factor or DEFAULT_REDUCTION_FACTOR) if uses_factor else None
         checks = [(out.epochs >= 1, "epochs must be at least 1"), (out.learning_rate > 0, "learning rate must be > 0"),
                   (self.batch_size >= 1, "batch size must be at least 1"),
                   (8 <= self.max_length <= 8192, "max length must be between 8 and 8192"),
@@ -83,6 +92,25 @@ class Progress:
     learning_rate: float
     samples_per_second: float
     eta_seconds: float
+
+
+class Pace:
+    """The recent training speed, for a time left that follows the current pace: only this run's steps and time
+    count (a resumed run's earlier epochs were timed by another process), and the slow first steps (kernel
+    warm-up) drop out once they are older than `window` seconds."""
+
+    def __init__(self, now: float, step: int, window: float = 30.0) -> None:
+        self.window = window
+        self.marks: deque[tuple[float, int]] = deque([(now, step)])
+
+    def mark(self, now: float, step: int) -> None:
+        self.marks.append((now, step))
+        while len(self.marks) > 2 and now - self.marks[1][0] >= self.window:
+            self.marks.popleft()
+
+    def seconds_left(self, steps_left: int) -> float:
+        (t0, s0), (t1, s1) = self.marks[0], self.marks[-1]
+        return steps_left * (t1 - t0) / (s1 - s0) if s1 > s0 else 0.0
 
 
 @dataclass
@@ -149,6 +177,15 @@ def _attention_kernel(device: torch.device, width: int) -> contextlib.AbstractCo
     return contextlib.nullcontext()
 
 
+RUN_ONLY = ("output", "device", "adapter_name", "data_name", "validation_name")
+
+
+def run_settings(cfg: TrainConfig) -> dict:
+    """The settings a run was asked for, as recorded with its adapter: none that its method does not read."""
+    return {k: v for k, v in asdict(cfg).items()
+            if k not in RUN_ONLY and not (k in ALL_METHOD_OPTIONS and k not in METHOD_OPTIONS[cfg.method])}
+
+
 def _checkpoint_path(checkpoint_dir: str | None) -> Path | None:
     return Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
 
@@ -161,8 +198,12 @@ def train(
     checkpoint_dir: str | None = None,
     data: PreparedData | None = None,
     progress_every: int = 10,
+    progress_seconds: float = 1.0,
 ) -> TrainResult:
     """Train one adapter and save it to `config.output`; resume from `checkpoint_dir` if it holds a checkpoint.
+
+    `on_progress` hears every `progress_every` steps, at each epoch's end, and at least every `progress_seconds`
+    (a time check; the loss is read from the device only on those steps).
 
     `should_cancel` is polled every step: when it returns True the loop stops, the best epoch so far is saved
     and the result says `cancelled`.
@@ -171,12 +212,13 @@ def train(
     started_at = datetime.now(UTC)
     seed_everything(cfg.seed)
     data = data or prepare(cfg.data, cfg.validation, cfg.text_column, cfg.text_pair_column, cfg.label_column,
-                           cfg.validation_fraction, cfg.seed, cfg.max_train_samples)
+                           cfg.validation_fraction, cfg.seed, cfg.max_train_samples, label_names=cfg.label_names,
+                           name=cfg.data_name, validation_name=cfg.validation_name)
     device = pick_device(cfg.device)
     bf16 = uses_bf16(device)
     model = AdapterModel(cfg.base_model, mmap=not bf16)
-    name = adapter_name_for(cfg.output)
-    model.add_adapter(name, cfg.method, data.labels, cfg.reduction_factor)
+    name = adapter_name_for(cfg.adapter_name or cfg.output)
+    model.add_adapter(name, cfg.method, data.labels, cfg.reduction_factor or DEFAULT_REDUCTION_FACTOR)
     model.to(device)
     params = model.train_adapter(name)
     model.base_dropout = cfg.base_dropout
@@ -212,6 +254,8 @@ def train(
         os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
     cancelled = False
     step = start_epoch * steps_per_epoch
+    reported_at = time.perf_counter()
+    pace = Pace(reported_at, step)
     model.train()
     try:
         for epoch in range(start_epoch, cfg.epochs):
@@ -233,13 +277,15 @@ def train(
                 running += loss.detach()
                 step += 1
                 samples_seen += len(idx)
-                if on_progress and (step % progress_every == 0 or i == steps_per_epoch - 1):
-                    elapsed = train_seconds + time.perf_counter() - epoch_start
+                if on_progress and (step % progress_every == 0 or i == steps_per_epoch - 1
+                                    or time.perf_counter() - reported_at >= progress_seconds):
+                    loss_so_far = float(running) / (i + 1)  # waits for the device: reporting steps only
+                    reported_at = time.perf_counter()
+                    pace.mark(reported_at, step)
+                    elapsed = train_seconds + reported_at - epoch_start
                     rate = samples_seen / elapsed if elapsed else 0.0
-                    on_progress(Progress(step, total_steps, epoch + (i + 1) / steps_per_epoch,
-                                         float(running) / (i + 1), scheduler.get_last_lr()[0], rate,
-                                         (total_steps - step) * elapsed / max(1, step - start_epoch * steps_per_epoch)
-                                         if step > start_epoch * steps_per_epoch else 0.0))
+                    on_progress(Progress(step, total_steps, epoch + (i + 1) / steps_per_epoch, loss_so_far,
+                                         scheduler.get_last_lr()[0], rate, pace.seconds_left(total_steps - step)))
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # once per epoch (never per step), so the epoch's time is complete
             train_seconds += time.perf_counter() - epoch_start
@@ -271,12 +317,12 @@ def train(
     rate = samples_seen / train_seconds if train_seconds else 0.0
     metadata = {
         "text_column": cfg.text_column, "text_pair_column": cfg.text_pair_column, "label_column": cfg.label_column,
-        "max_length": cfg.max_length, "reduction_factor": cfg.reduction_factor if cfg.method != "ia3" else None,
-        "training": {k: v for k, v in asdict(cfg).items() if k not in ("output", "device")},
+        "max_length": cfg.max_length, "label_names": cfg.label_names, "training": run_settings(cfg),
         "metrics": final, "history": history, "best_epoch": best[1], "cancelled": cancelled,
         "data_fingerprint": data.fingerprint, "data_report": data.report.lines(),
         "train_seconds": round(train_seconds, 3), "train_samples_per_second": round(rate, 2),
         "started_at": started_at.isoformat(timespec="seconds"),
+        **({"name": cfg.adapter_name} if cfg.adapter_name else {}),  # as the user named it, not module-safe
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     out = save_adapter(model, name, cfg.output, metadata)

@@ -133,7 +133,7 @@ def test_predict_one_text_and_a_csv(trained, tmp_path) -> None:
     assert result["label"] in ("neg", "pos") and sum(result["probabilities"].values()) == pytest.approx(1.0)
     src = tmp_path / "in.csv"
     src.write_text('text,id\ni love it,1\n"=HYPERLINK(""http://x"")",2\n')
-    assert predictor.predict_file(trained["pfeiffer"], src, tmp_path / "out.csv") == 2
+    assert predictor.predict_file(trained["pfeiffer"], src, tmp_path / "out.csv").rows == 2
     lines = (tmp_path / "out.csv").read_text().splitlines()
     assert lines[0] == "text,id,prediction,prob_neg,prob_pos"
     assert lines[2].startswith("\"'=HYPERLINK")  # a spreadsheet shows it as text, never runs it

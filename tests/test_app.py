@@ -97,16 +97,17 @@ def test_job_header_and_settings_in_words():
     assert "about 2 min left" in views.header(job("running"))
     assert "After epoch 1: macro-F1 0.700" in views.header(job("running"))
     assert "Macro-F1 0.850" in views.header(job("succeeded"))
-    settings = dict(views.settings_frame(job()).values.tolist())
+    settings = dict(views.settings_rows(job()))
     assert settings["Data"] == "tickets.csv" and settings["Method"] == "Pfeiffer"
     assert settings["Reduction factor"] == "16" and settings["Max training rows"] == "all rows"
     assert settings["Second text column"].startswith("none") and settings["Validation data"].startswith("10%")
-    hub = views.settings_frame(job(data={"kind": "hub", "name": "glue", "config": "sst2"}))
-    assert dict(hub.values.tolist())["Data"] == "glue:sst2"
+    hub = views.settings_rows(job(data={"kind": "hub", "name": "glue", "config": "sst2"}))
+    assert dict(hub)["Data"] == "glue:sst2"
 
 
 def test_curves_confusion_and_per_class():
-    loss = views.loss_frame(job())
+    two_epochs = [{"epoch": e, "loss": 0.5, "accuracy": 0.8, "macro_f1": 0.7} for e in (1, 2)]
+    loss = views.loss_frame(job(history=two_epochs))
     assert set(loss["curve"]) == {"training", "validation"}
     assert set(views.metrics_frame(job())["metric"]) == {"accuracy", "macro-F1"}
     confusion = views.confusion_html(job()["metrics"])
@@ -122,52 +123,89 @@ def test_durations():
 
 # --- data tab -------------------------------------------------------------------------------------------------
 
+def loaded(out: tuple) -> dict:
+    """A load's outputs by name."""
+    return dict(zip(data_tab.SHOWN, out, strict=True))
+
+
+def checked(source: str, text: str, pair: str, label: str, validation: str | None = None,
+            names: dict | None = None) -> dict:
+    """The Data tab's check of these columns, by name."""
+    table = pd.DataFrame(list((names or {}).items()), columns=data_tab.RENAME_HEADERS)
+    val = data_tab.set_validation(validation)
+    out = data_tab.check({"source": source, "name": source.rsplit("/", 1)[-1]}, text, pair, label, val, table)
+    return dict(zip(data_tab.CHECKED, out, strict=True))
+
+
 def test_demo_data_loads_with_guessed_columns_and_report():
-    source, name, preview, text, pair, label, status = data_tab._loaded(str(DEMO_DATA), DEMO_DATA.name)
-    assert source == str(DEMO_DATA) and "400 rows" in status
-    assert text["value"] == "text" and label["value"] == "label" and pair["value"] == data_tab.NO_PAIR
-    assert len(preview["value"]) == data_tab.PREVIEW_ROWS
-    report, chart, labels, next_button = data_tab.check(source, "text", "", "label", None)
-    assert labels == ["account", "billing", "delivery", "technical"] and next_button["interactive"]
-    assert "360" in report["value"] and "No rows were dropped" in report["value"]
-    assert chart["value"].count("al-bar-row") == 4 and ">90<" in chart["value"] and "al-rare" not in chart["value"]
+    out = loaded(data_tab._loaded(str(DEMO_DATA), DEMO_DATA.name))
+    assert out["loaded"]["source"] == str(DEMO_DATA) and "400 rows" in out["status"]
+    assert out["text"].value == "text" and out["label"].value == "label" and out["pair"].value == data_tab.NO_PAIR
+    assert len(out["preview"]["value"]) == data_tab.PREVIEW_ROWS
+    assert out["chosen"]["labels"] == ["account", "billing", "delivery", "technical"]
+    assert out["next_button"]["interactive"] and out["next_hint"] == ""
+    report, chart = out["report"]["value"], out["chart"]["value"]
+    assert "360" in report and "No rows were dropped" in report
+    assert chart.count("al-bar-row") == 4 and ">90<" in chart and "al-rare" not in chart
+
+
+def test_a_label_column_is_guessed_from_its_content_and_next_says_what_is_missing(tmp_path):
+    rows = [{"texte": f"une phrase numéro {i} assez longue", "étiquette": "positif" if i % 2 else "négatif"}
+            for i in range(40)]
+    out = loaded(data_tab._loaded(str(write_csv(tmp_path / "fr.csv", rows)), "fr.csv"))
+    assert out["text"].value == "texte" and out["label"].value == "étiquette" and out["chosen"]
+    out = checked(str(tmp_path / "fr.csv"), "texte", "", None)
+    assert out["chosen"] is None and not out["next_button"]["interactive"]
+    assert "Choose the label column" in out["next_hint"]
 
 
 def test_imbalance_and_dropped_rows_are_reported(tmp_path):
     rows = [{"text": f"common {i}", "label": "common"} for i in range(60)]
     rows += [{"text": f"rare {i}", "label": "rare"} for i in range(6)] + [{"text": "", "label": "rare"}]
     path = write_csv(tmp_path / "skewed.csv", rows)
-    report, chart, *_ = data_tab.check(str(path), "text", "", "label", None)
-    assert "imbalanced" in report["value"] and "macro-F1" in report["value"]
-    assert chart["value"].count("al-rare") == 1
-    assert "Dropped 1 rows" in report["value"] and "empty 'text'" in report["value"]
+    out = checked(str(path), "text", "", "label")
+    assert "imbalanced" in out["report"]["value"] and "macro-F1" in out["report"]["value"]
+    assert out["chart"]["value"].count("al-rare") == 1
+    assert "Dropped 1 rows" in out["report"]["value"] and "empty 'text'" in out["report"]["value"]
 
 
-def test_a_separate_validation_file_is_used(tmp_path):
+def test_a_separate_validation_file_is_worded_as_what_happens(tmp_path):
     rows = [{"text": f"{label} {i}", "label": label} for label in ("a", "b") for i in range(10)]
     train, validation = write_csv(tmp_path / "train.csv", rows), write_csv(tmp_path / "val.csv", rows[:4] + rows[-4:])
-    report, *_ = data_tab.check(str(train), "text", "", "label", str(validation))
-    assert "**20** for training" in report["value"] and "**8** held out" in report["value"]
-    assert "from val.csv" in report["value"]
+    report = checked(str(train), "text", "", "label", str(validation))["report"]["value"]
+    assert "**20** for training" in report and "the **8 rows** of val.csv" in report and "held out" not in report
+    assert "held out to measure" in checked(str(train), "text", "", "label")["report"]["value"]
+
+
+def test_labels_can_be_renamed(tmp_path):
+    rows = [{"text": f"{'good' if y else 'bad'} {i}", "label": y} for y in (0, 1) for i in range(10)]
+    path = str(write_csv(tmp_path / "binary.csv", rows))
+    out = checked(path, "text", "", "label", names={"0": "negative", "1": "positive"})
+    assert out["chosen"]["labels"] == ["negative", "positive"]
+    assert out["chosen"]["label_names"] == {"0": "negative", "1": "positive"}
+    assert "negative" in out["chart"]["value"] and out["renames"]["value"].values.tolist() == [
+        ["0", "negative"], ["1", "positive"]]
+    out = checked(path, "text", "", "label", names={"0": "same", "1": "same"})
+    assert out["chosen"] is None and "Two labels are named &#x27;same&#x27;" in out["report"]["value"]
 
 
 def test_data_problems_become_messages_not_exceptions(tmp_path):
     junk = tmp_path / "junk.csv"
     junk.write_bytes(b"\x00\x01binary" * 50)
-    *_, status = data_tab.load_upload(str(junk))
-    assert "al-error" in status and "not a text file" in status
+    out = loaded(data_tab.load_upload(str(junk)))
+    assert "al-error" in out["status"] and "not a text file" in out["status"]
+    assert out["loaded"] is None and out["chosen"] is None and out["text"].value is None
     one = write_csv(tmp_path / "one.csv", [{"text": f"t{i}", "label": "x"} for i in range(5)])
-    report, chart, labels, next_button = data_tab.check(str(one), "text", "", "label", None)
-    assert "at least 2" in report["value"] and labels == [] and not next_button["interactive"]
-    report, *_ = data_tab.check(str(one), "text", "", "text", None)
-    assert "different columns" in report["value"]
+    out = checked(str(one), "text", "", "label")
+    assert "at least 2" in out["report"]["value"] and out["chosen"] is None
+    assert not out["next_button"]["interactive"]
+    assert "different columns" in checked(str(one), "text", "", "text")["report"]["value"]
 
 
 def test_unreachable_hub_dataset_is_explained():
-    *_, status = data_tab.load_hub("no-such-org/no-such-dataset")
-    assert "al-error" in status and "could not be loaded" in status
-    with pytest.raises(gr.Error, match="Type a dataset name"):
-        data_tab.load_hub("  ")
+    out = loaded(data_tab.load_hub("no-such-org/no-such-dataset"))
+    assert "al-error" in out["status"] and "could not be loaded" in out["status"] and out["chosen"] is None
+    assert "Type a dataset name" in loaded(data_tab.load_hub("  "))["status"]
 
 
 def test_datasets_folder_lists_tables_and_refuses_other_names(home, tmp_path):
@@ -185,29 +223,38 @@ def test_datasets_folder_lists_tables_and_refuses_other_names(home, tmp_path):
 
 # --- train tab ------------------------------------------------------------------------------------------------
 
-def spec_args(**overrides):
-    args = {"source": "/data/x.csv", "validation": None, "text": "text", "pair": "", "label": "label",
-            "method": "ia3", "reduction_factor": 16, "base_model": "", "epochs": 2.0, "learning_rate": None,
-            "batch_size": 16.0, "max_length": 128.0, "max_train_samples": None, "seed": 42.0, "patience": None,
-            "name": "  my job "}
-    args.update(overrides)
-    return list(args.values())
+DATA = {"source": "/data/x.csv", "name": "x.csv", "validation": None, "text": "text", "pair": None,
+        "label": "label", "labels": ["a", "b"], "label_names": None}
+
+
+def form(**overrides) -> dict:
+    values = {"method": "ia3", "reduction_factor": 16, "base_model": "", "epochs": 2.0, "learning_rate": None,
+              "batch_size": 16.0, "max_length": 128.0, "max_train_samples": "", "seed": 42.0,
+              "early_stopping_patience": "", "base_dropout": False, "name": "  my job "}
+    return {**values, **overrides}
 
 
 def test_build_spec():
-    spec = train_tab.build_spec(*spec_args())
-    assert spec == {"data": "/data/x.csv", "validation": None, "text_column": "text", "text_pair_column": None,
-                    "label_column": "label", "method": "ia3", "reduction_factor": 16.0, "base_model": None,
-                    "epochs": 2, "learning_rate": None, "batch_size": 16, "max_length": 128,
-                    "max_train_samples": None, "seed": 42, "early_stopping_patience": None, "name": "my job"}
+    spec = train_tab.build_spec(DATA, form())
+    assert spec == {"data": "/data/x.csv", "text_column": "text", "label_column": "label", "method": "ia3",
+                    "epochs": 2, "batch_size": 16, "max_length": 128, "seed": 42, "name": "my job"}
+    assert train_tab.build_spec(DATA, form(method="pfeiffer", reduction_factor=8))["reduction_factor"] == 8.0
+    renamed = {**DATA, "label_names": {"a": "alpha"}}
+    assert train_tab.build_spec(renamed, form())["label_names"] == {"a": "alpha"}
     with pytest.raises(ConfigError, match="Data tab"):
-        train_tab.build_spec(*spec_args(source=None))
-    with pytest.raises(ConfigError, match="whole number"):
-        train_tab.build_spec(*spec_args(epochs=1.5))
-    with pytest.raises(ConfigError, match="learning rate"):
-        train_tab.build_spec(*spec_args(learning_rate=0))
-    with_dropout = train_tab.build_spec(*spec_args(), True)
-    assert with_dropout["base_dropout"] is True
+        train_tab.build_spec(None, form())
+    with pytest.raises(ConfigError, match="Epochs must be a whole number"):
+        train_tab.build_spec(DATA, form(epochs=1.5))
+    with pytest.raises(ConfigError, match="^Epochs must be at least 1.$"):
+        train_tab.build_spec(DATA, form(epochs=0))
+    with pytest.raises(ConfigError, match="^Learning rate must be greater than 0.$"):
+        train_tab.build_spec(DATA, form(learning_rate=0))
+    with pytest.raises(ConfigError, match="^Max training rows must be at least 2, or empty.$"):
+        train_tab.build_spec(DATA, form(max_train_samples="1"))
+    with pytest.raises(ConfigError, match="^Early stopping patience must be a number, or empty.$"):
+        train_tab.build_spec(DATA, form(early_stopping_patience="soon"))
+    assert train_tab.build_spec(DATA, form(max_train_samples=" 1,000 "))["max_train_samples"] == 1000
+    assert train_tab.build_spec(DATA, form(base_dropout=True))["base_dropout"] is True
     assert normalise({"data": "x.csv", "method": "ia3", "base_dropout": "yes"})["base_dropout"] is True
     with pytest.raises(ConfigError, match="Base dropout must be true or false"):
         normalise({"data": "x.csv", "method": "ia3", "base_dropout": "maybe"})

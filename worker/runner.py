@@ -86,7 +86,16 @@ def _config(job: Job, dev: str) -> TrainConfig:
     spec["data"] = str(home / spec["data"])
     spec["validation"] = str(home / spec["validation"]) if spec.get("validation") else None
     spec["batch_size"] = job.batch_size
-    return TrainConfig(**spec, output=str(settings.adapters_dir() / job.id), device=dev)
+    validation = job.validation_source or {}
+    return TrainConfig(**spec, output=str(settings.adapters_dir() / job.id), device=dev, adapter_name=job.name,
+                       data_name=_source_name(job.data_source), validation_name=_source_name(validation))
+
+
+def _source_name(source: dict) -> str | None:
+    """The name the user knows a snapshot by: the uploaded file's name, or the hub dataset's."""
+    if source.get("kind") == "hub":
+        return source["name"] + (f":{source['config']}" if source.get("config") else "")
+    return source.get("filename")
 
 
 def _train(job: Job, me: str, beat: Heartbeat, dev: str) -> TrainResult:

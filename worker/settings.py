@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
+
+from engine.errors import ConfigError
 
 DEFAULT_HOME = "~/.adapterlab"
 QUEUE_NAME = "adapterlab"
+CONTAINER_ENV = "ADAPTERLAB_CONTAINER"
 
 
 def _number(name: str, default: float) -> float:
@@ -14,11 +18,48 @@ def _number(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
+def flag(name: str) -> bool:
+    """An on/off environment setting: `1`, `true`, `yes` or `on` mean on."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def in_container() -> bool:
+    """`$ADAPTERLAB_CONTAINER`, set by the Docker image: messages then give the fix as `docker run` options."""
+    return flag(CONTAINER_ENV)
+
+
+def _home() -> Path:
+    return Path(os.environ.get("ADAPTERLAB_HOME") or DEFAULT_HOME).expanduser().resolve()
+
+
 def data_dir() -> Path:
     """`$ADAPTERLAB_HOME`: job database, queue database, uploads, adapters and checkpoints."""
-    path = Path(os.environ.get("ADAPTERLAB_HOME") or DEFAULT_HOME).expanduser().resolve()
+    path = _home()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def check_data_dir() -> None:
+    """Create the data directory and prove it writable, for `serve` and `worker` to call first: otherwise their
+    first write (the worker's log, the job store) dies later with a bare PermissionError. The usual cause is a
+    bind-mounted host folder that Docker created, which belongs to root."""
+    path = _home()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as exc:
+        raise ConfigError(_unwritable_message(path, exc)) from exc
+
+
+def _unwritable_message(path: Path, exc: OSError) -> str:
+    uid = os.getuid()
+    problem = f"Cannot write to the data directory {path} as uid {uid} ({exc.strerror or exc})"
+    if in_container():
+        return (f"{problem}: a host folder mounted there must be writable by uid {uid} (Docker creates a missing one "
+                f"as root). On the host, run `sudo chown -R {uid}:{uid} HOSTDIR` (HOSTDIR: the folder given to -v), or "
+                f"use a named volume instead: -v adapterlab-data:{path}")
+    return (f"{problem}. Make it yours with `sudo chown -R {uid}:{uid} {path}`, or set ADAPTERLAB_HOME to a folder "
+            "you can write.")
 
 
 def database_url() -> str:

@@ -11,7 +11,7 @@ import io
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 
 from engine.base_models import display_name, load_config, load_tokenizer, resolve_base_model
@@ -20,10 +20,10 @@ from engine.errors import ConfigError
 from engine.methods import BOTTLENECK_METHODS
 from engine.methods.bottleneck.config import BottleneckConfig
 from engine.methods.ia3.config import ia3_config
-from engine.training import TrainConfig
+from engine.training import RUN_ONLY, TrainConfig, run_settings
 from worker import settings
 
-SPEC_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.name not in ("output", "device"))
+SPEC_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.name not in RUN_ONLY)
 INT_FIELDS = {"epochs", "batch_size", "max_length", "max_train_samples", "seed", "early_stopping_patience"}
 FLOAT_FIELDS = {"reduction_factor", "learning_rate", "warmup_ratio", "weight_decay", "max_grad_norm",
                 "validation_fraction"}
@@ -50,6 +50,14 @@ def _flag(key: str, value: str | bool) -> bool:
     raise ConfigError(f"{key.replace('_', ' ').capitalize()} must be true or false, not {value!r}.")
 
 
+def _label_names(value: object) -> dict[str, str] | None:
+    """{label in the data: new name}, without the labels that keep their name."""
+    if not isinstance(value, dict):
+        raise ConfigError("Label names must map each label in the data to its new name.")
+    renamed = {str(k): str(v).strip() for k, v in value.items() if str(v).strip() and str(v).strip() != str(k)}
+    return renamed or None
+
+
 def normalise(spec: dict) -> dict:
     """TrainConfig fields from what a form or the command line sent: unknown keys refused, blanks unset."""
     unknown = sorted(set(spec) - set(SPEC_FIELDS))
@@ -64,6 +72,8 @@ def normalise(spec: dict) -> dict:
             continue
         if key == "base_dropout":
             value = _flag(key, value)
+        if key == "label_names":
+            value = _label_names(value)
         out[key] = _number(key, value) if key in INT_FIELDS | FLOAT_FIELDS else value
     for key in ("data", "method"):
         if key not in out:
@@ -145,10 +155,10 @@ def prepare_job(spec: dict) -> dict:
     config = TrainConfig(output="", **normalise(spec)).resolved()
     base_model = check_method(config)
     prepare(config.data, config.validation, config.text_column, config.text_pair_column, config.label_column,
-            config.validation_fraction, config.seed, config.max_train_samples)
+            config.validation_fraction, config.seed, config.max_train_samples, label_names=config.label_names)
     data_source = snapshot(config.data, "train")
     validation_source = snapshot(config.validation, "validation") if config.validation else None
-    stored = {k: v for k, v in asdict(config).items() if k in SPEC_FIELDS}
+    stored = run_settings(config)
     stored["data"] = data_source["path"]
     stored["validation"] = validation_source["path"] if validation_source else None
     return {"spec": stored, "data_source": data_source, "validation_source": validation_source,

@@ -1,6 +1,8 @@
 """Step 1: pick the data (upload, demo, datasets folder or hub), map its columns, and see what training will use.
 
-The tab only reads and checks the data with the engine; the Train tab takes the chosen source and columns.
+The tab only reads and checks the data with the engine. What the Train tab reads is one value, `chosen`: a
+complete, checked choice of data, columns and label names, or None. Every load, clear, change of source or
+failure replaces the whole of what the tab shows in one step, so nothing from an earlier file outlives it.
 """
 
 from __future__ import annotations
@@ -21,23 +23,23 @@ SOURCES = ["Upload a file", "Built-in demo data", "Server datasets folder", "Hug
 DEMOS = {"Support tickets: sort a message into 4 topics": DEMO_DATA,
          "Duplicate questions: are two questions the same? (text pairs)": DEMO_PAIR_DATA}
 FILE_TYPES = [".csv", ".tsv", ".txt", ".jsonl", ".json", ".parquet"]
+FORMATS = "CSV, TSV, JSON Lines or Parquet"
 NO_PAIR = ""
 PREVIEW_ROWS = 8
+GUESS_ROWS = 1000
 IMBALANCE_RATIO = 5
 FEW_ROWS = 5
+RENAME_HEADERS = ["Label in the data", "Name to use"]
+# What a check and a load return, in order (the components in `build` follow these names)
+CHECKED = ("report", "chart", "renames", "chosen", "next_button", "next_hint")
+SHOWN = ("loaded", "preview", "text", "pair", "label", "status", "validation", "val_upload", *CHECKED)
 
 
 @dataclass
 class DataTab:
-    """What other tabs read: where the data is, its columns, and the label names found."""
+    """What other tabs read: the checked choice of data (or None) and the button to the next step."""
 
-    source: gr.State
-    source_name: gr.State
-    validation: gr.State
-    labels: gr.State
-    text: gr.Dropdown
-    pair: gr.Dropdown
-    label: gr.Dropdown
+    chosen: gr.State
     next_button: gr.Button
 
 
@@ -46,52 +48,9 @@ def _preview(frame: pd.DataFrame) -> pd.DataFrame:
     return head.map(lambda v: v if len(v) <= 120 else v[:117] + "…")
 
 
-def _loaded(source: str, name: str):
-    """Read the table, show its first rows, and fill the column menus with good guesses."""
-    try:
-        frame = read_table(source)
-    except AdapterLabError as exc:
-        return _cleared(note(str(exc), "error"))
-    columns = list(frame.columns)
-    guess = guess_columns(columns)
-    pair_choices = [("(none: one text per row)", NO_PAIR)] + [(c, c) for c in columns]
-    status = note(f"Loaded {name}: {len(frame):,} rows, {len(columns)} columns. Check the columns below.", "ok")
-    return (source, name, gr.update(value=_preview(frame), visible=True),
-            gr.update(choices=columns, value=guess["text"]), gr.update(choices=pair_choices,
-                                                                       value=guess["text_pair"] or NO_PAIR),
-            gr.update(choices=columns, value=guess["label"]), status)
-
-
-@friendly
-def load_upload(path: str | None):
-    if not path:
-        return _cleared()
-    return _loaded(path, Path(path).name)
-
-
-@friendly
-def load_demo(choice: str):
-    return _loaded(str(DEMOS[choice]), DEMOS[choice].name)
-
-
-@friendly
-def load_folder(name: str | None):
-    if not name:
-        return _cleared()
-    return _loaded(str(services.dataset_path(name)), name)
-
-
-@friendly
-def load_hub(name: str):
-    name = (name or "").strip()
-    if not name:
-        raise gr.Error("Type a dataset name, for example `imdb` or `glue:sst2`.", title="Please check")
-    return _loaded(name, name)
-
-
-def _cleared(status: str = ""):
-    empty = gr.update(choices=[], value=None)
-    return None, None, gr.update(value=None, visible=False), empty, empty, empty, status
+def _menu(choices: list, value: str | None) -> gr.Dropdown:
+    """A column menu with new choices; a component (not gr.update) so that `value=None` really clears it."""
+    return gr.Dropdown(choices=choices, value=value)
 
 
 def _imbalance(counts: dict[str, int]) -> list[str]:
@@ -121,12 +80,15 @@ def label_bars(counts: dict[str, int]) -> str:
 
 
 def _report(data) -> str:
+    """What training will do with the rows, in plain words."""
     report = data.report
-    held_out = ("a 10% split of the same file" if report.validation_source == "split"
-                else f"from {report.validation_source}")
-    lines = [f"**{report.rows:,} rows** read: **{report.train_rows:,}** for training, "
-             f"**{report.validation_rows:,}** held out to measure accuracy ({held_out}). "
-             f"**{len(data.labels)} labels**."]
+    if report.validation_source == "split":
+        use = (f"**{report.rows:,} rows** read: **{report.train_rows:,}** for training and "
+               f"**{report.validation_rows:,}** held out to measure accuracy (a 10% split of the same file).")
+    else:
+        use = (f"**{report.rows:,} rows** read: **{report.train_rows:,}** for training. Accuracy is measured on "
+               f"the **{report.validation_rows:,} rows** of {report.validation_source}.")
+    lines = [f"{use} **{len(data.labels)} labels**."]
     if report.dropped:
         reasons = "; ".join(f"{n:,} with {why}" for why, n in report.dropped.items())
         lines.append(f"**Dropped {sum(report.dropped.values()):,} rows** that cannot be used: {reasons}.")
@@ -136,31 +98,155 @@ def _report(data) -> str:
     return "\n\n".join(lines)
 
 
-@friendly
-def check(source: str | None, text: str | None, pair: str | None, label: str | None, validation: str | None):
-    """Prepare the data exactly as training will, and report labels, dropped rows and imbalance."""
-    if not source or not text or not label:
-        return gr.update(value="", visible=False), gr.update(visible=False), [], gr.update(interactive=False)
+def _missing(text: str | None, label: str | None) -> str:
+    """Why Next is off, beside it."""
+    if not text and not label:
+        return "Choose the text and label columns."
+    return "Choose the text column." if not text else "Choose the label column."
+
+
+def _names(table: pd.DataFrame | None) -> dict[str, str]:
+    """{label in the data: new name} from the rename table, only for labels given another name."""
+    if table is None or len(table) == 0:
+        return {}
+    rows = table.astype(str).values.tolist()
+    return {raw: new.strip() for raw, new, *_ in rows if new.strip() and new.strip() != raw}
+
+
+def _checked(loaded: dict | None, text: str | None, pair: str | None, label: str | None,
+             validation: dict | None, names: dict[str, str], rebuild: bool = True) -> tuple:
+    """(report, bars, rename table, chosen, next button, hint): the data prepared exactly as training will.
+
+    `rebuild` refills the rename table from the labels found (keeping names already given); while the user
+    edits the table it is left as it is."""
+    keep = gr.skip() if not rebuild else gr.update(visible=False)
+    off = gr.update(interactive=False)
+    if not loaded:
+        return (gr.update(value="", visible=False), gr.update(visible=False), keep, None, off,
+                note("Choose the data first.", "info"))
+    if not text or not label:
+        return (gr.update(value="", visible=False), gr.update(visible=False), keep, None, off,
+                note(_missing(text, label), "info"))
     try:
         if text == label or (pair and pair in (text, label)):
             raise DataError("The text, second text and label must be three different columns.")
-        data = prepare(source, validation, text, pair or None, label)
+        raw = prepare(loaded["source"], validation["path"] if validation else None, text, pair or None, label)
+        names = {k: v for k, v in names.items() if k in raw.labels}
+        data = prepare(loaded["source"], validation["path"] if validation else None, text, pair or None, label,
+                       label_names=names, name=loaded["name"],
+                       validation_name=validation["name"] if validation else None) if names else raw
     except AdapterLabError as exc:
-        return gr.update(value=note(str(exc), "error"), visible=True), gr.update(visible=False), [], \
-            gr.update(interactive=False)
+        return (gr.update(value=note(str(exc), "error"), visible=True), gr.update(visible=False), keep, None, off,
+                note("Fix the problem above to go on.", "warn"))
+    table = pd.DataFrame([[raw_label, names.get(raw_label, raw_label)] for raw_label in raw.labels],
+                         columns=RENAME_HEADERS)
+    chosen = {"source": loaded["source"], "name": loaded["name"], "validation": validation, "text": text,
+              "pair": pair or None, "label": label, "labels": data.labels, "label_names": names or None}
     return (gr.update(value=_report(data), visible=True),
-            gr.update(value=label_bars(data.report.label_counts), visible=True), data.labels,
-            gr.update(interactive=True))
+            gr.update(value=label_bars(data.report.label_counts), visible=True),
+            gr.update(value=table, visible=True) if rebuild else gr.skip(), chosen,
+            gr.update(interactive=True), "")
 
 
-def _upload_validation(path: str | None) -> str | None:
-    return path or None
+def _cleared(status: str = "") -> tuple:
+    """Every output of a load, empty: what the tab shows before any data, or after a failed load."""
+    empty = _menu([], None)
+    return (None, gr.update(value=None, visible=False), empty, empty, empty, status, None, gr.File(value=None),
+            *_checked(None, None, None, None, None, {}))
+
+
+def _loaded(source: str, name: str) -> tuple:
+    """Read the table and show all of it at once: preview, column guesses and the check of those guesses."""
+    try:
+        frame = read_table(source)
+    except AdapterLabError as exc:
+        return _cleared(note(str(exc), "error"))
+    columns = [str(c) for c in frame.columns]
+    guess = guess_columns(columns, {str(c): frame[c].head(GUESS_ROWS).tolist() for c in frame.columns})
+    pair_choices = [("(none: one text per row)", NO_PAIR)] + [(c, c) for c in columns]
+    loaded = {"source": source, "name": name}
+    status = note(f"Loaded {name}: {len(frame):,} rows, {len(columns)} columns. Check the columns below.", "ok")
+    widths = [f"{100 / len(columns):.1f}%"] * len(columns)  # every column in view, even on a phone
+    return (loaded, gr.update(value=_preview(frame), column_widths=widths, visible=True), _menu(columns, guess["text"]),
+            _menu(pair_choices, guess["text_pair"] or NO_PAIR), _menu(columns, guess["label"]), status, None,
+            gr.File(value=None), *_checked(loaded, guess["text"], guess["text_pair"], guess["label"], None, {}))
+
+
+@friendly
+def load_upload(path: str | None = None) -> tuple:
+    return _loaded(path, Path(path).name) if path else _cleared()
+
+
+@friendly
+def load_demo(choice: str | None) -> tuple:
+    return _loaded(str(DEMOS[choice]), DEMOS[choice].name) if choice in DEMOS else _cleared()
+
+
+@friendly
+def load_folder(name: str | None) -> tuple:
+    if not name:
+        return _cleared()
+    try:
+        path = services.dataset_path(name)
+    except AdapterLabError as exc:
+        return _cleared(note(str(exc), "error"))
+    return _loaded(str(path), name)
+
+
+@friendly
+def load_hub(name: str | None) -> tuple:
+    name = (name or "").strip()
+    if not name:
+        return _cleared(note("Type a dataset name, for example imdb or glue:sst2, then press Load.", "warn"))
+    return _loaded(name, name)
+
+
+def folder_hint(files: list[str]) -> str:
+    """Where the server's tables come from, said when there are none yet."""
+    if files:
+        return ""
+    return note(f"No tables in the server's datasets folder yet. Put {FORMATS} files in {services.datasets_dir()} "
+                "on the server, then press Refresh list.", "info")
+
+
+def switch_source(kind: str) -> tuple:
+    """A change of source forgets the data of the old one: its boxes, its file and everything shown from it."""
+    files = services.dataset_files() if kind == SOURCES[2] else []
+    boxes = [gr.update(visible=kind == s) for s in SOURCES]
+    return (*boxes, gr.update(value=None), gr.Radio(value=None), _menu(files, None), folder_hint(files),
+            *_cleared())
+
+
+def refresh_folder(current: str | None, loaded: dict | None) -> tuple:
+    """Re-read the folder; a chosen table that is still there stays chosen (and loaded), else all is cleared."""
+    files = services.dataset_files()
+    if current in files and loaded:
+        return (_menu(files, current), folder_hint(files), *(gr.skip(),) * len(_cleared()))
+    return (_menu(files, None), folder_hint(files), *_cleared())
+
+
+@friendly
+def check(loaded: dict | None, text: str | None, pair: str | None, label: str | None, validation: dict | None,
+          table: pd.DataFrame | None) -> tuple:
+    """Columns or validation file changed: check again, keeping the names given to labels that remain."""
+    return _checked(loaded, text, pair, label, validation, _names(table))
+
+
+@friendly
+def rename(loaded: dict | None, text: str | None, pair: str | None, label: str | None, validation: dict | None,
+           table: pd.DataFrame | None) -> tuple:
+    """The rename table was edited: check with the new names, leaving the table as the user typed it."""
+    return _checked(loaded, text, pair, label, validation, _names(table), rebuild=False)
+
+
+def set_validation(path: str | None = None) -> dict | None:
+    return {"path": path, "name": Path(path).name} if path else None
 
 
 def build() -> DataTab:
-    gr.Markdown("## Step 1 · Choose your data\nA table with one text per row (or two, for pairs) and a label "
-                "column: CSV, TSV, JSON Lines or Parquet.")
-    source, source_name, validation, labels = gr.State(None), gr.State(None), gr.State(None), gr.State([])
+    gr.Markdown(f"## Step 1 · Choose your data\nA table with one text per row (or two, for pairs) and a label "
+                f"column: {FORMATS}.")
+    loaded, validation, chosen = gr.State(None), gr.State(None), gr.State(None)
     kind = gr.Radio(SOURCES, value=SOURCES[0], label="Where is the data?", elem_id="data-source")
     with gr.Group(visible=True) as upload_box:
         upload = gr.File(label="Upload a table", file_types=FILE_TYPES, elem_id="data-upload", height=120)
@@ -170,17 +256,19 @@ def build() -> DataTab:
         with gr.Row(equal_height=True):
             folder = gr.Dropdown([], label="Datasets on the server", scale=4, elem_id="data-folder",
                                  info=f"Tables placed in {services.datasets_dir()}")
-            refresh = gr.Button("↻ Refresh list", scale=1, size="md")
+            refresh = gr.Button("↻ Refresh list", scale=1, size="md", elem_id="data-folder-refresh")
+        folder_note = gr.Markdown(elem_id="data-folder-note")
     with gr.Group(visible=False) as hub_box:
         with gr.Row(equal_height=True):
             hub = gr.Textbox(label="Hugging Face dataset name", placeholder="e.g. imdb, or glue:sst2", scale=4,
-                             info="The server downloads the 'train' split; it needs internet access.")
-            hub_load = gr.Button("Load", scale=1, size="md")
+                             elem_id="data-hub", info="The server downloads the 'train' split; it needs internet "
+                                                      "access.")
+            hub_load = gr.Button("Load", scale=1, size="md", elem_id="data-hub-load")
     status = gr.Markdown(elem_id="data-status")
     preview = gr.Dataframe(label=f"First {PREVIEW_ROWS} rows", visible=False, interactive=False, wrap=True,
                            max_height=400, elem_id="data-preview")
     gr.Markdown("### Which columns hold what?")
-    with gr.Row():
+    with gr.Row(elem_classes=["al-stack"]):
         text = gr.Dropdown([], label="Text column", info="The text to classify.", elem_id="col-text")
         pair = gr.Dropdown([], label="Second text column (optional)", elem_id="col-pair",
                            info="Only for pairs, e.g. question + answer.")
@@ -188,25 +276,35 @@ def build() -> DataTab:
     with gr.Accordion("Optional: a separate validation file", open=False):
         gr.Markdown("By default 10% of the rows are held out to measure accuracy. Upload a file with the same "
                     "columns to measure on it instead.")
-        val_upload = gr.File(label="Validation table", file_types=FILE_TYPES, height=100)
-    with gr.Row():
+        val_upload = gr.File(label="Validation table", file_types=FILE_TYPES, height=100, elem_id="data-validation")
+    with gr.Row(elem_classes=["al-stack"]):
         report = gr.Markdown(visible=False, elem_id="data-report")
         chart = gr.HTML(visible=False, elem_id="label-chart")
-    next_button = gr.Button("Next: choose how to train →", variant="primary", interactive=False,
-                            elem_id="data-next")
+    renames = gr.Dataframe(headers=RENAME_HEADERS, label="Label names: type a clearer name for a label "
+                           "(e.g. 0 → negative); it is kept with the job and the adapter", visible=False,
+                           interactive=True, static_columns=[0], column_count=2, elem_id="data-label-names")
+    with gr.Row(equal_height=True):
+        next_button = gr.Button("Next: choose how to train →", variant="primary", interactive=False,
+                                elem_id="data-next", scale=3)
+        next_hint = gr.Markdown(note("Choose the data first.", "info"), elem_id="data-next-hint")
 
-    loaded = [source, source_name, preview, text, pair, label, status]
+    named = {"loaded": loaded, "preview": preview, "text": text, "pair": pair, "label": label, "status": status,
+             "validation": validation, "val_upload": val_upload, "report": report, "chart": chart,
+             "renames": renames, "chosen": chosen, "next_button": next_button, "next_hint": next_hint}
+    checked = [named[n] for n in CHECKED]
+    shown = [named[n] for n in SHOWN]
     boxes = [upload_box, demo_box, folder_box, hub_box]
-    kind.change(lambda k: [gr.update(visible=k == s) for s in SOURCES], kind, boxes)
-    kind.change(lambda k: gr.update(choices=services.dataset_files()) if k == SOURCES[2] else gr.skip(), kind,
-                folder)
-    refresh.click(lambda: gr.update(choices=services.dataset_files()), None, folder)
-    checked = [report, chart, labels, next_button]
-    columns = [source, text, pair, label, validation]
-    for event in (upload.change(load_upload, upload, loaded), demo.input(load_demo, demo, loaded),
-                  folder.input(load_folder, folder, loaded), hub_load.click(load_hub, hub, loaded),
-                  hub.submit(load_hub, hub, loaded)):
-        event.success(check, columns, checked)
-    val_upload.change(_upload_validation, val_upload, validation).then(check, columns, checked)
+    kind.change(switch_source, kind, [*boxes, upload, demo, folder, folder_note, *shown])
+    refresh.click(refresh_folder, [folder, loaded], [folder, folder_note, *shown])
+    upload.upload(load_upload, upload, shown)
+    upload.clear(load_upload, None, shown)
+    demo.input(load_demo, demo, shown)
+    folder.input(load_folder, folder, shown)
+    hub_load.click(load_hub, hub, shown)
+    hub.submit(load_hub, hub, shown)
+    columns = [loaded, text, pair, label, validation, renames]
+    val_upload.upload(set_validation, val_upload, validation).then(check, columns, checked)
+    val_upload.clear(set_validation, None, validation).then(check, columns, checked)
     gr.on([text.input, pair.input, label.input], check, columns, checked)
-    return DataTab(source, source_name, validation, labels, text, pair, label, next_button)
+    renames.input(rename, columns, checked)
+    return DataTab(chosen, next_button)

@@ -21,6 +21,18 @@ from engine.errors import AdapterLabError
 from worker import api as jobs
 
 REFRESH_SECONDS = 2.0
+ABOUT_JOBS = """\
+- A job waits as *Queued* until a worker is free, then trains as *Running*. A worker trains one job at a time. The
+  page never trains: closing or reloading it loses nothing, and its address keeps the open job.
+- AdapterLab normally runs one worker beside this page. If jobs stay *Queued* while none is running, no worker is
+  running: it was started without one, or its worker stopped. Whoever runs AdapterLab can start one.
+- The time left follows the recent speed. It says *estimating…* until the first steps are done.
+- **Cancel** stops a running job at its next step and keeps the adapter from its best epoch so far; the job says
+  which epoch. **Retry** runs a failed, cancelled or interrupted job again, from its last finished epoch.
+- *Interrupted*: the worker stopped (a restart, a crash). The job resumes from its last finished epoch when a
+  worker is free.
+"""
+DETAIL_OUTPUTS = 13  # the job page's components, as `_detail` returns them
 _zips: dict[str, Path] = {}  # "<job id> <finished_at>" -> the adapter's zip
 
 
@@ -49,22 +61,27 @@ def _signature(job: dict | None) -> str:
     return json.dumps(job, sort_keys=True, default=str)
 
 
+def _shown(html: str):
+    """An HTML block that takes no room while empty."""
+    return gr.update(value=html, visible=bool(html))
+
+
 def _detail(job: dict | None):
     """Everything the job page shows, in the order of the `detail` components in `build`."""
     if job is None:
         hidden = gr.update(visible=False)
-        return (note("Choose a job above, or launch one on the Train tab.", "info"), "", hidden, hidden, "",
-                hidden, hidden, hidden, hidden, hidden, hidden, hidden)
+        return (note("Choose a job above, or launch one on the Train tab.", "info"), "", *(hidden,) * 11)
     state = job["state"]
     error = note(f"{job.get('error_kind') or 'error'}: {job['error']}", "error") if job.get("error") else ""
     metrics = job.get("metrics")
     done = state in ("succeeded", "cancelled") and job.get("adapter_dir") and Path(job["adapter_dir"]).is_dir()
+    loss = views.loss_frame(job)
     return (views.header(job), error,
-            gr.update(value=views.loss_frame(job), visible=bool(job.get("steps") or job.get("history"))),
+            gr.update(value=loss, visible=views.training_points(job) >= 2, y_lim=views.loss_y_lim(loss)),
             gr.update(value=views.metrics_frame(job), visible=len(job.get("history") or []) >= 2),
-            views.confusion_html(metrics),
+            _shown(views.epoch_figures(job)), _shown(views.confusion_html(metrics)),
             gr.update(value=views.per_class_frame(metrics), visible=bool(metrics)),
-            gr.update(value=views.settings_frame(job), visible=True),
+            _shown(views.settings_html(job)),
             gr.update(visible=state in ("queued", "running", "interrupted")),
             gr.update(visible=state in ("failed", "cancelled")),
             gr.update(visible=state not in ("running", "cancelling")),
@@ -72,7 +89,8 @@ def _detail(job: dict | None):
             gr.update(visible=False))
 
 
-def _get(job_id: str | None) -> dict | None:
+def find_job(job_id: str | None) -> dict | None:
+    """The job with this id, or None for no id, a malformed one or one not in the store."""
     if not job_id:
         return None
     try:
@@ -85,17 +103,17 @@ def refresh(job_id: str | None, table_seen: str, detail_seen: str):
     """One timer tick: redraw the table and the job page only where the store changed (no flicker)."""
     all_jobs = jobs.list_jobs()
     table_sig = _signature(all_jobs)
-    job = _get(job_id)
+    job = find_job(job_id)
     detail_sig = _signature(job)
     skip_table = (gr.skip(),) * 2
     table_out = (views.table(all_jobs), gr.update(choices=choices(all_jobs)))
-    detail_out = _detail(job) if detail_sig != detail_seen else (gr.skip(),) * 12
+    detail_out = _detail(job) if detail_sig != detail_seen else (gr.skip(),) * DETAIL_OUTPUTS
     return (*(table_out if table_sig != table_seen else skip_table), table_sig, *detail_out, detail_sig)
 
 
 @friendly
 def show(job_id: str | None):
-    job = _get(job_id)
+    job = find_job(job_id)
     return (*_detail(job), _signature(job))
 
 
@@ -145,15 +163,18 @@ def build() -> JobsTab:
         keep_btn = gr.Button("No, keep it", size="md")
     with gr.Row():
         loss_plot = gr.LinePlot(x="epoch", y="loss", color="curve", title="Loss (lower is better)", visible=False,
-                                height=280, elem_id="job-loss")
+                                x_lim=[0, None], height=280, elem_id="job-loss")
         metrics_plot = gr.LinePlot(x="epoch", y="score", color="metric", title="Validation scores per epoch",
                                    y_lim=[0, 1], visible=False, height=280, elem_id="job-metrics")
+    figures = gr.HTML(elem_id="job-epoch-figures")
     with gr.Row():
         confusion = gr.HTML(elem_id="job-confusion")
         per_class = gr.Dataframe(label="Scores per label", visible=False, interactive=False, elem_id="job-per-class")
-    settings = gr.Dataframe(label="Settings", visible=False, interactive=False, elem_id="job-settings")
+    settings = gr.HTML(elem_id="job-settings")
+    with gr.Accordion("About jobs", open=False, elem_id="jobs-help"):
+        gr.Markdown(ABOUT_JOBS)
 
-    detail = [header, error, loss_plot, metrics_plot, confusion, per_class, settings, cancel_btn, retry_btn,
+    detail = [header, error, loss_plot, metrics_plot, figures, confusion, per_class, settings, cancel_btn, retry_btn,
               delete_btn, download, confirm_row]
     timer = gr.Timer(REFRESH_SECONDS)
     timer.tick(refresh, [picker, table_seen, detail_seen], [table, picker, table_seen, *detail, detail_seen],

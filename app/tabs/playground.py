@@ -1,11 +1,15 @@
-"""Step 4: try finished adapters: one text, the same text through several adapters, or a whole CSV.
+"""Step 4: try finished adapters: one text, the same text through several adapters, or a whole table.
 
 All adapters share the web process's one Predictor, so switching between them never reloads the base model.
+A result never outlives what produced it: a problem shows as a note in its place, and changing the adapter or the
+table clears it. A timer adds adapters that finish while the page is open.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import gradio as gr
 
@@ -14,7 +18,11 @@ from app import services
 from app.security import safe_filename
 from app.tabs.data import FILE_TYPES
 from app.ui import friendly, note
-from engine.errors import AdapterLabError
+from engine.data import guess_columns, read_table
+from engine.errors import AdapterLabError, ConfigError, DataError
+
+REFRESH_SECONDS = 5
+T = TypeVar("T")
 
 
 def adapter_choices() -> list[tuple[str, str]]:
@@ -26,15 +34,28 @@ def adapter_choices() -> list[tuple[str, str]]:
     return out
 
 
-def refresh_menus(single: str | None, several: list[str] | None, batch: str | None):
-    """Newly finished adapters appear; a chosen adapter stays chosen while it exists."""
-    options = adapter_choices()
+def _menus(options: list[tuple[str, str]], single: str | None, several: list[str] | None, batch: str | None):
     ids = {value for _, value in options}
     first = options[0][1] if options else None
     empty = "" if options else note("No finished adapters yet: train one on the Train tab.", "info")
     return (gr.update(choices=options, value=single if single in ids else first),
             gr.update(choices=options, value=[a for a in several or [] if a in ids]),
-            gr.update(choices=options, value=batch if batch in ids else first), empty)
+            gr.update(choices=options, value=batch if batch in ids else first), empty, options)
+
+
+def refresh_menus(single: str | None, several: list[str] | None, batch: str | None):
+    """Newly finished adapters appear; a chosen adapter stays chosen while it exists. Last: the choices shown."""
+    return _menus(adapter_choices(), single, several, batch)
+
+
+def refresh_if_changed(single: str | None, several: list[str] | None, batch: str | None,
+                       shown: list[tuple[str, str]]):
+    """The timer's refresh: the menus are only touched when the finished adapters changed, so an open menu or a
+    choice being made is not disturbed every few seconds."""
+    options = adapter_choices()
+    if options == shown:
+        return (gr.skip(),) * 5
+    return _menus(options, single, several, batch)
 
 
 def pair_box(keys: str | list[str] | None):
@@ -50,28 +71,29 @@ def pair_box(keys: str | list[str] | None):
     return gr.update(visible=bool(names), label=f"Second text ({names[0]})" if names else "Second text")
 
 
-def batch_help(key: str | None) -> str:
-    """Which columns the uploaded table needs for the chosen adapter."""
-    if not key:
-        return ""
+def _attempt(work: Callable[..., T], *args) -> tuple[T | None, str]:
+    """(work's result, no note), or (None, the problem as an error note): the note replaces the old results,
+    where a toast would leave them standing under it."""
     try:
-        text, pair = services.text_columns(services.find_adapter(key))
-    except AdapterLabError:
-        return ""
-    needs = f"a column named '{text}'" + (f" and one named '{pair}'" if pair else "")
-    return note(f"This adapter reads {needs}, like its training data. Other columns are kept as they are.", "info")
+        return friendly(work)(*args), ""
+    except gr.Error as exc:
+        return None, note(exc.message, "error")
 
 
-@friendly
+def single_changed(key: str | None):
+    """A new adapter: the second text box follows it, and the other adapter's result goes."""
+    return pair_box(key), None, ""
+
+
 def predict(key: str, text: str, text_pair: str):
-    result = services.predict(key, text, text_pair or None)
-    return result["probabilities"]
+    result, problem = _attempt(services.predict, key, text, text_pair or None)
+    return (result["probabilities"] if result else None), problem
 
 
-@friendly
-def compare(keys: list[str], text: str, text_pair: str) -> list[dict]:
+def compare_all(keys: list[str], text: str, text_pair: str) -> list[dict]:
+    """The same input through each chosen adapter, named for the side-by-side view."""
     if not keys or len(keys) < 2:
-        raise gr.Error("Choose two or more adapters to compare.", title="Please check")
+        raise ConfigError("Choose two or more adapters to compare.")
     results = []
     for key in keys:
         adapter = services.find_adapter(key)
@@ -81,22 +103,114 @@ def compare(keys: list[str], text: str, text_pair: str) -> list[dict]:
     return results
 
 
-@friendly
-def predict_batch(key: str, path: str | None):
+def several_changed(keys: list[str] | None):
+    """Other adapters chosen: the second text box follows them, and the old results go."""
+    return pair_box(keys), [], ""
+
+
+def compare(keys: list[str], text: str, text_pair: str):
+    results, problem = _attempt(compare_all, keys, text, text_pair)
+    return results or [], problem
+
+
+def _trained_columns(key: str | None) -> tuple[str | None, str | None]:
+    if not key:
+        return None, None
+    try:
+        return services.text_columns(services.find_adapter(key))
+    except AdapterLabError:
+        return None, None
+
+
+def batch_help(key: str | None) -> str:
+    """Which columns the adapter was trained on, and that the table's may be named otherwise."""
+    text, pair = _trained_columns(key)
+    if not text:
+        return ""
+    trained = f"the column '{text}'" + (f" and the second text column '{pair}'" if pair else "")
+    return note(f"This adapter was trained on {trained}. After you upload a table, choose which of its columns "
+                "hold the text. Other columns are kept as they are.", "info")
+
+
+def _first_in(columns: list[str], *candidates: str | None) -> str | None:
+    return next((c for c in candidates if c in columns), None)
+
+
+def column_menus(key: str | None, columns: list[str], text: str | None, pair: str | None):
+    """The text column menus for this adapter and table: the training column where the table has it, else the
+    column already chosen, else a guess from the names (never the label column for the second text). The second
+    menu shows for adapters trained on pairs."""
+    if not columns:  # two updates: Gradio consumes the one it is given
+        return gr.update(choices=[], value=None, visible=False), gr.update(choices=[], value=None, visible=False)
+    trained_text, trained_pair = _trained_columns(key)
+    guess = guess_columns(columns)
+    text = _first_in(columns, trained_text, text, guess["text"])
+    others = [c for c in columns if c not in (text, guess["label"])]
+    pair = _first_in(columns, trained_pair, pair, guess["text_pair"], *others[:1])
+    return (gr.update(choices=columns, value=text, visible=True,
+                      info=f"The adapter was trained on '{trained_text}'." if trained_text else None),
+            gr.update(choices=columns, value=pair, visible=bool(trained_pair),
+                      info=f"The adapter was trained on '{trained_pair}'." if trained_pair else None))
+
+
+def _no_file():
+    """The batch results, emptied: the download goes with the status."""
+    return gr.update(value=None, visible=False), ""
+
+
+def table_columns(path: str) -> list[str]:
+    return list(read_table(path).columns)
+
+
+def table_changed(key: str | None, path: str | None, text: str | None, pair: str | None):
+    """A new table: its header fills the column menus (or a note says why it cannot be read); the old table's
+    results go."""
+    columns, problem = _attempt(table_columns, path) if path else ([], "")
+    return (columns or [], *column_menus(key, columns or [], text, pair), gr.update(value=None, visible=False),
+            problem)
+
+
+def batch_adapter_changed(key: str | None, columns: list[str], text: str | None, pair: str | None):
+    """A new adapter: its help and column menus; the other adapter's predictions go."""
+    return (batch_help(key), *column_menus(key, columns, text, pair), *_no_file())
+
+
+def _rows(n: int) -> str:
+    return f"{n:,} row" + ("" if n == 1 else "s")
+
+
+def predict_table(key: str, path: str | None, text_column: str | None, pair_column: str | None) -> tuple[Path, str]:
+    """The predictions CSV and a status note saying how many rows were predicted and which were left out."""
     if not path:
-        raise gr.Error("Upload a table to predict.", title="Please check")
-    output, rows = services.predict_file(key, path, f"{safe_filename(Path(path).stem, 'data')}-predictions.csv")
-    return gr.update(value=str(output), visible=True), note(f"Predicted {rows:,} rows. Download the CSV below: "
-                                                            "it has a prediction column and one probability "
-                                                            "column per label.", "ok")
+        raise DataError("Upload a table to predict.")
+    output, result = services.predict_file(key, path, f"{safe_filename(Path(path).stem, 'data')}-predictions.csv",
+                                           text_column, pair_column)
+    done = f"{result.predicted:,} of {_rows(result.rows)}" if result.skipped else _rows(result.rows)
+    status = note(f"Predicted {done}. Download the CSV below: it has a prediction column and one probability "
+                  "column per label.", "ok")
+    if result.skipped:
+        status += note(f"{_rows(result.skipped)} had no text in {result.columns_named}: "
+                       f"{'it is' if result.skipped == 1 else 'they are'} in the file with an empty prediction.",
+                       "warn")
+    return output, status
+
+
+def predict_batch(key: str, path: str | None, text_column: str | None, pair_column: str | None):
+    done, problem = _attempt(predict_table, key, path, text_column, pair_column)
+    if not done:
+        return gr.update(value=None, visible=False), problem
+    output, status = done
+    return gr.update(value=str(output), visible=True), status
 
 
 def build() -> list:
-    """The playground; returns the components to refresh when adapters may have changed."""
+    """The playground; returns the adapter menus, the no-adapters note and the choices shown (inputs of
+    `refresh_menus` first), to refresh when adapters may have changed."""
     with gr.Row(equal_height=True):
         gr.Markdown("## Step 4 · Try your adapters")
         refresh = gr.Button("↻ Refresh adapter list", size="sm", scale=0, min_width=200)
     empty = gr.Markdown(elem_id="play-empty")
+    shown = gr.State([])
     with gr.Tabs():
         with gr.Tab("One text"):
             adapter = gr.Dropdown([], label="Adapter", elem_id="play-adapter")
@@ -104,6 +218,7 @@ def build() -> list:
                               elem_id="play-text")
             text_pair = gr.Textbox(label="Second text", lines=2, visible=False, elem_id="play-text-pair")
             go = gr.Button("Predict", variant="primary", elem_id="play-predict")
+            status = gr.Markdown(elem_id="play-status")
             result = gr.Label(label="Prediction and probability per label", num_top_classes=20,
                               elem_id="play-result")
         with gr.Tab("Compare adapters"):
@@ -112,6 +227,7 @@ def build() -> list:
             compare_text = gr.Textbox(label="Text", lines=3, elem_id="compare-text")
             compare_pair = gr.Textbox(label="Second text", lines=2, visible=False, elem_id="compare-text-pair")
             compare_go = gr.Button("Compare", variant="primary", elem_id="compare-go")
+            compare_status = gr.Markdown(elem_id="compare-status")
             results = gr.State([])
 
             @gr.render(inputs=results)
@@ -124,17 +240,29 @@ def build() -> list:
             batch_note = gr.Markdown()
             upload = gr.File(label="Table to predict (CSV, TSV, JSON Lines or Parquet)",
                              file_types=FILE_TYPES, height=120, elem_id="batch-upload")
+            columns = gr.State([])
+            with gr.Row():
+                text_column = gr.Dropdown([], label="Text column", visible=False, elem_id="batch-text-column")
+                pair_column = gr.Dropdown([], label="Second text column", visible=False,
+                                          elem_id="batch-pair-column")
             batch_go = gr.Button("Predict every row", variant="primary", elem_id="batch-go")
-            batch_status = gr.Markdown()
+            batch_status = gr.Markdown(elem_id="batch-status")
             download = gr.File(label="Predictions", visible=False, interactive=False, elem_id="batch-download")
 
-    menus = [adapter, several, batch_adapter, empty]
+    menus = [adapter, several, batch_adapter, empty, shown]
     refresh.click(refresh_menus, menus[:3], menus)
-    adapter.change(pair_box, adapter, text_pair)
-    several.change(pair_box, several, compare_pair)
-    batch_adapter.change(batch_help, batch_adapter, batch_note)
-    go.click(predict, [adapter, text, text_pair], result)
-    text.submit(predict, [adapter, text, text_pair], result)
-    compare_go.click(compare, [several, compare_text, compare_pair], results)
-    batch_go.click(predict_batch, [batch_adapter, upload], [download, batch_status])
+    gr.Timer(REFRESH_SECONDS).tick(refresh_if_changed, menus[:3] + [shown], menus, show_progress="hidden")
+    adapter.change(single_changed, adapter, [text_pair, result, status])
+    several.change(several_changed, several, [compare_pair, results, compare_status])
+    go.click(predict, [adapter, text, text_pair], [result, status])
+    text.submit(predict, [adapter, text, text_pair], [result, status])
+    compare_go.click(compare, [several, compare_text, compare_pair], [results, compare_status])
+    batch_outputs = [download, batch_status]
+    batch_adapter.change(batch_adapter_changed, [batch_adapter, columns, text_column, pair_column],
+                         [batch_note, text_column, pair_column, *batch_outputs])
+    upload.change(table_changed, [batch_adapter, upload, text_column, pair_column],
+                  [columns, text_column, pair_column, *batch_outputs])
+    text_column.input(_no_file, None, batch_outputs)
+    pair_column.input(_no_file, None, batch_outputs)
+    batch_go.click(predict_batch, [batch_adapter, upload, text_column, pair_column], batch_outputs)
     return menus

@@ -16,7 +16,7 @@ from app.tabs.jobs import JobsTab, choices
 from app.ui import friendly, note
 from engine.base_models import DEFAULT_BASE_MODEL
 from engine.errors import AdapterLabError, ConfigError
-from engine.methods import DESCRIPTIONS, METHOD_DEFAULTS
+from engine.methods import BOTTLENECK_METHODS, DEFAULT_REDUCTION_FACTOR, DESCRIPTIONS, METHOD_DEFAULTS
 from worker import api as jobs
 
 METHODS = [("Houlsby", "houlsby"), ("Pfeiffer", "pfeiffer"), ("IA3", "ia3")]
@@ -26,16 +26,11 @@ BASE_MODELS = [("all-MiniLM-L6-v2 (bundled, small and fast, works offline)", DEF
 
 @dataclass
 class TrainTab:
-    """The form's components that the launch button reads."""
+    """The form's components by setting name (what the launch button reads), the button and its status line."""
 
-    method: gr.Radio
-    reduction_factor: gr.Radio
-    base_model: gr.Dropdown
-    hyperparameters: list[gr.components.Component]
-    name: gr.Textbox
+    form: dict[str, gr.components.Component]
     launch: gr.Button
     status: gr.Markdown
-    base_dropout: gr.Checkbox
 
 
 def method_help() -> str:
@@ -45,7 +40,7 @@ def method_help() -> str:
 def on_method(method: str):
     """Per-method defaults, and the reduction factor only for the bottleneck methods."""
     defaults = METHOD_DEFAULTS[method]
-    return (gr.update(visible=method != "ia3"), gr.update(value=int(defaults["epochs"])),
+    return (gr.update(visible=method in BOTTLENECK_METHODS), gr.update(value=int(defaults["epochs"])),
             gr.update(value=defaults["learning_rate"]))
 
 
@@ -53,7 +48,8 @@ def parameter_count(base_model: str, method: str, reduction_factor: float, label
     """The live 'how much will be trained' line; loads the base model once per web process."""
     try:
         adapter, trainable, base = services.parameter_count(base_model or DEFAULT_BASE_MODEL, method,
-                                                            float(reduction_factor or 16), len(labels or []) or 2)
+                                                            float(reduction_factor or DEFAULT_REDUCTION_FACTOR),
+                                                            len(labels or []) or 2)
     except AdapterLabError as exc:
         return note(str(exc), "error")
     share = 100 * trainable / base if base else 0
@@ -63,56 +59,77 @@ def parameter_count(base_model: str, method: str, reduction_factor: float, label
             "which stays frozen.")
 
 
-def _int(value: float | None, name: str, minimum: int | None = None) -> int | None:
-    if value is None or value == "":
+# Each form value by name: its words in the page (for messages), whether it is whole, its limits, and what
+# empty means (None: the method's or the run's default).
+FIELDS: dict[str, tuple[str, bool, float | None, float | None]] = {
+    "epochs": ("Epochs", True, 1, 1000), "learning_rate": ("Learning rate", False, None, 1),
+    "batch_size": ("Batch size", True, 1, 4096), "max_length": ("Max length (tokens)", True, 8, 8192),
+    "max_train_samples": ("Max training rows", True, 2, None), "seed": ("Random seed", True, 0, None),
+    "early_stopping_patience": ("Early stopping patience", True, 1, None)}
+
+
+def _number(key: str, value: object) -> int | float | None:
+    """A form value as a number, None when empty; a ConfigError naming the field in the page's words."""
+    words, whole, low, high = FIELDS[key]
+    if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    if float(value) != int(value) or (minimum is not None and int(value) < minimum):
-        raise ConfigError(f"{name} must be a whole number" + (f" of at least {minimum}." if minimum else "."))
-    return int(value)
+    try:
+        number = float(str(value).strip().replace(",", ""))
+    except ValueError:
+        raise ConfigError(f"{words} must be a number" + (", or empty." if key in OPTIONAL else ".")) from None
+    if whole and not number.is_integer():
+        raise ConfigError(f"{words} must be a whole number.")
+    if key == "learning_rate" and number <= 0:
+        raise ConfigError(f"{words} must be greater than 0.")
+    if low is not None and number < low:
+        raise ConfigError(f"{words} must be at least {low:g}" + (", or empty." if key in OPTIONAL else "."))
+    if high is not None and number > high:
+        raise ConfigError(f"{words} must be at most {high:g}.")
+    return int(number) if whole else number
 
 
-def build_spec(source: str | None, validation: str | None, text: str | None, pair: str | None, label: str | None,
-               method: str, reduction_factor: float, base_model: str | None, epochs: float | None,
-               learning_rate: float | None, batch_size: float | None, max_length: float | None,
-               max_train_samples: float | None, seed: float | None, patience: float | None,
-               name: str | None, base_dropout: bool = False) -> dict:
-    """The job spec for worker.api.submit from the form's values, or a ConfigError saying what to fix."""
-    if not source or not text or not label:
+OPTIONAL = ("max_train_samples", "early_stopping_patience")  # empty: every row; never stop early
+
+
+def build_spec(data: dict | None, form: dict) -> dict:
+    """The job spec for worker.api.submit from the checked data choice and the form's values by name, or a
+    ConfigError saying what to fix in the page's words."""
+    if not data:
         raise ConfigError("Choose the data and its text and label columns on the Data tab first.")
-    if learning_rate is not None and learning_rate <= 0:
-        raise ConfigError("The learning rate must be greater than 0.")
-    spec = {"data": source, "validation": validation or None, "text_column": text, "text_pair_column": pair or None,
-            "label_column": label, "method": method, "reduction_factor": float(reduction_factor or 16),
-            "base_model": (base_model or "").strip() or None, "epochs": _int(epochs, "Epochs", 1),
-            "learning_rate": learning_rate, "batch_size": _int(batch_size, "Batch size", 1) or 16,
-            "max_length": _int(max_length, "Max length", 8) or 128,
-            "max_train_samples": _int(max_train_samples, "Max training rows", 2),
-            "seed": 42 if seed is None else _int(seed, "Random seed"),
-            "early_stopping_patience": _int(patience, "Early stopping patience", 1)}
-    if base_dropout:
+    spec = {"data": data["source"], "validation": (data.get("validation") or {}).get("path"),
+            "text_column": data["text"], "text_pair_column": data.get("pair"), "label_column": data["label"],
+            "label_names": data.get("label_names"), "method": form["method"],
+            "base_model": (form.get("base_model") or "").strip() or None}
+    if form["method"] in BOTTLENECK_METHODS:
+        spec["reduction_factor"] = float(form.get("reduction_factor") or DEFAULT_REDUCTION_FACTOR)
+    spec.update({key: _number(key, form.get(key)) for key in FIELDS})
+    spec.update(batch_size=spec["batch_size"] or 16, max_length=spec["max_length"] or 128,
+                seed=42 if spec["seed"] is None else spec["seed"])
+    if form.get("base_dropout"):
         spec["base_dropout"] = True
-    if (name or "").strip():
-        spec["name"] = name.strip()[:200]
-    return spec
+    if (form.get("name") or "").strip():
+        spec["name"] = form["name"].strip()[:200]
+    return {k: v for k, v in spec.items() if v is not None}
 
 
-def data_summary(name: str | None, text: str | None, pair: str | None, label: str | None, labels: list[str]) -> str:
-    if not name or not labels:
+def data_summary(data: dict | None) -> str:
+    if not data:
         return note("No data chosen yet: start on the Data tab.", "warn")
-    texts = f"text column '{text}'" + (f" + '{pair}'" if pair else "")
-    return note(f"Training on {name}: {texts}, label column '{label}', {len(labels)} labels "
+    texts = f"text column '{data['text']}'" + (f" + '{data['pair']}'" if data.get("pair") else "")
+    labels = data["labels"]
+    return note(f"Training on {data['name']}: {texts}, label column '{data['label']}', {len(labels)} labels "
                 f"({', '.join(labels[:6])}{'…' if len(labels) > 6 else ''}).", "ok")
 
 
 def build(data: DataTab) -> TrainTab:
     gr.Markdown("## Step 2 · Choose how to train")
-    summary = gr.Markdown(data_summary(None, None, None, None, []), elem_id="train-data-summary")
+    summary = gr.Markdown(data_summary(None), elem_id="train-data-summary")
     with gr.Row():
         with gr.Column(scale=3):
             method = gr.Radio(METHODS, value="pfeiffer", label="Adapter method", elem_id="train-method")
             gr.Markdown(method_help(), elem_classes=["al-help"])
-            reduction_factor = gr.Radio(REDUCTION_FACTORS, value=16, label="Reduction factor",
-                                        elem_id="train-reduction",
+            reduction_factor = gr.Radio(REDUCTION_FACTORS, value=int(DEFAULT_REDUCTION_FACTOR),
+                                        label="Reduction factor", elem_id="train-reduction",
                                         info="Bottleneck size = the model's hidden size ÷ this factor. A smaller "
                                              "factor trains more parameters.")
             base_model = gr.Dropdown(BASE_MODELS, value=DEFAULT_BASE_MODEL, allow_custom_value=True,
@@ -122,53 +139,66 @@ def build(data: DataTab) -> TrainTab:
         with gr.Column(scale=2):
             count = gr.Markdown(elem_id="train-param-count", elem_classes=["al-card"])
             defaults = METHOD_DEFAULTS["pfeiffer"]
+            # No minimum/maximum on the numbers: the form checks them itself, naming the field in its message
             with gr.Row():
-                epochs = gr.Number(int(defaults["epochs"]), label="Epochs", precision=0, minimum=1, maximum=100,
+                epochs = gr.Number(int(defaults["epochs"]), label="Epochs", precision=0,
                                    info="Passes over the training rows.", elem_id="train-epochs")
-                learning_rate = gr.Number(defaults["learning_rate"], label="Learning rate", minimum=0,
-                                          step=0.0001, info="Default depends on the method.",
-                                          elem_id="train-lr")
-                batch_size = gr.Number(16, label="Batch size", precision=0, minimum=1, maximum=1024,
-                                       info="Rows per training step.", elem_id="train-batch-size")
-            with gr.Accordion("Advanced", open=False):
-                max_length = gr.Number(128, label="Max length (tokens)", precision=0, minimum=8, maximum=8192,
+                learning_rate = gr.Number(defaults["learning_rate"], label="Learning rate", step=0.0001,
+                                          info="Default depends on the method.", elem_id="train-lr")
+                batch_size = gr.Number(16, label="Batch size", precision=0, info="Rows per training step.",
+                                       elem_id="train-batch-size")
+            with gr.Accordion("Advanced", open=False, elem_id="train-advanced"):
+                max_length = gr.Number(128, label="Max length (tokens)", precision=0, elem_id="train-max-length",
                                        info="Longer texts are cut to this many tokens.")
-                max_train_samples = gr.Number(None, label="Max training rows", precision=0, minimum=2,
-                                              info="Leave empty to use every row.", elem_id="train-max-samples")
-                seed = gr.Number(42, label="Random seed", precision=0, info="Same seed, same result.")
-                patience = gr.Number(None, label="Early stopping patience (epochs)", precision=0, minimum=1,
-                                     info="Stop after this many epochs without improvement. Empty: never.")
+                # Text boxes, not numbers: an empty number box reads as 0 once shown, and empty means "all rows"
+                max_train_samples = gr.Textbox("", label="Max training rows", placeholder="all rows",
+                                               info="Leave empty to use every row.", elem_id="train-max-samples")
+                seed = gr.Number(42, label="Random seed", precision=0, info="Same seed, same result.",
+                                 elem_id="train-seed")
+                patience = gr.Textbox("", label="Early stopping patience (epochs)", placeholder="never",
+                                      info="Stop after this many epochs without improvement. Empty: never.",
+                                      elem_id="train-patience")
                 base_dropout = gr.Checkbox(False, label="Keep the base model's dropout while training",
                                            elem_id="train-base-dropout",
-                                           info="Off by default: faster, and as accurate in our measurements "
-                                                "(docs/defaults.md). AdapterHub and PEFT keep it on.")
+                                           info="Off by default: training is faster, and was as accurate in our "
+                                                "measurements. AdapterHub and PEFT keep it on.")
     name = gr.Textbox(label="Job name (optional)", placeholder="e.g. tickets-pfeiffer-v1", elem_id="train-name")
     launch = gr.Button("Launch training", variant="primary", size="lg", elem_id="train-launch")
     status = gr.Markdown(elem_id="train-status")
 
     method.change(on_method, method, [reduction_factor, epochs, learning_rate])
     # On load and on every change; one at a time and newest last, so the count always matches the form.
-    gr.on(None, parameter_count, [base_model, method, reduction_factor, data.labels], count, concurrency_limit=1,
+    labels = gr.State([])
+    data.chosen.change(lambda chosen: (chosen or {}).get("labels") or [], data.chosen, labels)
+    gr.on(None, parameter_count, [base_model, method, reduction_factor, labels], count, concurrency_limit=1,
           concurrency_id="parameter-count", trigger_mode="always_last", show_progress="minimal")
-    gr.on([data.source_name.change, data.text.change, data.pair.change, data.label.change, data.labels.change],
-          data_summary, [data.source_name, data.text, data.pair, data.label, data.labels], summary)
-    return TrainTab(method, reduction_factor, base_model,
-                    [epochs, learning_rate, batch_size, max_length, max_train_samples, seed, patience], name, launch,
-                    status, base_dropout)
+    data.chosen.change(data_summary, data.chosen, summary)
+    form = {"method": method, "reduction_factor": reduction_factor, "base_model": base_model, "epochs": epochs,
+            "learning_rate": learning_rate, "batch_size": batch_size, "max_length": max_length,
+            "max_train_samples": max_train_samples, "seed": seed, "early_stopping_patience": patience,
+            "base_dropout": base_dropout, "name": name}
+    return TrainTab(form, launch, status)
 
 
 @friendly
-def launch_job(*values):
-    """Queue the job and open it on the Jobs tab."""
-    job_id = jobs.submit(build_spec(*values))
+def launch_job(data: dict | None, form: dict):
+    """Queue the job and open it on the Jobs tab; a setting to fix is said under the button, and nothing queued."""
+    try:
+        job_id = jobs.submit(build_spec(data, form))
+    except AdapterLabError as exc:
+        return gr.skip(), gr.skip(), gr.skip(), note(str(exc), "error")
     all_jobs = jobs.list_jobs()
     return (gr.Tabs(selected="jobs"), views.table(all_jobs), gr.update(choices=choices(all_jobs), value=job_id),
             note(f"Job {job_id} queued. Opening it on the Jobs tab.", "ok"))
 
 
 def connect(train: TrainTab, data: DataTab, tabs: gr.Tabs, jobs_tab: JobsTab) -> None:
-    """Wire the launch button across tabs: it reads the Data tab and opens the Jobs tab."""
-    inputs = [data.source, data.validation, data.text, data.pair, data.label, train.method,
-              train.reduction_factor, train.base_model, *train.hyperparameters, train.name, train.base_dropout]
-    train.launch.click(launch_job, inputs, [tabs, jobs_tab.table, jobs_tab.picker, train.status])
+    """Wire the launch button across tabs: it reads the Data tab's choice and the form by name."""
+    names = {component: name for name, component in train.form.items()}
+
+    def launch(values: dict):
+        return launch_job(values[data.chosen], {names[c]: v for c, v in values.items() if c in names})
+
+    train.launch.click(launch, {data.chosen, *train.form.values()},
+                       [tabs, jobs_tab.table, jobs_tab.picker, train.status])
     data.next_button.click(lambda: gr.Tabs(selected="train"), None, tabs)

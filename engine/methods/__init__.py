@@ -2,6 +2,11 @@
 
 METHODS = ("pfeiffer", "houlsby", "ia3")
 BOTTLENECK_METHODS = ("pfeiffer", "houlsby")
+DEFAULT_REDUCTION_FACTOR = 16.0
+# The job settings each method reads; a setting no method of the job reads is neither shown nor stored.
+METHOD_OPTIONS: dict[str, tuple[str, ...]] = {"pfeiffer": ("reduction_factor",), "houlsby": ("reduction_factor",),
+                                              "ia3": ()}
+ALL_METHOD_OPTIONS = frozenset(o for options in METHOD_OPTIONS.values() for o in options)
 DESCRIPTIONS = {
     "houlsby": "Two small bottleneck layers in every block (after attention and after feed-forward): "
     "the most capacity, about 2x Pfeiffer's parameters.",

@@ -1,0 +1,62 @@
+"""The Playground's callbacks without a server: the timer's refresh, the batch column menus, errors in place."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pytest
+
+from app import services
+from app.tabs import playground
+
+ADAPTERS = {"j1": {"id": "j1", "name": "reviews", "method": "pfeiffer", "metrics": None, "columns": ("review", None)},
+            "j2": {"id": "j2", "name": "pairs", "method": "ia3", "metrics": None, "columns": ("q1", "q2")}}
+
+
+@pytest.fixture()
+def finished(monkeypatch) -> dict:
+    """Finished adapters as the job store would list them (newest first); tests add and remove entries."""
+    found = {"j1": ADAPTERS["j1"]}
+    monkeypatch.setattr(services, "adapters", lambda: list(reversed(found.values())))
+    monkeypatch.setattr(services, "text_columns", lambda adapter: adapter["columns"])
+    return found
+
+
+def test_the_timer_touches_the_menus_only_when_the_adapters_changed(finished):
+    single, several, batch, empty, shown = playground.refresh_menus(None, None, None)
+    assert single["value"] == batch["value"] == "j1" and empty == ""
+    assert playground.refresh_if_changed("j1", ["j1"], "j1", shown) == (gr.skip(),) * 5
+    finished["j2"] = ADAPTERS["j2"]
+    single, several, batch, _, now = playground.refresh_if_changed("j1", ["j1"], "j1", shown)
+    assert [value for _, value in single["choices"]] == ["j2", "j1"] and now == single["choices"]
+    assert (single["value"], several["value"], batch["value"]) == ("j1", ["j1"], "j1")  # the choice stays
+    del finished["j1"], finished["j2"]
+    single, several, batch, empty, _ = playground.refresh_if_changed("j1", ["j1"], "j1", now)
+    assert single["value"] is None and several["value"] == [] and "No finished adapters" in empty
+
+
+def test_column_menus_prefer_the_training_column_then_the_choice_then_a_guess(finished):
+    finished["j2"] = ADAPTERS["j2"]
+    text, pair = playground.column_menus("j1", ["id", "review", "message"], "message", None)
+    assert text["value"] == "review" and text["visible"] and not pair["visible"]
+    assert "trained on 'review'" in text["info"]
+    text, _ = playground.column_menus("j1", ["id", "message", "notes"], "notes", None)
+    assert text["value"] == "notes"
+    text, _ = playground.column_menus("j1", ["id", "message"], "gone", None)
+    assert text["value"] == "message" and text["choices"] == ["id", "message"]
+    text, pair = playground.column_menus("j2", ["a", "b"], None, None)
+    assert (text["value"], pair["value"], pair["visible"]) == ("a", "b", True)
+    text, pair = playground.column_menus("j2", ["review", "sentiment"], None, None)
+    assert (text["value"], pair["value"]) == ("review", None)  # a label column is no second text
+    assert playground.column_menus("j2", [], "a", "b")[0]["visible"] is False
+
+
+def test_problems_replace_the_results_with_a_note(finished, tmp_path):
+    download, status = playground.predict_batch("j1", None, None, None)
+    assert download["visible"] is False and "Upload a table to predict" in status and "al-error" in status
+    download, status = playground.predict_batch("nope", str(tmp_path / "x.csv"), "text", None)
+    assert download["value"] is None and "no finished adapter &#x27;nope&#x27;" in status
+    assert playground.predict("j1", "  ", "") == (None, playground.note("Type a text to classify.", "error"))
+    results, status = playground.compare(["j1"], "hello", "")
+    assert results == [] and "two or more adapters" in status
+    columns, text, _, download, status = playground.table_changed("j1", str(tmp_path / "missing.csv"), None, None)
+    assert columns == [] and text["visible"] is False and download["visible"] is False and "no such file" in status
