@@ -19,7 +19,8 @@ WAITING = ("queued", "interrupted")
 METHOD_NAMES = {"houlsby": "Houlsby", "pfeiffer": "Pfeiffer", "ia3": "IA3"}
 TABLE_COLUMNS = ["Job", "Method", "State", "Progress", "Time left", "Macro-F1", "Accuracy", "Created", "ID"]
 SETTING_NAMES = {"data": "Data", "validation": "Validation data", "text_column": "Text column",
-                 "text_pair_column": "Second text column", "label_column": "Label column", "method": "Method",
+                 "text_pair_column": "Second text column", "label_column": "Label column",
+                 "label_names": "Labels renamed", "method": "Method",
                  "reduction_factor": "Reduction factor", "base_model": "Base model", "epochs": "Epochs",
                  "learning_rate": "Learning rate", "batch_size": "Batch size", "max_length": "Max length (tokens)",
                  "max_train_samples": "Max training rows", "seed": "Random seed",
@@ -252,6 +253,8 @@ def _setting(key: str, value: object) -> str:
         return UNSET.get(key, "default")
     if key == "method":
         return METHOD_NAMES.get(str(value), str(value))
+    if key == "label_names":
+        return ", ".join(f"{old} → {new}" for old, new in dict(value).items())
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, float) and value.is_integer() and key != "learning_rate":

@@ -37,6 +37,7 @@ def landing(request: gr.Request):
 
 
 def connect(demo: gr.Blocks, tabs: gr.Tabs, picker: gr.Dropdown) -> None:
+    """Read the address on load; write it from the browser alone (no server round trip) as the user moves."""
     demo.load(landing, None, [tabs, picker], show_progress="hidden")
     tabs.change(None, None, None, js=TAB_JS)
     picker.change(None, picker, None, js=JOB_JS)

@@ -64,7 +64,8 @@ def files(tmp_path_factory):
     (folder / "header-only.csv").write_text("text,label\n")
     (folder / "binary.csv").write_bytes(b"\x00\x01\x02binary" * 100)
     return {"pairs": write_csv(folder / "pairs.csv", pairs), "french": write_csv(folder / "french.csv", french),
-            "train": write_csv(folder / "train.csv", train), "val": write_csv(folder / "val.csv", train[:6] + train[-6:]),
+            "train": write_csv(folder / "train.csv", train),
+            "val": write_csv(folder / "val.csv", train[:6] + train[-6:]),
             "empty": folder / "empty.csv", "header": folder / "header-only.csv", "binary": folder / "binary.csv"}
 
 
@@ -240,6 +241,7 @@ def test_renamed_labels_and_an_ia3_job_in_the_zip(page, app_server, tmp_path):
     settings = page.locator("#job-settings")
     expect(settings).to_contain_text("Epochs")
     expect(settings).not_to_contain_text("Reduction factor")
+    expect(settings).to_contain_text("neg → negative")
     expect(page.locator("#job-per-class")).to_contain_text("negative")
     shot(page, "job-renamed-ia3")
     with page.expect_download() as download:

@@ -14,6 +14,7 @@ from gradio_client import Client, handle_file
 
 from tests.test_app_server import JOB_TIMEOUT
 from tests.test_browser import CHROMIUM, app_server, browser, open_tab, page, playwright_api, shot
+from worker import api as job_api
 
 __all__ = ["app_server", "browser", "page"]  # the shared fixtures, used by name below
 
@@ -48,18 +49,29 @@ def jobs(app_server):
                               label_column="sentiment", method="pfeiffer", epochs=epochs, batch_size=batch_size,
                               base_model=str(app_server.tiny_model), name=name, api_name="/submit_job")
 
-    return {"long": submit("long-run", 300, 1), "short": submit("one-epoch", 1, 4)}
+    ids = {"long": submit("long-run", 300, 1), "short": submit("one-epoch", 1, 4)}
+    yield ids
+    with pytest.MonkeyPatch.context() as env:  # after a failure the long job may still run: stop it
+        env.setenv("ADAPTERLAB_HOME", str(app_server.home))
+        env.delenv("ADAPTERLAB_DATABASE_URL", raising=False)
+        if job_api.get_job(ids["long"])["state"] in ("queued", "running", "interrupted"):
+            job_api.cancel(ids["long"])
 
 
 def row(page, name: str):
     return page.locator("#jobs-table").get_by_role("row").filter(has_text=name).first
 
 
-def test_a_waiting_job_says_so_and_the_address_opens_it(page, app_server, jobs):
-    page.goto(f"{app_server.url}?tab=jobs&job={jobs['short']}")
-    expect(page.get_by_role("tab", name="3 · Jobs")).to_have_attribute("aria-selected", "true")
+def open_job(page, name: str) -> None:
+    """Open a job the way a user does: the Jobs tab, then its row in the table."""
+    open_tab(page, "3 · Jobs")
+    row(page, name).get_by_role("gridcell").first.click()
+    expect(page.locator("#job-header")).to_contain_text(name)
+
+
+def test_a_waiting_job_says_what_it_waits_for(page, jobs):
+    open_job(page, "one-epoch")
     header = page.locator("#job-header")
-    expect(header).to_contain_text("one-epoch")
     expect(header).to_contain_text("Waiting for a worker")
     expect(header).not_to_contain_text("adapterlab worker")
     expect(row(page, "one-epoch")).to_contain_text("waiting for a worker")
@@ -68,6 +80,12 @@ def test_a_waiting_job_says_so_and_the_address_opens_it(page, app_server, jobs):
     expect(page.locator("#jobs-help")).to_contain_text("Whoever runs AdapterLab can start one")
     shot(page, "jobs-01-queued")
 
+
+def test_the_address_keeps_the_open_job_across_a_reload(page, app_server, jobs):
+    page.goto(f"{app_server.url}?tab=jobs&job={jobs['short']}")
+    expect(page.get_by_role("tab", name="3 · Jobs")).to_have_attribute("aria-selected", "true")
+    header = page.locator("#job-header")
+    expect(header).to_contain_text("one-epoch")
     row(page, "long-run").get_by_role("gridcell").first.click()
     expect(header).to_contain_text("long-run")
     expect(page).to_have_url(re.compile(rf"[?&]job={jobs['long']}(&|$)"))
@@ -83,8 +101,8 @@ def test_a_waiting_job_says_so_and_the_address_opens_it(page, app_server, jobs):
     shot(page, "jobs-03-after-reload")
 
 
-def test_a_cancelled_job_says_which_epoch_it_kept(page, app_server, jobs):
-    page.goto(f"{app_server.url}?job={jobs['long']}")
+def test_a_cancelled_job_says_which_epoch_it_kept(page, jobs):
+    open_job(page, "long-run")
     header = page.locator("#job-header")
     expect(header).to_contain_text("After epoch 1", timeout=DONE)
     page.locator("#job-cancel").click()
@@ -94,8 +112,8 @@ def test_a_cancelled_job_says_which_epoch_it_kept(page, app_server, jobs):
     shot(page, "jobs-04-cancelled")
 
 
-def test_a_one_epoch_job_shows_figures_and_a_plain_settings_table(page, app_server, jobs):
-    page.goto(f"{app_server.url}?tab=jobs&job={jobs['short']}")
+def test_a_one_epoch_job_shows_figures_and_a_plain_settings_table(page, jobs):
+    open_job(page, "one-epoch")
     expect(page.locator("#job-header")).to_contain_text("Succeeded", timeout=DONE)
     figures = page.locator("#job-epoch-figures")
     expect(figures).to_contain_text("Validation after epoch 1")

@@ -7,6 +7,7 @@ import pytest
 
 from app import services
 from app.tabs import playground
+from tests.conftest import write_csv
 
 ADAPTERS = {"j1": {"id": "j1", "name": "reviews", "method": "pfeiffer", "metrics": None, "columns": ("review", None)},
             "j2": {"id": "j2", "name": "pairs", "method": "ia3", "metrics": None, "columns": ("q1", "q2")}}
@@ -36,27 +37,44 @@ def test_the_timer_touches_the_menus_only_when_the_adapters_changed(finished):
 
 def test_column_menus_prefer_the_training_column_then_the_choice_then_a_guess(finished):
     finished["j2"] = ADAPTERS["j2"]
-    text, pair = playground.column_menus("j1", ["id", "review", "message"], "message", None)
+    text, pair = playground.column_menus("j1", dict.fromkeys(["id", "review", "message"], []), "message", None)
     assert text["value"] == "review" and text["visible"] and not pair["visible"]
     assert "trained on 'review'" in text["info"]
-    text, _ = playground.column_menus("j1", ["id", "message", "notes"], "notes", None)
+    text, _ = playground.column_menus("j1", dict.fromkeys(["id", "message", "notes"], []), "notes", None)
     assert text["value"] == "notes"
-    text, _ = playground.column_menus("j1", ["id", "message"], "gone", None)
-    assert text["value"] == "message" and text["choices"] == ["id", "message"]
-    text, pair = playground.column_menus("j2", ["a", "b"], None, None)
+    text, _ = playground.column_menus("j1", {"id": ["1", "2", "3"], "body": ["a long text", "longer texts", "x"]},
+                                      "gone", None)
+    assert text["value"] == "body" and text["choices"] == ["id", "body"]  # by content: the longest cells
+    text, pair = playground.column_menus("j2", dict.fromkeys(["a", "b"], []), None, None)
     assert (text["value"], pair["value"], pair["visible"]) == ("a", "b", True)
-    text, pair = playground.column_menus("j2", ["review", "sentiment"], None, None)
+    text, pair = playground.column_menus("j2", dict.fromkeys(["review", "sentiment"], []), None, None)
     assert (text["value"], pair["value"]) == ("review", None)  # a label column is no second text
-    assert playground.column_menus("j2", [], "a", "b")[0]["visible"] is False
+    assert playground.column_menus("j2", {}, "a", "b")[0]["visible"] is False
 
 
 def test_problems_replace_the_results_with_a_note(finished, tmp_path):
-    download, status = playground.predict_batch("j1", None, None, None)
+    download, status, made = playground.predict_batch("j1", None, None, None)
     assert download["visible"] is False and "Upload a table to predict" in status and "al-error" in status
-    download, status = playground.predict_batch("nope", str(tmp_path / "x.csv"), "text", None)
+    assert made == {"adapter": "j1", "path": None, "text": None, "pair": None}
+    download, status, _ = playground.predict_batch("nope", str(tmp_path / "x.csv"), "text", None)
     assert download["value"] is None and "no finished adapter &#x27;nope&#x27;" in status
     assert playground.predict("j1", "  ", "") == (None, playground.note("Type a text to classify.", "error"))
     results, status = playground.compare(["j1"], "hello", "")
     assert results == [] and "two or more adapters" in status
-    columns, text, _, download, status = playground.table_changed("j1", str(tmp_path / "missing.csv"), None, None)
-    assert columns == [] and text["visible"] is False and download["visible"] is False and "no such file" in status
+    sample, text, _, download, status = playground.table_changed("j1", str(tmp_path / "missing.csv"), None, None,
+                                                                 None)
+    assert sample == {} and text["visible"] is False and download["visible"] is False and "no such file" in status
+
+
+def test_a_clearing_that_runs_late_leaves_newer_results_alone(finished, tmp_path):
+    """Predict clicked at once after an upload or an adapter change may run first: its results stay."""
+    path = str(write_csv(tmp_path / "t.csv", [{"review": "i love it"}]))
+    made = {"adapter": "j1", "path": path, "text": "review", "pair": None}
+    *_, download, status = playground.table_changed("j1", path, None, None, made)
+    assert (download, status) == (gr.skip(), gr.skip())
+    *_, download, status = playground.table_changed("j1", path, None, None, {**made, "path": "/other.csv"})
+    assert download["visible"] is False and status == ""
+    assert playground.batch_adapter_changed("j1", {}, None, None, made)[-2:] == (gr.skip(), gr.skip())
+    assert playground.batch_adapter_changed("j2", {}, None, None, made)[-1] == ""
+    assert playground.columns_chosen("review", None, made) == (gr.skip(), gr.skip())
+    assert playground.columns_chosen("id", None, made)[0]["visible"] is False

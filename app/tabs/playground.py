@@ -16,7 +16,7 @@ import gradio as gr
 from app import job_views as views
 from app import services
 from app.security import safe_filename
-from app.tabs.data import FILE_TYPES
+from app.tabs.data import FILE_TYPES, GUESS_ROWS
 from app.ui import friendly, note
 from engine.data import guess_columns, read_table
 from engine.errors import AdapterLabError, ConfigError, DataError
@@ -136,14 +136,15 @@ def _first_in(columns: list[str], *candidates: str | None) -> str | None:
     return next((c for c in candidates if c in columns), None)
 
 
-def column_menus(key: str | None, columns: list[str], text: str | None, pair: str | None):
-    """The text column menus for this adapter and table: the training column where the table has it, else the
-    column already chosen, else a guess from the names (never the label column for the second text). The second
-    menu shows for adapters trained on pairs."""
-    if not columns:  # two updates: Gradio consumes the one it is given
+def column_menus(key: str | None, sample: dict[str, list], text: str | None, pair: str | None):
+    """The text column menus for this adapter and table (`sample`: its first rows by column): the training column
+    where the table has it, else the column already chosen, else a guess from the names and cells (never the label
+    column for the second text). The second menu shows for adapters trained on pairs."""
+    if not sample:  # two updates: Gradio consumes the one it is given
         return gr.update(choices=[], value=None, visible=False), gr.update(choices=[], value=None, visible=False)
+    columns = list(sample)
     trained_text, trained_pair = _trained_columns(key)
-    guess = guess_columns(columns)
+    guess = guess_columns(columns, sample)
     text = _first_in(columns, trained_text, text, guess["text"])
     others = [c for c in columns if c not in (text, guess["label"])]
     pair = _first_in(columns, trained_pair, pair, guess["text_pair"], *others[:1])
@@ -158,21 +159,36 @@ def _no_file():
     return gr.update(value=None, visible=False), ""
 
 
-def table_columns(path: str) -> list[str]:
-    return list(read_table(path).columns)
+def _unless_made_with(made: dict | None, **now: str | None):
+    """Empty the batch results unless they were made with these very inputs: a prediction clicked at once after
+    an upload or a new adapter may run before the clearing, which must then leave it alone."""
+    if made and all(made.get(name) == value for name, value in now.items()):
+        return gr.skip(), gr.skip()
+    return _no_file()
 
 
-def table_changed(key: str | None, path: str | None, text: str | None, pair: str | None):
-    """A new table: its header fills the column menus (or a note says why it cannot be read); the old table's
-    results go."""
-    columns, problem = _attempt(table_columns, path) if path else ([], "")
-    return (columns or [], *column_menus(key, columns or [], text, pair), gr.update(value=None, visible=False),
-            problem)
+def table_sample(path: str) -> dict[str, list]:
+    """The table's first rows by column: enough to fill and guess the column menus."""
+    frame = read_table(path)
+    return {str(c): frame[c].head(GUESS_ROWS).tolist() for c in frame.columns}
 
 
-def batch_adapter_changed(key: str | None, columns: list[str], text: str | None, pair: str | None):
+def table_changed(key: str | None, path: str | None, text: str | None, pair: str | None, made: dict | None):
+    """A new table: its columns fill the menus (or a note says why it cannot be read); the old table's results go."""
+    sample, problem = _attempt(table_sample, path) if path else ({}, "")
+    download, status = _unless_made_with(made, adapter=key, path=path)
+    return sample or {}, *column_menus(key, sample or {}, text, pair), download, problem or status
+
+
+def batch_adapter_changed(key: str | None, sample: dict[str, list], text: str | None, pair: str | None,
+                          made: dict | None):
     """A new adapter: its help and column menus; the other adapter's predictions go."""
-    return (batch_help(key), *column_menus(key, columns, text, pair), *_no_file())
+    return batch_help(key), *column_menus(key, sample, text, pair), *_unless_made_with(made, adapter=key)
+
+
+def columns_chosen(text: str | None, pair: str | None, made: dict | None):
+    """Other columns chosen: the predictions from the old ones go."""
+    return _unless_made_with(made, text=text, pair=pair)
 
 
 def _rows(n: int) -> str:
@@ -196,11 +212,13 @@ def predict_table(key: str, path: str | None, text_column: str | None, pair_colu
 
 
 def predict_batch(key: str, path: str | None, text_column: str | None, pair_column: str | None):
+    """The download and status, or a problem in their place; last, what they were made with."""
+    made = {"adapter": key, "path": path, "text": text_column, "pair": pair_column}
     done, problem = _attempt(predict_table, key, path, text_column, pair_column)
     if not done:
-        return gr.update(value=None, visible=False), problem
+        return gr.update(value=None, visible=False), problem, made
     output, status = done
-    return gr.update(value=str(output), visible=True), status
+    return gr.update(value=str(output), visible=True), status, made
 
 
 def build() -> list:
@@ -240,7 +258,8 @@ def build() -> list:
             batch_note = gr.Markdown()
             upload = gr.File(label="Table to predict (CSV, TSV, JSON Lines or Parquet)",
                              file_types=FILE_TYPES, height=120, elem_id="batch-upload")
-            columns = gr.State([])
+            sample = gr.State({})  # the uploaded table's first rows, for the column menus
+            made = gr.State(None)  # the inputs the batch results shown were made with
             with gr.Row():
                 text_column = gr.Dropdown([], label="Text column", visible=False, elem_id="batch-text-column")
                 pair_column = gr.Dropdown([], label="Second text column", visible=False,
@@ -252,17 +271,21 @@ def build() -> list:
     menus = [adapter, several, batch_adapter, empty, shown]
     refresh.click(refresh_menus, menus[:3], menus)
     gr.Timer(REFRESH_SECONDS).tick(refresh_if_changed, menus[:3] + [shown], menus, show_progress="hidden")
-    adapter.change(single_changed, adapter, [text_pair, result, status])
-    several.change(several_changed, several, [compare_pair, results, compare_status])
-    go.click(predict, [adapter, text, text_pair], [result, status])
-    text.submit(predict, [adapter, text, text_pair], [result, status])
-    compare_go.click(compare, [several, compare_text, compare_pair], [results, compare_status])
+    # Events that write results run one at a time, in the order they were sent: a predict clicked just after an
+    # upload runs after the upload's clearing, never before it. Predictions share one lock anyway.
+    ordered = {"concurrency_id": "playground-results", "concurrency_limit": 1}
+    adapter.change(single_changed, adapter, [text_pair, result, status], **ordered)
+    several.change(several_changed, several, [compare_pair, results, compare_status], **ordered)
+    go.click(predict, [adapter, text, text_pair], [result, status], **ordered)
+    text.submit(predict, [adapter, text, text_pair], [result, status], **ordered)
+    compare_go.click(compare, [several, compare_text, compare_pair], [results, compare_status], **ordered)
     batch_outputs = [download, batch_status]
-    batch_adapter.change(batch_adapter_changed, [batch_adapter, columns, text_column, pair_column],
-                         [batch_note, text_column, pair_column, *batch_outputs])
-    upload.change(table_changed, [batch_adapter, upload, text_column, pair_column],
-                  [columns, text_column, pair_column, *batch_outputs])
-    text_column.input(_no_file, None, batch_outputs)
-    pair_column.input(_no_file, None, batch_outputs)
-    batch_go.click(predict_batch, [batch_adapter, upload, text_column, pair_column], batch_outputs)
+    batch_adapter.change(batch_adapter_changed, [batch_adapter, sample, text_column, pair_column, made],
+                         [batch_note, text_column, pair_column, *batch_outputs], **ordered)
+    upload.change(table_changed, [batch_adapter, upload, text_column, pair_column, made],
+                  [sample, text_column, pair_column, *batch_outputs], **ordered)
+    text_column.input(columns_chosen, [text_column, pair_column, made], batch_outputs, **ordered)
+    pair_column.input(columns_chosen, [text_column, pair_column, made], batch_outputs, **ordered)
+    batch_go.click(predict_batch, [batch_adapter, upload, text_column, pair_column], [*batch_outputs, made],
+                   **ordered)
     return menus
