@@ -24,32 +24,32 @@ def finished(monkeypatch) -> dict:
 
 def test_the_timer_touches_the_menus_only_when_the_adapters_changed(finished):
     single, several, batch, empty, shown = playground.refresh_menus(None, None, None)
-    assert single["value"] == batch["value"] == "j1" and empty == ""
+    assert single.value == batch.value == "j1" and empty == ""
     assert playground.refresh_if_changed("j1", ["j1"], "j1", shown) == (gr.skip(),) * 5
     finished["j2"] = ADAPTERS["j2"]
     single, several, batch, _, now = playground.refresh_if_changed("j1", ["j1"], "j1", shown)
-    assert [value for _, value in single["choices"]] == ["j2", "j1"] and now == single["choices"]
-    assert (single["value"], several["value"], batch["value"]) == ("j1", ["j1"], "j1")  # the choice stays
+    assert [value for _, value in single.choices] == ["j2", "j1"] and now == single.choices
+    assert (single.value, several.value, batch.value) == ("j1", ["j1"], "j1")  # the choice stays
     del finished["j1"], finished["j2"]
     single, several, batch, empty, _ = playground.refresh_if_changed("j1", ["j1"], "j1", now)
-    assert single["value"] is None and several["value"] == [] and "No finished adapters" in empty
+    assert single.value is None and several.value == [] and "No finished adapters" in empty
 
 
 def test_column_menus_prefer_the_training_column_then_the_choice_then_a_guess(finished):
     finished["j2"] = ADAPTERS["j2"]
     text, pair = playground.column_menus("j1", dict.fromkeys(["id", "review", "message"], []), "message", None)
-    assert text["value"] == "review" and text["visible"] and not pair["visible"]
-    assert "trained on 'review'" in text["info"]
+    assert text.value == "review" and text.visible and not pair.visible
+    assert "trained on 'review'" in text.info
     text, _ = playground.column_menus("j1", dict.fromkeys(["id", "message", "notes"], []), "notes", None)
-    assert text["value"] == "notes"
+    assert text.value == "notes"
     text, _ = playground.column_menus("j1", {"id": ["1", "2", "3"], "body": ["a long text", "longer texts", "x"]},
                                       "gone", None)
-    assert text["value"] == "body" and text["choices"] == ["id", "body"]  # by content: the longest cells
+    assert text.value == "body" and [v for _, v in text.choices] == ["id", "body"]  # by content: the longest cells
     text, pair = playground.column_menus("j2", dict.fromkeys(["a", "b"], []), None, None)
-    assert (text["value"], pair["value"], pair["visible"]) == ("a", "b", True)
+    assert (text.value, pair.value, pair.visible) == ("a", "b", True)
     text, pair = playground.column_menus("j2", dict.fromkeys(["review", "sentiment"], []), None, None)
-    assert (text["value"], pair["value"]) == ("review", None)  # a label column is no second text
-    assert playground.column_menus("j2", {}, "a", "b")[0]["visible"] is False
+    assert (text.value, pair.value) == ("review", None)  # a label column is no second text
+    assert playground.column_menus("j2", {}, "a", "b")[0].visible is False
 
 
 def test_problems_replace_the_results_with_a_note(finished, tmp_path):
@@ -63,7 +63,7 @@ def test_problems_replace_the_results_with_a_note(finished, tmp_path):
     assert results == [] and "two or more adapters" in status
     sample, text, _, download, status = playground.table_changed("j1", str(tmp_path / "missing.csv"), None, None,
                                                                  None)
-    assert sample == {} and text["visible"] is False and download["visible"] is False and "no such file" in status
+    assert sample == {} and text.visible is False and download["visible"] is False and "no such file" in status
 
 
 def test_a_clearing_that_runs_late_leaves_newer_results_alone(finished, tmp_path):

@@ -38,9 +38,10 @@ def _menus(options: list[tuple[str, str]], single: str | None, several: list[str
     ids = {value for _, value in options}
     first = options[0][1] if options else None
     empty = "" if options else note("No finished adapters yet: train one on the Train tab.", "info")
-    return (gr.update(choices=options, value=single if single in ids else first),
-            gr.update(choices=options, value=[a for a in several or [] if a in ids]),
-            gr.update(choices=options, value=batch if batch in ids else first), empty, options)
+    # Components, not gr.update: a gr.update with value None leaves the old value in the browser
+    return (gr.Dropdown(choices=options, value=single if single in ids else first),
+            gr.Dropdown(choices=options, value=[a for a in several or [] if a in ids], multiselect=True),
+            gr.Dropdown(choices=options, value=batch if batch in ids else first), empty, options)
 
 
 def refresh_menus(single: str | None, several: list[str] | None, batch: str | None):
@@ -139,19 +140,21 @@ def _first_in(columns: list[str], *candidates: str | None) -> str | None:
 def column_menus(key: str | None, sample: dict[str, list], text: str | None, pair: str | None):
     """The text column menus for this adapter and table (`sample`: its first rows by column): the training column
     where the table has it, else the column already chosen, else a guess from the names and cells (never the label
-    column for the second text). The second menu shows for adapters trained on pairs."""
-    if not sample:  # two updates: Gradio consumes the one it is given
-        return gr.update(choices=[], value=None, visible=False), gr.update(choices=[], value=None, visible=False)
+    column for the second text). The second menu shows for adapters trained on pairs. Components, not gr.update:
+    a gr.update with value None leaves the old value in the browser, which Gradio then refuses."""
+    if not sample:
+        return (gr.Dropdown(choices=[], value=None, visible=False),
+                gr.Dropdown(choices=[], value=None, visible=False))
     columns = list(sample)
     trained_text, trained_pair = _trained_columns(key)
     guess = guess_columns(columns, sample)
     text = _first_in(columns, trained_text, text, guess["text"])
     others = [c for c in columns if c not in (text, guess["label"])]
     pair = _first_in(columns, trained_pair, pair, guess["text_pair"], *others[:1])
-    return (gr.update(choices=columns, value=text, visible=True,
-                      info=f"The adapter was trained on '{trained_text}'." if trained_text else None),
-            gr.update(choices=columns, value=pair, visible=bool(trained_pair),
-                      info=f"The adapter was trained on '{trained_pair}'." if trained_pair else None))
+    return (gr.Dropdown(choices=columns, value=text, visible=True,
+                        info=f"The adapter was trained on '{trained_text}'." if trained_text else None),
+            gr.Dropdown(choices=columns, value=pair, visible=bool(trained_pair),
+                        info=f"The adapter was trained on '{trained_pair}'." if trained_pair else None))
 
 
 def _no_file():
