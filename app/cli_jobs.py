@@ -113,6 +113,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the job and worker sub-commands to `adapterlab`."""
     from app.cli import add_train_args
+    from worker.flags import add_worker_args
 
     p = sub.add_parser("submit", help="check a training and queue it as a job (the flags of train, no --output)")
     add_train_args(p)
@@ -134,8 +135,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=func)
 
     p = sub.add_parser("worker", help="run jobs from the queue, one at a time (one worker per GPU)")
-    device = p.add_mutually_exclusive_group()
-    device.add_argument("--gpu", type=int, help="GPU index to train on (default: the first GPU, else the CPU)")
-    device.add_argument("--cpu", action="store_true", help="train on the CPU even if there is a GPU")
-    p.add_argument("--exit-with-parent", type=int, metavar="PID", help=argparse.SUPPRESS)
+    add_worker_args(p)
     p.set_defaults(func=cmd_worker)

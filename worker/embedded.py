@@ -11,12 +11,13 @@ from worker import settings
 
 
 def start_embedded_worker(gpu: int | None = None) -> subprocess.Popen:
-    """Start `adapterlab worker` as a child process logging to `worker.log` in the data directory.
+    """Start a worker (`python -m worker`, the same as `adapterlab worker`) as a child process logging to
+    `worker.log` in the data directory.
 
     The child gets the caller's environment (data directory, database, Redis) and stops by itself if the app
     dies without stopping it.
     """
-    command = [sys.executable, "-m", "app.cli", "worker", "--exit-with-parent", str(os.getpid())]
+    command = [sys.executable, "-m", "worker", "--exit-with-parent", str(os.getpid())]
     if gpu is not None:
         command += ["--gpu", str(gpu)]
     with (settings.data_dir() / "worker.log").open("ab") as log:

@@ -30,10 +30,13 @@ _queues: dict[tuple[str, str], tuple[Huey, TaskWrapper]] = {}
 
 
 def run_job(job_id: str) -> None:
-    """The Huey task: train job `job_id` in this worker (torch is imported only here, not by submitters)."""
+    """The Huey task: train job `job_id` in this worker (torch is imported only here, not by submitters); a job
+    its stopping worker handed back is queued again for the next one."""
+    from worker.models import JobState
     from worker.runner import run_job as run
 
-    run(job_id)
+    if run(job_id) == JobState.INTERRUPTED:
+        requeue(job_id)
 
 
 def _queue() -> tuple[Huey, TaskWrapper]:

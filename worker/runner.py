@@ -16,7 +16,6 @@ import torch
 from engine.errors import AdapterLabError
 from engine.training import Progress, TrainConfig, TrainResult, pick_device, train
 from worker import settings, store
-from worker.job_queue import requeue
 from worker.models import Job, JobState
 
 log = logging.getLogger("adapterlab.worker")
@@ -129,13 +128,16 @@ def _train(job: Job, me: str, beat: Heartbeat, dev: str) -> TrainResult:
     return _train(job, me, beat, dev)
 
 
-def run_job(job_id: str) -> None:
-    """Run job `job_id` to its end in this worker, unless it is no longer waiting (cancelled, deleted, taken)."""
+def run_job(job_id: str) -> str | None:
+    """Run job `job_id` to its end in this worker, unless it is no longer waiting (cancelled, deleted, taken).
+
+    Returns the state it left the job in (None: not this worker's to say); the queue puts an `interrupted` job
+    back, so this module needs no queue."""
     me, dev = worker_id(), device()
     job = store.claim(job_id, me, dev)
     if job is None:
         log.info("job %s: not waiting any more, skipped", job_id)
-        return
+        return None
     log.info("job %s: running on %s (attempt %d)", job_id, dev, job.attempts)
     beat = Heartbeat(job_id, me)
     beat.start()
@@ -145,18 +147,18 @@ def run_job(job_id: str) -> None:
         kind, message = failure(exc, job)
         store.fail(job_id, me, kind, message, traceback.format_exc())
         log.warning("job %s: failed: %s: %s", job_id, kind, message)
-        return
+        return JobState.FAILED
     finally:
         beat.stop()
     if beat.lost.is_set():
         log.warning("job %s: taken from this worker while training; its result is dropped", job_id)
-    elif result.cancelled and not beat.cancelled.is_set():
+        return None
+    if result.cancelled and not beat.cancelled.is_set():
         state = store.release_held(job_id, me)
         log.info("job %s: worker stopping, job %s", job_id, state)
-        if state == JobState.INTERRUPTED:
-            requeue(job_id)
-    else:
-        state = store.finish(job_id, me, result, f"adapters/{job_id}")
-        if state == JobState.SUCCEEDED:
-            shutil.rmtree(settings.checkpoints_dir() / job_id, ignore_errors=True)
-        log.info("job %s: %s", job_id, state)
+        return state
+    state = store.finish(job_id, me, result, f"adapters/{job_id}")
+    if state == JobState.SUCCEEDED:
+        shutil.rmtree(settings.checkpoints_dir() / job_id, ignore_errors=True)
+    log.info("job %s: %s", job_id, state)
+    return state
