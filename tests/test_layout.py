@@ -41,5 +41,6 @@ def test_import_direction(package: str) -> None:
 
 def test_imports_through_strings_are_caught(tmp_path) -> None:
     spawn = tmp_path / "spawn.py"
-    spawn.write_text('import sys\ncommand = [sys.executable, "-m", "app.cli", "worker"]\nshell = "python -m app.cli x"\n')
+    spawn.write_text('import sys\ncommand = [sys.executable, "-m", "app.cli", "worker"]\n'
+                     'shell = "python -m app.cli x"\n')
     assert {"app", "sys"} <= _imports(spawn)
