@@ -15,26 +15,13 @@ import zipfile
 import pytest
 
 from tests.conftest import write_csv
-from tests.test_app_server import JOB_TIMEOUT, shared_server, stop_shared_server
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, choose, expect, open_tab, playwright_api, shot
+from tests.test_app_server import JOB_TIMEOUT
+from tests.test_browser import CHROMIUM, app_server, browser, choose, expect, open_tab, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is not installed at "
                                                       "/usr/bin/chromium (apt-get install -y chromium)")]
 TOAST = ".toast-body"
-
-
-@pytest.fixture(scope="session")
-def app_server(tmp_path_factory):
-    yield shared_server(tmp_path_factory)
-    stop_shared_server()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+__all__ = ["app_server", "browser"]  # the shared fixtures, used by name below
 
 
 @pytest.fixture()

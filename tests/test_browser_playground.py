@@ -17,28 +17,15 @@ import pytest
 from gradio_client import Client, handle_file
 
 from engine.data import DEMO_PAIR_DATA
-from tests.test_app_server import shared_server, stop_shared_server, wait_for_job
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, choose, expect, open_tab, playwright_api, shot
+from tests.test_app_server import wait_for_job
+from tests.test_browser import CHROMIUM, app_server, browser, choose, expect, open_tab, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is not installed at "
                                                       "/usr/bin/chromium (apt-get install -y chromium)")]
 REVIEWS = re.compile("pg-reviews")
 PAIRS = re.compile("pg-pairs")
+__all__ = ["app_server", "browser"]  # the shared fixtures, used by name below
 REFRESH_WAIT_S = 20  # the Playground's timer ticks every 5 s
-
-
-@pytest.fixture(scope="session")
-def app_server(tmp_path_factory):
-    yield shared_server(tmp_path_factory)
-    stop_shared_server()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture()
