@@ -11,11 +11,12 @@ from datetime import datetime
 
 import pandas as pd
 
+from worker.models import WAITING
+
 STATES = {"queued": ("◌", "Queued"), "running": ("▶", "Running"), "succeeded": ("✔", "Succeeded"),
           "failed": ("✖", "Failed"), "cancelling": ("■", "Stopping…"), "cancelled": ("■", "Cancelled"),
           "interrupted": ("‖", "Interrupted")}
 ACTIVE = ("queued", "running", "cancelling")
-WAITING = ("queued", "interrupted")
 METHOD_NAMES = {"houlsby": "Houlsby", "pfeiffer": "Pfeiffer", "ia3": "IA3"}
 TABLE_COLUMNS = ["Job", "Method", "State", "Progress", "Time left", "Macro-F1", "Accuracy", "Created", "ID"]
 SETTING_NAMES = {"data": "Data", "validation": "Validation data", "text_column": "Text column",
@@ -33,7 +34,7 @@ NO_WORKER = ("Jobs start in the order they were queued, one at a time on each wo
 
 UNSET = {"validation": "10% of the data, held out", "text_pair_column": "none (one text per row)",
          "base_model": "all-MiniLM-L6-v2 (bundled)", "max_train_samples": "all rows",
-         "early_stopping_patience": "off", "base_dropout": "off"}
+         "early_stopping_patience": "off", "base_dropout": "off", "label_names": "none (as in the data)"}
 
 
 def state_text(state: str) -> str:
@@ -57,14 +58,18 @@ def duration(seconds: float | None) -> str:
 def time_left(job: dict) -> str:
     """The time left in words: a waiting job has none yet, one that has not reported a step is estimating, and
     one past its last step is still validating and saving."""
-    eta = job.get("eta_seconds")
     if job["state"] in WAITING:
         return "waiting for a worker"
     if job["state"] == "cancelling":
         return "stopping…"
     if job["state"] != "running":
         return "—"
-    return "estimating…" if eta is None else "finishing…" if eta < 1 else duration(eta)
+    return _eta_words(job.get("eta_seconds"), "estimating…", "{}")
+
+
+def _eta_words(eta: float | None, unknown: str, known: str) -> str:
+    """`unknown` before the first steps are timed, 'finishing…' past the last one, else `known` with the time."""
+    return unknown if eta is None else "finishing…" if eta < 1 else known.format(duration(eta))
 
 
 def progress_bar(progress: float | None) -> str:
@@ -139,8 +144,7 @@ def _where(job: dict, spec: dict) -> str:
         return f"{progress_bar(job.get('progress'))} stopping at the next step; the best epoch so far is kept"
     step = (job.get("steps") or [{}])[-1]
     where = f" · epoch {step['epoch']:.1f} of {spec.get('epochs') or '?'}" if step.get("epoch") else ""
-    eta = job.get("eta_seconds")
-    left = "estimating the time left…" if eta is None else "finishing…" if eta < 1 else f"{duration(eta)} left"
+    left = _eta_words(job.get("eta_seconds"), "estimating the time left…", "{} left")
     return f"{progress_bar(job.get('progress'))} {left}{where}"
 
 
@@ -195,11 +199,10 @@ def epoch_figures(job: dict) -> str:
     h = history[0]
     figures = [("Accuracy", h.get("accuracy")), ("Macro-F1", h.get("macro_f1")), ("Validation loss", h.get("loss")),
                ("Training loss", h.get("train_loss"))]
-    cells = "".join(f'<div style="flex: 1 1 8em"><div class="al-caption">{name}</div>'
-                    f'<div style="font-size: 1.6em; font-variant-numeric: tabular-nums">{value:.3f}</div></div>'
+    cells = "".join(f'<div><div class="al-caption">{name}</div><div class="al-figure">{value:.3f}</div></div>'
                     for name, value in figures if value is not None)
     return (f'<div class="al-card"><div class="al-bars-title">Validation after epoch {h["epoch"]}</div>'
-            f'<div style="display: flex; gap: 1em; flex-wrap: wrap">{cells}</div></div>')
+            f'<div class="al-figures">{cells}</div></div>')
 
 
 def metrics_frame(job: dict) -> pd.DataFrame:
@@ -272,9 +275,7 @@ def settings_rows(job: dict) -> list[tuple[str, str]]:
 
 def settings_html(job: dict) -> str:
     """The settings as a plain read-only table, every row shown (a data grid would scroll and look editable)."""
-    line = 'style="border: 0; border-bottom: 1px solid #e4e7ec"'
-    cell = 'style="text-align: left; padding: 0.3em 1.5em 0.3em 0; border: 0"'
-    rows = "".join(f'<tr {line}><th scope="row" {cell}>{html.escape(name)}</th><td {cell}>{html.escape(value)}</td>'
-                   '</tr>' for name, value in settings_rows(job))
+    rows = "".join(f'<tr><th scope="row">{html.escape(name)}</th><td>{html.escape(value)}</td></tr>'
+                   for name, value in settings_rows(job))
     return (f'<div class="al-card"><div class="al-bars-title">Settings</div>'
-            f'<table style="border-collapse: collapse; border: 0"><tbody>{rows}</tbody></table></div>')
+            f'<table class="al-settings"><tbody>{rows}</tbody></table></div>')

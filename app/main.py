@@ -37,6 +37,14 @@ CSS = """
 .al-bar-fill.al-rare {background: #f59e0b;}
 .al-bar-count {flex: 0 0 4em; font-variant-numeric: tabular-nums;}
 #al-title h1 {margin-bottom: 0;}
+.al-figures {display: flex; gap: 1em; flex-wrap: wrap;}
+.al-figures > div {flex: 1 1 8em;}
+.al-figure {font-size: 1.6em; font-variant-numeric: tabular-nums;}
+/* The job's settings: a plain read-only table (Gradio's table styles would draw a grid) */
+.al-settings, .al-settings tr, .al-settings th, .al-settings td {border: 0 !important; background: transparent;}
+.al-settings tr {border-bottom: 1px solid #e4e7ec !important;}
+.al-settings th, .al-settings td {text-align: left; padding: 0.3em 1.5em 0.3em 0;}
+.al-settings {border-collapse: collapse;}
 /* Phones: the four step tabs fit on one line (no "..." menu), side-by-side panels stack */
 @media (max-width: 520px) {
   .tab-container button {padding-left: 6px !important; padding-right: 6px !important; font-size: 13px !important;}
@@ -59,7 +67,7 @@ def build_app() -> gr.Blocks:
         gr.Markdown("# AdapterLab\nTrain a text classifier with small adapters on top of a frozen transformer: "
                     "**1** choose data, **2** choose a method, **3** watch the job, **4** try the result.",
                     elem_id="al-title")
-        with gr.Tabs(elem_id="al-tabs") as tabs:
+        with gr.Tabs() as tabs:
             with gr.Tab("1 · Data", id="data"):
                 data_tab = data.build()
             with gr.Tab("2 · Train", id="train"):

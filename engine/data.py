@@ -11,7 +11,7 @@ import io
 import json
 import random
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,6 +73,14 @@ class PreparedData:
     labels: list[str]
     report: DataReport
     fingerprint: str
+
+    def renamed(self, label_names: dict[str, str] | None) -> PreparedData:
+        """The same rows with labels under new names (0/1 -> negative/positive), without reading the data again."""
+        if not label_names:
+            return self
+        labels = renamed(self.labels, label_names)
+        report = replace(self.report, label_counts=dict(zip(labels, self.report.label_counts.values(), strict=True)))
+        return PreparedData(self.train, self.validation, labels, report, fingerprint(self.train, labels))
 
 
 def _sniff_encoding(raw: bytes, name: str) -> str:
@@ -374,9 +382,8 @@ def prepare(
         if unseen:
             raise DataError(f"{report.validation_source}: labels {', '.join(map(repr, unseen))} are not in the "
                             "training data; add training examples for them or remove them from validation.")
-    raw_labels = _label_order(names)
-    labels = renamed(raw_labels, label_names)
-    label_ids = {raw: i for i, raw in enumerate(raw_labels)}
+    labels = _label_order(names)
+    label_ids = {n: i for i, n in enumerate(labels)}
     train = _to_split(rows, label_ids)
     if val_rows is not None:
         valid = _to_split(val_rows, label_ids)
@@ -387,7 +394,7 @@ def prepare(
     report.train_rows, report.validation_rows = len(train), len(valid)
     counts = Counter(train.labels)
     report.label_counts = {labels[i]: counts[i] for i in range(len(labels))}
-    return PreparedData(train, valid, labels, report, fingerprint(train, labels))
+    return PreparedData(train, valid, labels, report, fingerprint(train, labels)).renamed(label_names)
 
 
 def renamed(labels: list[str], label_names: dict[str, str] | None) -> list[str]:

@@ -73,8 +73,10 @@ def test_settings_are_a_plain_table_with_every_row():
     html = views.settings_html(job(name="x", spec={"data": "u.csv", "method": "ia3", "epochs": 3,
                                                     "text_column": "<b>t</b>"}))
     assert "<table" in html and "<input" not in html
-    assert html.count("<tr ") == 5 and "Validation data" in html and "Text column" in html
+    assert html.count("<tr>") == 5 and "Validation data" in html and "Text column" in html
     assert "&lt;b&gt;t&lt;/b&gt;" in html
+    unnamed = views.settings_rows(job(spec={"data": "u.csv", "method": "ia3", "label_names": None}))
+    assert ("Labels renamed", "none (as in the data)") in unnamed
 
 
 def _request(**params) -> SimpleNamespace:

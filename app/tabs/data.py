@@ -130,11 +130,10 @@ def _checked(loaded: dict | None, text: str | None, pair: str | None, label: str
     try:
         if text == label or (pair and pair in (text, label)):
             raise DataError("The text, second text and label must be three different columns.")
-        raw = prepare(loaded["source"], validation["path"] if validation else None, text, pair or None, label)
-        names = {k: v for k, v in names.items() if k in raw.labels}
-        data = prepare(loaded["source"], validation["path"] if validation else None, text, pair or None, label,
-                       label_names=names, name=loaded["name"],
-                       validation_name=validation["name"] if validation else None) if names else raw
+        raw = prepare(loaded["source"], validation["path"] if validation else None, text, pair or None, label,
+                      name=loaded["name"], validation_name=validation["name"] if validation else None)
+        names = {k: v for k, v in names.items() if k in raw.labels}  # a new label column keeps no old names
+        data = raw.renamed(names)
     except AdapterLabError as exc:
         return (gr.update(value=note(str(exc), "error"), visible=True), gr.update(visible=False), keep, None, off,
                 note("Fix the problem above to go on.", "warn"))

@@ -32,7 +32,6 @@ ABOUT_JOBS = """\
 - *Interrupted*: the worker stopped (a restart, a crash). The job resumes from its last finished epoch when a
   worker is free.
 """
-DETAIL_OUTPUTS = 13  # the job page's components, as `_detail` returns them
 _zips: dict[str, Path] = {}  # "<job id> <finished_at>" -> the adapter's zip
 
 
@@ -107,7 +106,7 @@ def refresh(job_id: str | None, table_seen: str, detail_seen: str):
     detail_sig = _signature(job)
     skip_table = (gr.skip(),) * 2
     table_out = (views.table(all_jobs), gr.update(choices=choices(all_jobs)))
-    detail_out = _detail(job) if detail_sig != detail_seen else (gr.skip(),) * DETAIL_OUTPUTS
+    detail_out = _detail(job) if detail_sig != detail_seen else (gr.skip(),) * len(_detail(None))
     return (*(table_out if table_sig != table_seen else skip_table), table_sig, *detail_out, detail_sig)
 
 
