@@ -7,7 +7,8 @@ them without reloading the base model.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -18,22 +19,20 @@ from engine.base_models import display_name, from_pretrained, load_config, load_
 from engine.batching import Batcher
 from engine.errors import ConfigError
 from engine.first_token import set_first_token_only
-from engine.heads import adapterhub_head, task_head
-from engine.methods import BOTTLENECK_METHODS, METHODS
+from engine.methods import get as get_method
+from engine.methods.base import Method
 from engine.methods.bottleneck import model as bn
-from engine.methods.bottleneck.config import BottleneckConfig
-from engine.methods.ia3 import model as ia3
-from engine.methods.ia3.config import head_modules, ia3_config
 
 
 @dataclass
 class AdapterInfo:
-    """What the model knows about one loaded adapter."""
+    """What the model knows about one loaded adapter: its method, labels, options and the method's own config."""
 
     name: str
     method: str
     labels: list[str]
-    config: object  # BottleneckConfig or IA3Config
+    options: Any  # the method's Options dataclass
+    config: Any = None  # what the method built it from (e.g. BottleneckConfig, IA3Config)
     meta: dict = field(default_factory=dict)
 
 
@@ -57,6 +56,7 @@ class AdapterModel(nn.Module):
         self.backbone.requires_grad_(False)
         self.backbone.eval()
         set_first_token_only(self.encoder)
+        bn.adapter_sites(self.encoder)  # the residual slots (a plain forward is unchanged; DistilBERT's fast path)
         self.base_dropout = False  # see train()
         self.heads = nn.ModuleDict()
         self.adapters: dict[str, AdapterInfo] = {}
@@ -83,68 +83,54 @@ class AdapterModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.backbone.parameters()).device
 
-    def add_adapter(
-        self,
-        name: str,
-        method: str,
-        labels: list[str],
-        reduction_factor: float = 16,
-        non_linearity: str = "",
-        ia3_target_modules: list[str] | None = None,
-        ia3_feedforward_modules: list[str] | None = None,
-    ) -> AdapterInfo:
-        """Add a freshly initialised adapter and head named `name`."""
+    def method(self, name: str) -> Method:
+        return get_method(self.adapters[name].method)
+
+    def add_adapter(self, name: str, method: str, labels: list[str], options: Any = None,
+                    config: Any = None) -> AdapterInfo:
+        """Add a freshly initialised adapter and head named `name`. `options`: the method's Options or a dict of
+        them (missing ones at their default); `config`: the method's own config, as read from a saved folder."""
         if name in self.adapters:
             raise ConfigError(f"An adapter named '{name}' is already loaded.")
-        if method not in METHODS:
-            raise ConfigError(f"Unknown method '{method}': choose one of {', '.join(METHODS)}.")
+        kind = get_method(method)
         if len(labels) < 2:
             raise ConfigError("A classifier needs at least 2 labels.")
-        config: object
-        if method in BOTTLENECK_METHODS:
-            config = BottleneckConfig(method, reduction_factor, non_linearity)
-            bn.add_bottleneck(self.encoder, name, config, self.config.hidden_size)
-            head: nn.Module = adapterhub_head(self.config, len(labels))
-        else:
-            config = ia3_config(self.config.model_type, self.base_model_name, ia3_target_modules,
-                                ia3_feedforward_modules)
-            ia3.add_ia3(self.backbone, name, config)
-            head = task_head(self.backbone, head_modules(self.config.model_type), len(labels))
-        self.heads[name] = head.to(self.device)
-        bn.adapter_sites(self.encoder)  # patch the residual blocks once, whatever the first method
+        options = options if is_dataclass(options) else kind.options(options)
+        config = kind.add(self, name, list(labels), options, config)
+        self.heads[name] = kind.new_head(self, name, len(labels)).to(self.device)
         for p in self.backbone.parameters():  # new adapter weights are created trainable
             p.requires_grad_(False)
-        self.adapters[name] = AdapterInfo(name, method, list(labels), config)
+        self.adapters[name] = AdapterInfo(name, method, list(labels), options, config)
         self.to(self.device)
+        self.train(self.training)  # new modules (a LoRA dropout) follow the model's mode
         self.set_active(name)
         return self.adapters[name]
 
     def delete_adapter(self, name: str) -> None:
-        info = self.adapters.pop(name)
-        if info.method in BOTTLENECK_METHODS:
-            bn.remove_bottleneck(self.encoder, name)
-        else:
-            ia3.remove_ia3(self.backbone, name)
-        del self.heads[name]
+        kind = self.method(name)
         if self.active == name:
             self.set_active(None)
+        kind.remove(self, name)
+        del self.heads[name]
+        del self.adapters[name]
 
     def set_active(self, name: str | None) -> None:
         """Route the forward pass through adapter `name` (None: the plain base model); no weights move."""
         if name is not None and name not in self.adapters:
             raise ConfigError(f"No adapter named '{name}' is loaded.")
-        bn.set_active_bottleneck(self.encoder, name)
-        ia3.set_active_ia3(self.backbone, name)
-        if name is not None and self.adapters[name].method == "ia3":
-            for module_name, module in self.heads[name].items():
-                setattr(self.backbone, module_name, module)
+        for kind in {get_method(info.method) for info in self.adapters.values()}:
+            kind.activate(self, None)
+        if name is not None:
+            kind = self.method(name)
+            kind.activate(self, name)
+            if kind.head == "task":  # the architecture's own head modules, swapped into the shared backbone
+                for module_name, module in self.heads[name].items():
+                    setattr(self.backbone, module_name, module)
         self.active = name
 
     def adapter_parameters(self, name: str) -> list[nn.Parameter]:
         """The adapter's own weights, head excluded."""
-        if self.adapters[name].method in BOTTLENECK_METHODS:
-            return [p for m in bn.bottleneck_modules(self.encoder, name).values() for p in m.parameters()]
-        return ia3.ia3_parameters(self.backbone, name)
+        return self.method(name).parameters(self, name)
 
     def trainable_parameters(self, name: str) -> list[nn.Parameter]:
         return self.adapter_parameters(name) + list(self.heads[name].parameters())
@@ -197,7 +183,5 @@ class AdapterModel(nn.Module):
         """Logits of the active adapter's head."""
         if self.active is None:
             raise ConfigError("No adapter is active.")
-        if self.adapters[self.active].method == "ia3":
-            return self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
-        return self.heads[self.active](hidden[:, 0])
+        return self.method(self.active).logits(self, self.active,
+                                                {"input_ids": input_ids, "attention_mask": attention_mask, **kwargs})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -92,3 +93,19 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
 def from_pretrained(loader, name_or_path: str, **kwargs):
     """Load model weights the same way as the config (folder, cache, then hub)."""
     return _from_pretrained(loader, name_or_path, **kwargs)
+
+
+@lru_cache(maxsize=8)
+def _skeleton(config_json: str):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    values = json.loads(config_json)
+    config = AutoConfig.for_model(values.pop("model_type"), **values)
+    with torch.device("meta"):
+        return AutoModelForSequenceClassification.from_config(config)
+
+
+def skeleton(config: PretrainedConfig):
+    """The task model's modules on the meta device (no weights in memory): for counting parameters."""
+    return _skeleton(config.to_json_string(use_diff=False))

@@ -1,4 +1,4 @@
-"""Classification heads: AdapterHub's for bottleneck adapters, the architecture's own for IA3 (as PEFT trains it)."""
+"""Classification heads: AdapterHub's for its formats, the architecture's own (as PEFT trains it) for the others."""
 
 from __future__ import annotations
 
@@ -6,6 +6,13 @@ import copy
 
 from torch import nn
 from transformers import PretrainedConfig
+
+# The sequence-classification head modules each architecture trains and saves with a PEFT-format adapter.
+HEAD_MODULES = {"distilbert": ["pre_classifier", "classifier"]}
+
+
+def head_modules(model_type: str) -> list[str]:
+    return HEAD_MODULES.get(model_type, ["classifier"])
 
 
 def _init_linears(module: nn.Module, std: float) -> None:
@@ -28,6 +35,11 @@ def adapterhub_head(config: PretrainedConfig, num_labels: int, dropout: float | 
     return head
 
 
+def adapterhub_head_size(config: PretrainedConfig, num_labels: int) -> int:
+    hidden = config.hidden_size
+    return hidden * hidden + hidden + hidden * num_labels + num_labels
+
+
 def task_head(backbone: nn.Module, module_names: list[str], num_labels: int) -> nn.ModuleDict:
     """Fresh copies of the sequence-classification model's head modules, sized for `num_labels`."""
     config = copy.copy(backbone.config)
@@ -43,3 +55,9 @@ def task_head(backbone: nn.Module, module_names: list[str], num_labels: int) -> 
         _init_linears(module, config.initializer_range)
         head[name] = module
     return head
+
+
+def task_head_size(skeleton: nn.Module, num_labels: int) -> int:
+    """The task head's parameters for `num_labels`, from a (meta-device) skeleton of the task model."""
+    modules = head_modules(skeleton.config.model_type)
+    return sum(p.numel() for p in task_head(skeleton, modules, num_labels).parameters())

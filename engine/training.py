@@ -24,7 +24,8 @@ from engine.batching import length_grouped_batches
 from engine.data import PreparedData, prepare
 from engine.errors import ConfigError, TrainingCancelled
 from engine.evaluation import evaluate
-from engine.methods import ALL_METHOD_OPTIONS, DEFAULT_REDUCTION_FACTOR, METHOD_DEFAULTS, METHOD_OPTIONS, METHODS
+from engine.methods import all_options
+from engine.methods import get as get_method
 
 
 @dataclass
@@ -39,7 +40,7 @@ class TrainConfig:
     text_pair_column: str | None = None
     label_column: str = "label"
     label_names: dict[str, str] | None = None  # label in the data -> the name the adapter uses
-    reduction_factor: float | None = None  # bottleneck methods only (default 16)
+    method_options: dict | None = None  # the method's own settings by name (its Options; unset: its defaults)
     base_model: str | None = None
     epochs: int | None = None
     learning_rate: float | None = None
@@ -60,16 +61,26 @@ class TrainConfig:
     data_name: str | None = None
     validation_name: str | None = None
 
+    @classmethod
+    def from_settings(cls, settings: dict, **run: object) -> TrainConfig:
+        """A config from stored or flat settings: method options given at the top level (as the command line and
+        jobs stored before `method_options` name them) move into `method_options`."""
+        settings = {**settings, **run}
+        options = dict(settings.pop("method_options", None) or {})
+        for key in set(all_options()) & set(settings):
+            value = settings.pop(key)
+            if value is not None:
+                options.setdefault(key, value)
+        return cls(**settings, method_options=options or None)
+
     def resolved(self) -> TrainConfig:
         """A copy with method defaults filled in, checked for values that cannot work."""
-        if self.method not in METHODS:
-            raise ConfigError(f"Unknown method '{self.method}': choose one of {', '.join(METHODS)}.")
-        defaults = METHOD_DEFAULTS[self.method]
+        method = get_method(self.method)
         out = TrainConfig(**asdict(self))
-        out.epochs = int(self.epochs if self.epochs is not None else defaults["epochs"])
-        out.learning_rate = float(self.learning_rate if self.learning_rate is not None else defaults["learning_rate"])
-        uses_factor = "reduction_factor" in METHOD_OPTIONS[self.method]
-        out.reduction_factor = float(self.reduction_factor or DEFAULT_REDUCTION_FACTOR) if uses_factor else None
+        out.epochs = int(self.epochs if self.epochs is not None else method.defaults["epochs"])
+        out.learning_rate = float(self.learning_rate if self.learning_rate is not None
+                                  else method.defaults["learning_rate"])
+        out.method_options = asdict(method.options(self.method_options))
         checks = [(out.epochs >= 1, "epochs must be at least 1"), (out.learning_rate > 0, "learning rate must be > 0"),
                   (self.batch_size >= 1, "batch size must be at least 1"),
                   (8 <= self.max_length <= 8192, "max length must be between 8 and 8192"),
@@ -181,9 +192,8 @@ RUN_ONLY = ("output", "device", "adapter_name", "data_name", "validation_name")
 
 
 def run_settings(cfg: TrainConfig) -> dict:
-    """The settings a run was asked for, as recorded with its adapter: none that its method does not read."""
-    return {k: v for k, v in asdict(cfg).items()
-            if k not in RUN_ONLY and not (k in ALL_METHOD_OPTIONS and k not in METHOD_OPTIONS[cfg.method])}
+    """The settings a run was asked for, as recorded with its adapter and job."""
+    return {k: v for k, v in asdict(cfg).items() if k not in RUN_ONLY}
 
 
 def _checkpoint_path(checkpoint_dir: str | None) -> Path | None:
@@ -218,7 +228,7 @@ def train(
     bf16 = uses_bf16(device)
     model = AdapterModel(cfg.base_model, mmap=not bf16)
     name = adapter_name_for(cfg.adapter_name or cfg.output)
-    model.add_adapter(name, cfg.method, data.labels, cfg.reduction_factor or DEFAULT_REDUCTION_FACTOR)
+    model.add_adapter(name, cfg.method, data.labels, cfg.method_options)
     model.to(device)
     params = model.train_adapter(name)
     model.base_dropout = cfg.base_dropout

@@ -1,24 +1,54 @@
-"""Adapter methods: one folder each (config, layer, model), as in PEFT's `tuners/`."""
+"""Training methods: one folder each (config, layer, model, and `method.py` with its registration), as in PEFT's
+`tuners/`, and the registry the rest of AdapterLab reads them from. Nothing outside a method's folder names it.
 
-METHODS = ("pfeiffer", "houlsby", "ia3")
-BOTTLENECK_METHODS = ("pfeiffer", "houlsby")
-DEFAULT_REDUCTION_FACTOR = 16.0
-# The job settings each method reads; a setting no method of the job reads is neither shown nor stored.
-METHOD_OPTIONS: dict[str, tuple[str, ...]] = {"pfeiffer": ("reduction_factor",), "houlsby": ("reduction_factor",),
-                                              "ia3": ()}
-ALL_METHOD_OPTIONS = frozenset(o for options in METHOD_OPTIONS.values() for o in options)
-DESCRIPTIONS = {
-    "houlsby": "Two small bottleneck layers in every block (after attention and after feed-forward): "
-    "the most capacity, about 2x Pfeiffer's parameters.",
-    "pfeiffer": "One bottleneck layer after each feed-forward block: nearly Houlsby's accuracy with half "
-    "the parameters and faster training.",
-    "ia3": "Learned vectors that rescale keys, values and feed-forward activations: the fewest parameters "
-    "(a few thousand), needs a higher learning rate.",
-}
+Adding a method: a folder with a `Method` subclass (see engine/methods/base.py) and one line in `_builtin()`.
+"""
 
-# Per-method defaults, chosen by measurement on ../shared/data (see docs/defaults.md).
-METHOD_DEFAULTS: dict[str, dict[str, float]] = {
-    "pfeiffer": {"learning_rate": 3e-3, "epochs": 3},
-    "houlsby": {"learning_rate": 3e-3, "epochs": 3},
-    "ia3": {"learning_rate": 2e-2, "epochs": 3},
-}
+from __future__ import annotations
+
+from engine.errors import ConfigError
+from engine.methods.base import Method, OptionSpec, option_fields
+
+REGISTRY: dict[str, Method] = {}
+GROUPS = ("Bottleneck adapters", "Low-rank and scaling", "Prompt-based", "Full fine-tuning")
+
+
+def register(method: Method) -> Method:
+    if method.group not in GROUPS:
+        raise ValueError(f"method group {method.group!r} is not one of {GROUPS}")
+    REGISTRY[method.name] = method
+    return method
+
+
+def get(name: str) -> Method:
+    """The registered method `name`, or a ConfigError listing the ones there are."""
+    if name not in REGISTRY:
+        raise ConfigError(f"Unknown method '{name}': choose one of {', '.join(REGISTRY)}.")
+    return REGISTRY[name]
+
+
+def names() -> list[str]:
+    return list(REGISTRY)
+
+
+def all_options() -> dict[str, OptionSpec]:
+    """Every option name any method reads, with the first method's words for it (the CLI's flags)."""
+    out: dict[str, OptionSpec] = {}
+    for method in REGISTRY.values():
+        for f, spec in option_fields(method.Options):
+            out.setdefault(f.name, spec)
+    return out
+
+
+def _builtin() -> None:
+    from engine.methods.bottleneck.method import Houlsby, Parallel, Pfeiffer
+    from engine.methods.full.method import FullFineTuning
+    from engine.methods.ia3.method import IA3
+    from engine.methods.lora.method import LoRA
+    from engine.methods.prompt.method import PromptTuning
+
+    for method in (Houlsby(), Pfeiffer(), Parallel(), LoRA(), IA3(), PromptTuning(), FullFineTuning()):
+        register(method)
+
+
+_builtin()

@@ -1,4 +1,4 @@
-"""Pfeiffer and Houlsby settings, and their AdapterHub `adapter_config.json` form."""
+"""Pfeiffer, Houlsby and parallel settings, and their AdapterHub `adapter_config.json` form."""
 
 from __future__ import annotations
 
@@ -42,15 +42,18 @@ _BN_DEFAULTS: dict = {
 _REQUIRED = ("original_ln_after", "ln_before", "ln_after", "is_parallel", "scaling", "use_gating",
              "residual_before_ln", "adapter_residual_before_ln", "inv_adapter", "cross_adapter", "leave_out",
              "phm_layer", "stochastic_depth")
+# AdapterHub's seq_bn, double_seq_bn and par_bn presets (what differs from the BnConfig defaults).
 PRESETS = {
     "pfeiffer": {"mh_adapter": False, "output_adapter": True, "non_linearity": "relu", "original_ln_before": True},
     "houlsby": {"mh_adapter": True, "output_adapter": True, "non_linearity": "swish", "original_ln_before": False},
+    "parallel": {"mh_adapter": False, "output_adapter": True, "non_linearity": "relu", "original_ln_before": False,
+                 "is_parallel": True, "scaling": 4.0, "init_weights": "mam_adapter"},
 }
 
 
 @dataclass(frozen=True)
 class BottleneckConfig:
-    """A sequential bottleneck adapter: Pfeiffer (`seq_bn`) or Houlsby (`double_seq_bn`)."""
+    """A bottleneck adapter: Pfeiffer (`seq_bn`), Houlsby (`double_seq_bn`) or parallel (`par_bn`)."""
 
     method: str
     reduction_factor: float = 16
@@ -58,7 +61,7 @@ class BottleneckConfig:
 
     def __post_init__(self) -> None:
         if self.method not in PRESETS:
-            raise ConfigError(f"Unknown bottleneck method '{self.method}': choose pfeiffer or houlsby.")
+            raise ConfigError(f"Unknown bottleneck method '{self.method}': choose one of {', '.join(PRESETS)}.")
         if not self.non_linearity:
             object.__setattr__(self, "non_linearity", PRESETS[self.method]["non_linearity"])
         if self.non_linearity not in ACTIVATIONS:
@@ -75,6 +78,14 @@ class BottleneckConfig:
     @property
     def original_ln_before(self) -> bool:
         return PRESETS[self.method]["original_ln_before"]
+
+    @property
+    def is_parallel(self) -> bool:
+        return PRESETS[self.method].get("is_parallel", False)
+
+    @property
+    def scaling(self) -> float:
+        return PRESETS[self.method].get("scaling", 1.0)
 
     def bottleneck_size(self, hidden_size: int) -> int:
         """d = hidden // reduction_factor, refused when that leaves no units."""
@@ -94,20 +105,33 @@ class BottleneckConfig:
 
     @classmethod
     def from_adapterhub(cls, config: dict) -> BottleneckConfig:
-        """Read an AdapterHub bottleneck config, refusing options whose maths AdapterLab does not implement."""
-        if config.get("architecture") not in (None, "bottleneck"):
-            raise ConfigError(f"Adapter architecture '{config['architecture']}' is not supported; "
-                              "AdapterLab imports bottleneck adapters (Pfeiffer, Houlsby).")
-        unsupported = [k for k in _REQUIRED if k in config and config[k] != _BN_DEFAULTS[k]]
+        """Read an AdapterHub bottleneck config, refusing options whose maths AdapterLab does not implement.
+
+        The fields, not a name, say which kind it is (`is_parallel`, `mh_adapter`, `original_ln_before`)."""
+        method = bottleneck_kind(config)
+        if method is None:
+            raise ConfigError(f"Adapter architecture '{config.get('architecture')}' is not supported; AdapterLab "
+                              "imports bottleneck adapters (Pfeiffer, Houlsby, parallel).")
+        expected = {**_BN_DEFAULTS, **PRESETS[method]}
+        unsupported = [k for k in _REQUIRED if k in config and config[k] != expected[k]]
         if not config.get("output_adapter", True):
             unsupported.append("output_adapter")
         if unsupported:
             raise ConfigError(f"This adapter uses options AdapterLab does not support: {', '.join(unsupported)}.")
-        method = "pfeiffer" if config.get("original_ln_before") and not config.get("mh_adapter") else "houlsby"
         if PRESETS[method]["mh_adapter"] != bool(config.get("mh_adapter")) or \
                 PRESETS[method]["original_ln_before"] != bool(config.get("original_ln_before")):
-            raise ConfigError("This adapter mixes Pfeiffer and Houlsby placement, which AdapterLab does not support.")
+            raise ConfigError("This adapter mixes Pfeiffer, Houlsby and parallel placement, which AdapterLab does "
+                              "not support.")
         rf = config.get("reduction_factor", 16)
         if isinstance(rf, dict):
             raise ConfigError("Per-layer reduction factors are not supported.")
         return cls(method=method, reduction_factor=rf, non_linearity=str(config.get("non_linearity", "")).lower())
+
+
+def bottleneck_kind(config: dict) -> str | None:
+    """Which of PRESETS an AdapterHub config is closest to, from its fields; None if it is not a bottleneck."""
+    if config.get("architecture") not in (None, "bottleneck"):
+        return None
+    if config.get("is_parallel"):
+        return "parallel"
+    return "pfeiffer" if config.get("original_ln_before") and not config.get("mh_adapter") else "houlsby"

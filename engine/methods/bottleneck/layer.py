@@ -15,26 +15,35 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 
 
 class Bottleneck(nn.Module):
-    """A(z) = W_up f(W_down z + b_down) + b_up, initialised like AdapterHub's "bert" init.
+    """A(z) = W_up f(W_down z + b_down) + b_up, initialised like AdapterHub ("bert"; "mam_adapter" if parallel).
 
     Module names (`adapter_down.0`, `adapter_up`) are AdapterHub's, so state-dict keys match its files.
-    `ln_before` selects the Pfeiffer residual (adapter reads LN(h + r)) over the Houlsby one (reads h).
+    `ln_before` selects the Pfeiffer residual (adapter reads LN(h + r)) over the Houlsby one (reads h);
+    `parallel` puts it beside the sub-layer instead: LN(h + s·A(r) + r), reading the sub-layer's input.
     """
 
-    def __init__(self, hidden_size: int, bottleneck_size: int, non_linearity: str, ln_before: bool) -> None:
+    def __init__(self, hidden_size: int, bottleneck_size: int, non_linearity: str, ln_before: bool,
+                 parallel: bool = False, scaling: float = 1.0) -> None:
         super().__init__()
         self.adapter_down = nn.Sequential(nn.Linear(hidden_size, bottleneck_size), ACTIVATIONS[non_linearity]())
         self.adapter_up = nn.Linear(bottleneck_size, hidden_size)
-        self.ln_before = ln_before
-        for linear in (self.adapter_down[0], self.adapter_up):
-            nn.init.normal_(linear.weight, mean=0.0, std=0.02)
-            nn.init.zeros_(linear.bias)
+        self.ln_before, self.parallel, self.scaling = ln_before, parallel, scaling
+        if parallel:  # W_down keeps PyTorch's default (kaiming-uniform), the rest is zero: starts as the base
+            nn.init.zeros_(self.adapter_down[0].bias)
+            nn.init.zeros_(self.adapter_up.weight)
+            nn.init.zeros_(self.adapter_up.bias)
+        else:
+            for linear in (self.adapter_down[0], self.adapter_up):
+                nn.init.normal_(linear.weight, mean=0.0, std=0.02)
+                nn.init.zeros_(linear.bias)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.adapter_up(self.adapter_down(z))
 
     def residual(self, h: torch.Tensor, r: torch.Tensor, layer_norm: nn.Module) -> torch.Tensor:
         """The sub-layer's output with this adapter: h is the sub-layer output, r its input."""
+        if self.parallel:
+            return layer_norm(h + self.scaling * self(r) + r)
         z = layer_norm(h + r) if self.ln_before else h
         return layer_norm(h + self(z) + r)
 

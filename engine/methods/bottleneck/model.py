@@ -61,12 +61,13 @@ def adapter_sites(encoder: nn.Module) -> list[Site]:
 
 
 def add_bottleneck(encoder: nn.Module, name: str, config: BottleneckConfig, hidden_size: int) -> None:
-    """Add adapter `name` at every site its method uses (Houlsby: both; Pfeiffer: after feed-forward)."""
+    """Add adapter `name` at every site its method uses (Houlsby: both; the others: after feed-forward)."""
     size = config.bottleneck_size(hidden_size)
     for site in adapter_sites(encoder):
         if site.after_attention and not config.mh_adapter:
             continue
-        site.slot.adapters[name] = Bottleneck(hidden_size, size, config.non_linearity, config.original_ln_before)
+        site.slot.adapters[name] = Bottleneck(hidden_size, size, config.non_linearity, config.original_ln_before,
+                                              config.is_parallel, config.scaling)
 
 
 def remove_bottleneck(encoder: nn.Module, name: str) -> None:

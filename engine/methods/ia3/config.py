@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import ConfigError
+from engine.heads import head_modules
 
 CONFIG_NAME = "adapter_config.json"
 
@@ -26,14 +27,6 @@ DEFAULT_TARGETS: dict[str, tuple[list[str], list[str]]] = {
     "xlm-roberta": (["key", "value", "output.dense"], ["output.dense"]),
     "distilbert": (["k_lin", "v_lin", "lin2"], ["lin2"]),
 }
-# The sequence-classification head modules each architecture trains and saves with the adapter.
-HEAD_MODULES = {"distilbert": ["pre_classifier", "classifier"]}
-
-
-def head_modules(model_type: str) -> list[str]:
-    return HEAD_MODULES.get(model_type, ["classifier"])
-
-
 @dataclass
 class IA3Config:
     """The IA3 settings PEFT's IA3Config holds for a sequence classifier over nn.Linear layers.
