@@ -6,6 +6,7 @@ Every user-fixable problem ends as one line on stderr and exit status 2, never a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import os
@@ -27,12 +28,43 @@ def _add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--label-column", default=None, help="column with the label (default: label)")
 
 
+def _add_method_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """--method, and one flag per method option (--reduction-factor, --lora-r, ...), generated from the registry:
+    each option's help says which methods read it and their defaults. Values are checked by the method."""
+    from engine import methods
+    from engine.methods.base import option_fields
+
+    p.add_argument("--method", required=required, default=None if required else "pfeiffer",
+                   choices=methods.names(), help="; ".join(f"{m.name}: {m.label}" for m in methods.REGISTRY.values()))
+    readers: dict[str, list[str]] = {}
+    for m in methods.REGISTRY.values():
+        for f, _ in option_fields(m.Options):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            readers.setdefault(f.name, []).append(f"{m.name} (default {_shown(default)})")
+    for name, spec in methods.all_options().items():
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, metavar=name.split("_")[-1].upper(),
+                       help=f"{spec.help} Read by {', '.join(readers[name])}.")
+
+
+def _shown(default: object) -> str:
+    if isinstance(default, list):
+        return ",".join(default) or "the model's"
+    if isinstance(default, float):
+        return f"{default:g}"
+    return (repr(default) if default else "none") if isinstance(default, str) else str(default)
+
+
+def method_options(args: argparse.Namespace) -> dict:
+    """The method option flags given on the command line, by name."""
+    from engine import methods
+
+    return {name: getattr(args, name) for name in methods.all_options() if getattr(args, name, None) is not None}
+
+
 def add_train_args(p: argparse.ArgumentParser) -> None:
     """The training flags shared by `train` and `submit`."""
     _add_data_args(p)
-    p.add_argument("--method", required=True, choices=["pfeiffer", "houlsby", "ia3"])
-    p.add_argument("--reduction-factor", type=float,
-                   help="Houlsby and Pfeiffer: bottleneck size = hidden / factor (default 16)")
+    _add_method_args(p)
     p.add_argument("--base-model", default=None, help="hub id or local folder (default: bundled all-MiniLM-L6-v2)")
     p.add_argument("--epochs", type=int, help="default: the method's (see docs/defaults.md)")
     p.add_argument("--learning-rate", type=float, help="default: the method's")
@@ -51,7 +83,7 @@ def train_config_kwargs(args: argparse.Namespace) -> dict:
     """TrainConfig fields from parsed `train`/`submit` flags."""
     return {"data": args.data, "validation": args.validation, "method": args.method,
             "text_column": args.text_column or "text", "text_pair_column": args.text_pair_column,
-            "label_column": args.label_column or "label", "reduction_factor": args.reduction_factor,
+            "label_column": args.label_column or "label", "method_options": method_options(args) or None,
             "base_model": args.base_model, "epochs": args.epochs, "learning_rate": args.learning_rate,
             "batch_size": args.batch_size, "max_length": args.max_length,
             "max_train_samples": args.max_train_samples, "seed": args.seed,
@@ -152,7 +184,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     output = args.output
     args = argparse.Namespace(**{**vars(args), "data": str(DEMO_DATA), "validation": None, "text_column": None,
-                                 "text_pair_column": None, "label_column": None, "reduction_factor": 16,
+                                 "text_pair_column": None, "label_column": None,
                                  "base_model": None, "epochs": None, "learning_rate": None, "batch_size": 16,
                                  "max_length": 128, "max_train_samples": None, "seed": 42,
                                  "early_stopping_patience": None, "base_dropout": False, "json": False,
@@ -190,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="train on the built-in demo data and predict (offline, about a minute)")
-    p.add_argument("--method", default="pfeiffer", choices=["pfeiffer", "houlsby", "ia3"])
+    _add_method_args(p, required=False)
     p.add_argument("--output", default="demo-adapter")
     p.set_defaults(func=cmd_demo)
 

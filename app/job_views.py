@@ -11,18 +11,17 @@ from datetime import datetime
 
 import pandas as pd
 
+from engine import methods
 from worker.models import WAITING
 
 STATES = {"queued": ("◌", "Queued"), "running": ("▶", "Running"), "succeeded": ("✔", "Succeeded"),
           "failed": ("✖", "Failed"), "cancelling": ("■", "Stopping…"), "cancelled": ("■", "Cancelled"),
           "interrupted": ("‖", "Interrupted")}
 ACTIVE = ("queued", "running", "cancelling")
-METHOD_NAMES = {"houlsby": "Houlsby", "pfeiffer": "Pfeiffer", "ia3": "IA3"}
 TABLE_COLUMNS = ["Job", "Method", "State", "Progress", "Time left", "Macro-F1", "Accuracy", "Created", "ID"]
 SETTING_NAMES = {"data": "Data", "validation": "Validation data", "text_column": "Text column",
                  "text_pair_column": "Second text column", "label_column": "Label column",
-                 "label_names": "Labels renamed", "method": "Method",
-                 "reduction_factor": "Reduction factor", "base_model": "Base model", "epochs": "Epochs",
+                 "label_names": "Labels renamed", "method": "Method", "base_model": "Base model", "epochs": "Epochs",
                  "learning_rate": "Learning rate", "batch_size": "Batch size", "max_length": "Max length (tokens)",
                  "max_train_samples": "Max training rows", "seed": "Random seed",
                  "early_stopping_patience": "Early stopping patience (epochs)",
@@ -94,14 +93,15 @@ def _score(metrics: dict | None, key: str) -> str:
 
 def job_label(job: dict) -> str:
     """How a job appears in menus: its name and short id."""
-    return f"{job.get('name') or 'job'} · {METHOD_NAMES.get(job.get('method'), job.get('method'))} · {job['id']}"
+    return f"{job.get('name') or 'job'} · {methods.label(job.get('method'))} · {job['id']}"
 
 
 def table(jobs: list[dict]) -> pd.DataFrame:
     """One row per job, newest first, with an HTML progress bar."""
     rows = []
     for job in jobs:
-        rows.append([html.escape(str(job.get("name") or job["id"])), METHOD_NAMES.get(job.get("method"), "—"),
+        method = methods.label(job.get("method")) if job.get("method") else "—"
+        rows.append([html.escape(str(job.get("name") or job["id"])), method,
                      state_text(job["state"]), progress_bar(job.get("progress")), time_left(job),
                      _score(job.get("metrics"), "macro_f1"),
                      _score(job.get("metrics"), "accuracy"), _when(job.get("created_at")), job["id"]])
@@ -111,7 +111,7 @@ def table(jobs: list[dict]) -> pd.DataFrame:
 def header(job: dict) -> str:
     """Markdown summary: name, state, what is trained on what, progress and the main scores."""
     spec = job.get("spec") or {}
-    method = METHOD_NAMES.get(job.get("method") or spec.get("method"), "?")
+    method = methods.label(job.get("method") or spec.get("method"))
     base = job.get("base_model") or spec.get("base_model") or "the bundled model"
     lines = [f"### {html.escape(str(job.get('name') or job['id']))} · {state_text(job['state'])}",
              f"{method} adapter on `{base}` · job id `{job['id']}` · created {_when(job.get('created_at'))}"]
@@ -255,7 +255,9 @@ def _setting(key: str, value: object) -> str:
     if value in (None, ""):
         return UNSET.get(key, "default")
     if key == "method":
-        return METHOD_NAMES.get(str(value), str(value))
+        return methods.label(str(value))
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "default"
     if key == "label_names":
         return ", ".join(f"{old} → {new}" for old, new in dict(value).items())
     if isinstance(value, bool):
@@ -270,7 +272,17 @@ def settings_rows(job: dict) -> list[tuple[str, str]]:
     spec = dict(job.get("spec") or {})
     spec.update(data=_source_name(job.get("data")) or spec.get("data"),
                 validation=_source_name(job.get("validation_data")))
-    return [(name, _setting(key, spec.get(key))) for key, name in SETTING_NAMES.items() if key in spec]
+    options = dict(spec.get("method_options") or {})
+    if "reduction_factor" in spec:  # stored before method_options
+        options.setdefault("reduction_factor", spec["reduction_factor"])
+    rows = []
+    for key, name in SETTING_NAMES.items():
+        if key in spec:
+            rows.append((name, _setting(key, spec.get(key))))
+        if key == "method":
+            rows += [(words, _setting(words, value)) for words, value in methods.option_rows(spec.get("method"),
+                                                                                              options)]
+    return rows
 
 
 def settings_html(job: dict) -> str:

@@ -28,6 +28,13 @@ CSS = """
 .al-card {padding: 0.8em 1em; border: 1px solid #e4e7ec; border-radius: 10px; background: #f9fafb;}
 .dark .al-card {background: transparent;}
 .al-help ul {margin-top: 0;}
+/* Method cards on the Train tab, by group; the chosen one outlined */
+.al-methods {display: flex; flex-direction: column; gap: 0.6em;}
+.al-method-group > div.al-method {display: inline-block; vertical-align: top; width: calc(50% - 0.6em);
+  margin: 0 0.6em 0.6em 0; padding: 0.5em 0.7em; border: 1px solid #e4e7ec; border-radius: 8px; font-size: 0.92em;}
+.al-method.al-chosen {border: 2px solid #6366f1; background: #eef2ff;}
+.dark .al-method.al-chosen {background: transparent;}
+.al-ref {opacity: 0.7; font-size: 0.9em;}
 .al-bars {padding: 0.6em 0.9em; border: 1px solid #e4e7ec; border-radius: 10px;}
 .al-bars-title {font-weight: 600; margin-bottom: 0.4em;}
 .al-bar-row {display: flex; align-items: center; gap: 0.6em; margin: 0.25em 0;}
@@ -49,6 +56,7 @@ CSS = """
 @media (max-width: 520px) {
   .tab-container button {padding-left: 6px !important; padding-right: 6px !important; font-size: 13px !important;}
   .al-stack {flex-direction: column !important;}
+  .al-method-group > div.al-method {width: 100%;}
 }
 """
 

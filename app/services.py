@@ -9,15 +9,14 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from functools import lru_cache
 from pathlib import Path
 
 from engine.adapter_io import read_metadata
-from engine.adapter_model import AdapterModel
-from engine.base_models import resolve_base_model
+from engine.base_models import load_config, resolve_base_model, skeleton
 from engine.data import TABLE_SUFFIXES
 from engine.errors import ConfigError, DataError
 from engine.inference import FilePredictions, Predictor
+from engine.methods import get as get_method
 from worker import api as jobs
 from worker import settings
 
@@ -120,28 +119,14 @@ def predict_file(key: str, input_path: str | Path, output_name: str, text_column
     return out, result
 
 
-def _model_for(base_model: str) -> AdapterModel:
-    p = predictor()
-    key = resolve_base_model(base_model)
-    if key not in p.models:
-        p.models[key] = AdapterModel(key).to(p.device).eval()
-    return p.models[key]
-
-
-@lru_cache(maxsize=256)
-def parameter_count(base_model: str, method: str, reduction_factor: float, num_labels: int) -> tuple[int, int, int]:
-    """(adapter, adapter + classifier head, base encoder) parameter counts for these settings."""
-    with _lock:
-        model = _model_for(base_model)
-        loaded = {id(p) for n in model.adapters for p in model.adapter_parameters(n)}
-        base = sum(p.numel() for p in model.encoder.parameters() if id(p) not in loaded)
-        name = "_parameter_count"
-        model.add_adapter(name, method, [str(i) for i in range(max(2, num_labels))], reduction_factor)
-        try:
-            adapter, trainable = model.parameter_counts(name)
-        finally:
-            model.delete_adapter(name)
-    return adapter, trainable, base
+def parameter_count(base_model: str, method: str, options: dict, num_labels: int) -> tuple[int, int, int]:
+    """(method, method + classifier head, base model) parameter counts for these settings, from the model's
+    config alone (nothing is loaded), checked as a job would be."""
+    config = load_config(resolve_base_model(base_model))
+    kind = get_method(method)
+    chosen = kind.options(options)
+    adapter, head = kind.count(chosen, config, max(2, num_labels))
+    return adapter, adapter + head, sum(p.numel() for p in skeleton(config).base_model.parameters())
 
 
 def datasets_dir() -> Path:

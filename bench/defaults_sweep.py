@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.methods import METHOD_DEFAULTS
+from engine import methods
 from engine.training import TrainConfig, train
 
 DATA = Path(os.environ.get("ADAPTERLAB_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -44,7 +44,7 @@ def main() -> None:
     for set_name in args.sets.split(","):
         train_file, valid_file, text, pair = SETS[set_name]
         for method in args.methods.split(","):
-            rates = ([METHOD_DEFAULTS[method]["learning_rate"]] if args.rates == "default"
+            rates = ([methods.get(method).defaults["learning_rate"]] if args.rates == "default"
                      else [float(r) for r in args.rates.split(",")] if args.rates else GRID[method])
             dropouts = {"off": [False], "on": [True], "both": [False, True]}[args.base_dropout]
             for lr, base_dropout in ((lr, d) for lr in rates for d in dropouts):

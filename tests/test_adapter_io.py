@@ -11,6 +11,7 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification
 
+from engine.adapter_io import load_adapter
 from engine.adapter_model import AdapterModel
 from engine.errors import ConfigError
 from engine.inference import Predictor
@@ -111,11 +112,8 @@ def test_peft_made_ia3_weights_load_into_our_model(tiny_bert, tmp_path) -> None:
     assert set(saved.target_modules) == set(config.target_modules)  # PEFT writes them from a set: any order
     assert set(saved.feedforward_modules) == set(config.feedforward_modules)
 
-    ours.add_adapter("peft_made", "ia3", ["neg", "pos"], ia3_target_modules=saved.target_modules,
-                     ia3_feedforward_modules=saved.feedforward_modules)
-    ia3.import_state_dict(ours.backbone, "peft_made", ours.heads["peft_made"],
-                          load_file(tmp_path / "adapter_model.safetensors"))
-    ours.set_active("peft_made")
+    assert load_adapter(ours, tmp_path, "peft_made") == "peft_made"  # a PEFT folder: no adapterlab.json
+    assert ours.adapters["peft_made"].labels == ["LABEL_0", "LABEL_1"]  # PEFT keeps no label names
     batch = ours.tokenizer(TEXTS, padding=True, return_tensors="pt")
     with torch.no_grad():
         expected = peft_model(**batch).logits

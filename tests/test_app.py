@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import gradio as gr
 import pandas as pd
 import pytest
@@ -11,9 +13,9 @@ from app import security, services
 from app.tabs import data as data_tab
 from app.tabs import jobs as jobs_tab
 from app.tabs import train as train_tab
+from engine import methods
 from engine.data import DEMO_DATA
 from engine.errors import ConfigError, DataError
-from engine.methods import METHOD_DEFAULTS
 from tests.conftest import write_csv
 from worker.spec import normalise
 
@@ -228,7 +230,7 @@ DATA = {"source": "/data/x.csv", "name": "x.csv", "validation": None, "text": "t
 
 
 def form(**overrides) -> dict:
-    values = {"method": "ia3", "reduction_factor": 16, "base_model": "", "epochs": 2.0, "learning_rate": None,
+    values = {"method": "ia3", "method_options": {}, "base_model": "", "epochs": 2.0, "learning_rate": None,
               "batch_size": 16.0, "max_length": 128.0, "max_train_samples": "", "seed": 42.0,
               "early_stopping_patience": "", "base_dropout": False, "name": "  my job "}
     return {**values, **overrides}
@@ -238,7 +240,15 @@ def test_build_spec():
     spec = train_tab.build_spec(DATA, form())
     assert spec == {"data": "/data/x.csv", "text_column": "text", "label_column": "label", "method": "ia3",
                     "epochs": 2, "batch_size": 16, "max_length": 128, "seed": 42, "name": "my job"}
-    assert train_tab.build_spec(DATA, form(method="pfeiffer", reduction_factor=8))["reduction_factor"] == 8.0
+    pfeiffer = train_tab.build_spec(DATA, form(method="pfeiffer", method_options={"reduction_factor": "8"}))
+    assert pfeiffer["method_options"] == {"reduction_factor": 8.0}
+    lora = train_tab.build_spec(DATA, form(method="lora", method_options={"lora_r": 16, "lora_targets": "query, key"}))
+    assert lora["method_options"] == {"lora_r": 16, "lora_alpha": 8, "lora_dropout": 0.0,
+                                      "lora_targets": ["query", "key"]}
+    with pytest.raises(ConfigError, match="^Rank \\(r\\) must be a whole number, not '2.5'.$"):
+        train_tab.build_spec(DATA, form(method="lora", method_options={"lora_r": "2.5"}))
+    with pytest.raises(ConfigError, match="^Reduction factor must be greater than 0.$"):
+        train_tab.build_spec(DATA, form(method="parallel", method_options={"reduction_factor": "0"}))
     renamed = {**DATA, "label_names": {"a": "alpha"}}
     assert train_tab.build_spec(renamed, form())["label_names"] == {"a": "alpha"}
     with pytest.raises(ConfigError, match="Data tab"):
@@ -260,22 +270,32 @@ def test_build_spec():
         normalise({"data": "x.csv", "method": "ia3", "base_dropout": "maybe"})
 
 
-def test_method_switch_sets_defaults_and_hides_reduction_factor():
-    reduction, epochs, lr = train_tab.on_method("ia3")
-    assert reduction["visible"] is False and lr["value"] == METHOD_DEFAULTS["ia3"]["learning_rate"]
-    assert train_tab.on_method("houlsby")[0]["visible"] is True
+def test_method_switch_shows_its_options_and_defaults():
+    cards, *groups, epochs, lr = train_tab.on_method("ia3")
+    assert [g["visible"] for g in groups] == [name == "ia3" for name in methods.names()]
+    assert lr["value"] == methods.get("ia3").defaults["learning_rate"]
+    assert 'al-method al-chosen"><b>IA3' in cards
+    for group in methods.GROUPS:  # every group has its heading, every method its card and explanation
+        assert group in cards
+    assert all(html.escape(m.description) in cards for m in methods.REGISTRY.values())
+    form = {"lora.lora_r": 16, "pfeiffer.reduction_factor": 8}
+    assert train_tab.chosen_options("lora", form) == {"lora_r": 16}
 
 
 def test_live_parameter_count(tiny_bert):
-    counts = {m: services.parameter_count(str(tiny_bert), m, 8.0, 3) for m in ("pfeiffer", "houlsby", "ia3")}
+    counts = {m: services.parameter_count(str(tiny_bert), m, {"reduction_factor": 8} if m != "ia3" else {}, 3)
+              for m in ("pfeiffer", "houlsby", "ia3")}
     assert counts["pfeiffer"][0] == 2 * (2 * 32 * 4 + 4 + 32)  # 2 layers, bottleneck 32 / 8
     assert counts["houlsby"][0] == 2 * counts["pfeiffer"][0]
     assert counts["ia3"][0] < counts["pfeiffer"][0]
     assert all(trainable > adapter for adapter, trainable, _ in counts.values())
     assert len({base for *_, base in counts.values()}) == 1
-    text = train_tab.parameter_count(str(tiny_bert), "pfeiffer", 8, ["a", "b", "c"])
+    text = train_tab.parameter_count(str(tiny_bert), "pfeiffer", {"reduction_factor": 8}, ["a", "b", "c"])
     assert "trainable parameters" in text and "3 labels" in text
-    assert "al-error" in train_tab.parameter_count("/no/such/model", "pfeiffer", 16, [])
+    assert "al-error" in train_tab.parameter_count("/no/such/model", "pfeiffer", {}, [])
+    assert "must be at least 1" in train_tab.parameter_count(str(tiny_bert), "lora", {"lora_r": 0}, [])
+    full = train_tab.parameter_count(str(tiny_bert), "full", {}, ["a", "b"])
+    assert "every weight of the model" in full and "memory to train" in full
 
 
 # --- services, API and page wiring ------------------------------------------------------------------------------

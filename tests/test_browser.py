@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine.methods import METHOD_DEFAULTS
+from engine import methods
 from tests.test_app_server import JOB_TIMEOUT, shared_server, stop_shared_server
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -109,7 +109,7 @@ def test_upload_train_watch_and_predict_with_two_adapters(page, app_server):
     pfeiffer_count = count.inner_text()
     page.locator("#train-method").get_by_text("IA3", exact=True).click()
     expect(page.locator("#train-reduction")).to_be_hidden()
-    expect(page.locator("#train-lr input")).to_have_value(str(METHOD_DEFAULTS["ia3"]["learning_rate"]))
+    expect(page.locator("#train-lr input")).to_have_value(str(methods.get("ia3").defaults["learning_rate"]))
     expect(count).not_to_have_text(pfeiffer_count)
     page.locator("#train-method").get_by_text("Pfeiffer", exact=True).click()
     expect(page.locator("#train-reduction")).to_be_visible()

@@ -86,5 +86,5 @@ def test_errors_are_one_line_with_exit_2(args, message) -> None:
 
 
 def test_unknown_method_is_a_usage_error() -> None:
-    result = run("train", "--data", "x.csv", "--method", "lora", "--output", "x", check=False)
-    assert result.returncode == 2 and "invalid choice: 'lora'" in result.stderr
+    result = run("train", "--data", "x.csv", "--method", "adamix", "--output", "x", check=False)
+    assert result.returncode == 2 and "invalid choice: 'adamix'" in result.stderr

@@ -56,7 +56,7 @@ def test_submit_train_and_status(trained):
     assert trained["error"] is None
     assert {"accuracy", "macro_f1", "per_class", "confusion_matrix", "labels"} <= set(trained["metrics"])
     assert trained["history"] and trained["steps"]
-    assert trained["spec"]["reduction_factor"] == 8 and trained["spec"]["learning_rate"] == 0.002
+    assert trained["spec"]["method_options"] == {"reduction_factor": 8} and trained["spec"]["learning_rate"] == 0.002
     assert "traceback" not in trained
 
 
@@ -92,7 +92,7 @@ def test_submit_errors_are_readable(client, app_server):
                        api_name="/submit_job")
     with pytest.raises(AppError, match="Unknown method"):
         client.predict(data_file=handle_file(str(app_server.sentiment_csv)), text_column="review",
-                       label_column="sentiment", method="lora", api_name="/submit_job")
+                       label_column="sentiment", method="adamix", api_name="/submit_job")
 
 
 def test_status_and_predict_errors_are_readable(client):

@@ -25,9 +25,9 @@ from alembic.script import ScriptDirectory
 from conftest import NEGATIVE, POSITIVE, write_csv
 
 from app.cli import main
+from engine import methods
 from engine.errors import ConfigError, DataError
 from engine.inference import Predictor
-from engine.methods import METHOD_DEFAULTS
 from worker import api, db, example_db, recovery, runner, settings, store
 from worker.job_queue import get_huey, pending_job_ids
 from worker.models import Base, Job, utcnow
@@ -70,7 +70,7 @@ def test_submit_snapshots_the_data_and_queues_the_job(home, spec, sentiment_csv)
     assert job["data"] == {"kind": "file", "filename": "sentiment.csv", "sha256": digest,
                            "path": f"uploads/{digest}.csv"}
     assert Path(job["spec"]["data"]).read_bytes() == original
-    assert job["spec"]["learning_rate"] == METHOD_DEFAULTS["pfeiffer"]["learning_rate"]  # fixed at submit
+    assert job["spec"]["learning_rate"] == methods.get("pfeiffer").defaults["learning_rate"]  # fixed at submit
     assert job["metrics"] is None and job["adapter_dir"] is None and job["steps"] == [] and job["history"] == []
     assert api.get_job(again)["name"] == "sentiment · pfeiffer"
     assert pending_job_ids() == {job_id, again}
@@ -92,7 +92,7 @@ def test_a_folder_dataset_is_snapshotted_as_parquet(home, spec, tmp_path):
     ({"label_column": "sentiment"}, DataError, "no column 'sentiment'"),
     ({"data": "single-class"}, DataError, "single class"),
     ({"data": "missing.csv"}, DataError, "no such file"),
-    ({"method": "lora"}, ConfigError, "Unknown method 'lora'"),
+    ({"method": "adamix"}, ConfigError, "Unknown method 'adamix'"),
     ({"reduction_factor": 64}, ConfigError, "too large for hidden size 32"),
     ({"base_model": "/no/such/model"}, ConfigError, "does not exist"),
     ({"epochs": "three"}, ConfigError, "Epochs must be a number"),
@@ -316,7 +316,8 @@ def test_job_commands(home, spec, capsys):
     assert {k: job[k] for k in ("state", "progress", "attempts", "metrics", "adapter_dir", "error", "name")} == \
         {"state": "queued", "progress": 0.0, "attempts": 0, "metrics": None, "adapter_dir": None, "error": None,
          "name": "from the cli"}
-    assert job["spec"]["method"] == "ia3" and job["spec"]["learning_rate"] == METHOD_DEFAULTS["ia3"]["learning_rate"]
+    assert job["spec"]["method"] == "ia3"
+    assert job["spec"]["learning_rate"] == methods.get("ia3").defaults["learning_rate"]
 
     assert main(["jobs"]) == 0
     table = capsys.readouterr().out.splitlines()

@@ -103,8 +103,12 @@ def test_adapterhub_config_round_trip() -> None:
     exported = config.to_adapterhub()
     assert exported["mh_adapter"] and exported["non_linearity"] == "swish" and exported["reduction_factor"] == 8
     assert BottleneckConfig.from_adapterhub(exported) == config
-    with pytest.raises(ConfigError, match="is_parallel"):
-        BottleneckConfig.from_adapterhub({**exported, "is_parallel": True})
+    with pytest.raises(ConfigError, match="use_gating"):
+        BottleneckConfig.from_adapterhub({**exported, "use_gating": True})
+    parallel = BottleneckConfig("parallel", 2)
+    assert BottleneckConfig.from_adapterhub({**exported, **parallel.to_adapterhub()}) == parallel
+    with pytest.raises(ConfigError, match="scaling"):  # "learned" scaling (scaled_par_bn) is not implemented
+        BottleneckConfig.from_adapterhub({**parallel.to_adapterhub(), "scaling": "learned"})
 
 
 # IA3: our own layers, PEFT's maths, one flat parameter per adapter.

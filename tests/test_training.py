@@ -108,8 +108,8 @@ def test_bert_family_architectures(model_type, sentiment_csv, tmp_path) -> None:
 
 def test_invalid_settings_are_refused(sentiment_csv, tiny_bert, tmp_path) -> None:
     with pytest.raises(ConfigError, match="Unknown method"):
-        train(_config(sentiment_csv, tiny_bert, tmp_path / "x", "lora"))
+        train(_config(sentiment_csv, tiny_bert, tmp_path / "x", "adamix"))
     with pytest.raises(ConfigError, match="Epochs must be at least 1"):
         train(_config(sentiment_csv, tiny_bert, tmp_path / "x", epochs=0))
     with pytest.raises(ConfigError, match="too large"):
-        train(_config(sentiment_csv, tiny_bert, tmp_path / "x", reduction_factor=64))
+        train(_config(sentiment_csv, tiny_bert, tmp_path / "x", method_options={"reduction_factor": 64}))

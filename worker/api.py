@@ -167,5 +167,10 @@ def finished_adapters() -> list[dict]:
                                            Job.adapter_dir.is_not(None)).order_by(Job.finished_at.desc())).all()
         return [{"id": j.id, "name": j.name, "method": j.method, "labels": j.labels,
                  "adapter_dir": _absolute(j.adapter_dir), "base_model": j.base_model, "metrics": j.metrics,
-                 "state": j.state, "finished_at": _iso(j.finished_at)}
+                 "state": j.state, "finished_at": _iso(j.finished_at), "size_mb": _size_mb(j.adapter_dir)}
                 for j in jobs if (settings.data_dir() / j.adapter_dir).is_dir()]
+
+
+def _size_mb(relative: str) -> float:
+    """The saved folder's size on disk (a full fine-tuned model is as large as its base; adapters are small)."""
+    return sum(p.stat().st_size for p in (settings.data_dir() / relative).iterdir() if p.is_file()) / 1e6

@@ -86,8 +86,9 @@ def _config(job: Job, dev: str) -> TrainConfig:
     spec["validation"] = str(home / spec["validation"]) if spec.get("validation") else None
     spec["batch_size"] = job.batch_size
     validation = job.validation_source or {}
-    return TrainConfig(**spec, output=str(settings.adapters_dir() / job.id), device=dev, adapter_name=job.name,
-                       data_name=_source_name(job.data_source), validation_name=_source_name(validation))
+    return TrainConfig.from_settings(spec, output=str(settings.adapters_dir() / job.id), device=dev,
+                                     adapter_name=job.name, data_name=_source_name(job.data_source),
+                                     validation_name=_source_name(validation))
 
 
 def _source_name(source: dict) -> str | None:

@@ -17,15 +17,14 @@ from pathlib import Path
 from engine.base_models import display_name, load_config, load_tokenizer, resolve_base_model
 from engine.data import prepare, read_table
 from engine.errors import ConfigError
-from engine.methods import BOTTLENECK_METHODS
-from engine.methods.bottleneck.config import BottleneckConfig
-from engine.methods.ia3.config import ia3_config
+from engine.methods import all_options
+from engine.methods import get as get_method
 from engine.training import RUN_ONLY, TrainConfig, run_settings
 from worker import settings
 
-SPEC_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.name not in RUN_ONLY)
+SPEC_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.name not in RUN_ONLY and f.name != "method_options")
 INT_FIELDS = {"epochs", "batch_size", "max_length", "max_train_samples", "seed", "early_stopping_patience"}
-FLOAT_FIELDS = {"reduction_factor", "learning_rate", "warmup_ratio", "weight_decay", "max_grad_norm",
+FLOAT_FIELDS = {"learning_rate", "warmup_ratio", "weight_decay", "max_grad_norm",
                 "validation_fraction"}
 
 
@@ -59,12 +58,19 @@ def _label_names(value: object) -> dict[str, str] | None:
 
 
 def normalise(spec: dict) -> dict:
-    """TrainConfig fields from what a form or the command line sent: unknown keys refused, blanks unset."""
+    """TrainConfig fields from what a form or the command line sent: unknown keys refused, blanks unset; method
+    options may come by name at the top level (as the command line's flags) or in `method_options`."""
+    spec = dict(spec)
+    options = {k: spec.pop(k) for k in set(all_options()) & set(spec)}
+    options.update(spec.pop("method_options", None) or {})
     unknown = sorted(set(spec) - set(SPEC_FIELDS))
     if unknown:
         raise ConfigError(f"Unknown job setting {', '.join(map(repr, unknown))}; the settings are "
-                          f"{', '.join(SPEC_FIELDS)}.")
-    out = {}
+                          f"{', '.join(SPEC_FIELDS)} and the methods' own ({', '.join(all_options())}).")
+    out: dict = {}
+    options = {k: v.strip() if isinstance(v, str) else v for k, v in options.items()}
+    if any(v is not None and v != "" for v in options.values()):
+        out["method_options"] = {k: v for k, v in options.items() if v is not None and v != ""}
     for key, value in spec.items():
         if isinstance(value, str):
             value = value.strip()
@@ -86,10 +92,8 @@ def check_method(config: TrainConfig) -> str:
     base = resolve_base_model(config.base_model)
     model_config = load_config(base)
     load_tokenizer(base)
-    if config.method in BOTTLENECK_METHODS:
-        BottleneckConfig(config.method, config.reduction_factor).bottleneck_size(model_config.hidden_size)
-    else:
-        ia3_config(model_config.model_type, base)
+    method = get_method(config.method)
+    method.check(method.options(config.method_options), model_config, config.max_length)
     return display_name(base)
 
 

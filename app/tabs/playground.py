@@ -13,11 +13,11 @@ from typing import TypeVar
 
 import gradio as gr
 
-from app import job_views as views
 from app import services
 from app.security import safe_filename
 from app.tabs.data import FILE_TYPES, GUESS_ROWS
 from app.ui import friendly, note
+from engine import methods
 from engine.data import guess_columns, read_table
 from engine.errors import AdapterLabError, ConfigError, DataError
 
@@ -30,7 +30,8 @@ def adapter_choices() -> list[tuple[str, str]]:
     out = []
     for a in services.adapters():
         score = f" · macro-F1 {a['metrics']['macro_f1']:.2f}" if a.get("metrics") else ""
-        out.append((f"{a['name']} · {views.METHOD_NAMES.get(a['method'], a['method'])}{score} · {a['id']}", a["id"]))
+        own = f" · own model, {a['size_mb']:.0f} MB" if a.get("method") == "full" and a.get("size_mb") else ""
+        out.append((f"{a['name']} · {methods.label(a['method'])}{own}{score} · {a['id']}", a["id"]))
     return out
 
 
@@ -100,7 +101,7 @@ def compare_all(keys: list[str], text: str, text_pair: str) -> list[dict]:
         adapter = services.find_adapter(key)
         pair = text_pair if services.pair_column(adapter) else None
         result = services.predict(key, text, pair)
-        results.append({"name": f"{adapter['name']} ({views.METHOD_NAMES.get(adapter['method'])})", **result})
+        results.append({"name": f"{adapter['name']} ({methods.label(adapter['method'])})", **result})
     return results
 
 

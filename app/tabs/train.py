@@ -5,6 +5,8 @@ Launching only queues a job through worker.api and opens it on the Jobs tab; the
 
 from __future__ import annotations
 
+import dataclasses
+import html
 from dataclasses import dataclass
 
 import gradio as gr
@@ -14,49 +16,94 @@ from app import services
 from app.tabs.data import DataTab
 from app.tabs.jobs import JobsTab, choices
 from app.ui import friendly, note
+from engine import methods
 from engine.base_models import DEFAULT_BASE_MODEL
 from engine.errors import AdapterLabError, ConfigError
-from engine.methods import BOTTLENECK_METHODS, DEFAULT_REDUCTION_FACTOR, DESCRIPTIONS, METHOD_DEFAULTS
+from engine.methods.base import OptionSpec, option_fields
 from worker import api as jobs
 
-METHODS = [("Houlsby", "houlsby"), ("Pfeiffer", "pfeiffer"), ("IA3", "ia3")]
-REDUCTION_FACTORS = [2, 4, 8, 16, 32, 64]
+DEFAULT_METHOD = "pfeiffer"
 BASE_MODELS = [("all-MiniLM-L6-v2 (bundled, small and fast, works offline)", DEFAULT_BASE_MODEL)]
 
 
 @dataclass
 class TrainTab:
-    """The form's components by setting name (what the launch button reads), the button and its status line."""
+    """The form's components by setting name (what the launch button reads), the button and its status line.
+    A method's own options are named "method.option" (e.g. "lora.lora_r"): each method has its own controls."""
 
     form: dict[str, gr.components.Component]
     launch: gr.Button
     status: gr.Markdown
 
 
-def method_help() -> str:
-    return "\n".join(f"- **{label}**: {DESCRIPTIONS[key]}" for label, key in METHODS)
+def method_cards(chosen: str) -> str:
+    """Every registered method, grouped, with its one-line explanation and measured defaults; `chosen` marked."""
+    parts = []
+    for group in methods.GROUPS:
+        cards = []
+        for m in (m for m in methods.REGISTRY.values() if m.group == group):
+            mark = " al-chosen" if m.name == chosen else ""
+            cards.append(f'<div class="al-method{mark}"><b>{html.escape(m.label)}</b> '
+                         f'<span class="al-ref">{html.escape(m.reference)}</span><br>{html.escape(m.description)}'
+                         f'<br><span class="al-ref">Default: learning rate {m.defaults["learning_rate"]:g}, '
+                         f'{int(m.defaults["epochs"])} epochs</span></div>')
+        if cards:
+            parts.append(f'<div class="al-method-group"><div class="al-bars-title">{html.escape(group)}</div>'
+                         f'{"".join(cards)}</div>')
+    return f'<div class="al-methods">{"".join(parts)}</div>'
 
 
-def on_method(method: str):
-    """Per-method defaults, and the reduction factor only for the bottleneck methods."""
-    defaults = METHOD_DEFAULTS[method]
-    return (gr.update(visible=method in BOTTLENECK_METHODS), gr.update(value=int(defaults["epochs"])),
-            gr.update(value=defaults["learning_rate"]))
+def method_choices() -> list[tuple[str, str]]:
+    """The methods in the cards' order (by group), for the radio."""
+    return [(m.label, m.name) for g in methods.GROUPS for m in methods.REGISTRY.values() if m.group == g]
 
 
-def parameter_count(base_model: str, method: str, reduction_factor: float, labels: list[str]) -> str:
-    """The live 'how much will be trained' line; loads the base model once per web process."""
+def on_method(method: str) -> tuple:
+    """The chosen method's card, its options shown (every other method's hidden), and its default epochs and
+    learning rate."""
+    defaults = methods.get(method).defaults
+    return (method_cards(method), *[gr.update(visible=name == method) for name in methods.names()],
+            gr.update(value=int(defaults["epochs"])), gr.update(value=defaults["learning_rate"]))
+
+
+def chosen_options(method: str, values: dict) -> dict:
+    """The chosen method's option values from the form's "method.option" entries."""
+    prefix = f"{method}."
+    return {key[len(prefix):]: value for key, value in values.items() if key.startswith(prefix)}
+
+
+def _size(count: int) -> str:
+    megabytes = 4 * count / 1e6
+    return f"{megabytes:.1f} MB" if megabytes < 10 else f"{megabytes:,.0f} MB"
+
+
+def parameter_count(base_model: str, method: str, options: dict, labels: list[str]) -> str:
+    """The live 'how much will be trained' line, with what the saved result costs on disk; from the model's
+    config, so it follows every change at once."""
     try:
-        adapter, trainable, base = services.parameter_count(base_model or DEFAULT_BASE_MODEL, method,
-                                                            float(reduction_factor or DEFAULT_REDUCTION_FACTOR),
+        adapter, trainable, base = services.parameter_count(base_model or DEFAULT_BASE_MODEL, method, options,
                                                             len(labels or []) or 2)
     except AdapterLabError as exc:
         return note(str(exc), "error")
     share = 100 * trainable / base if base else 0
     labels_note = f"{len(labels)} labels" if labels else "2 labels until you choose data"
-    return (f"**{trainable:,} trainable parameters**: {adapter:,} in the adapter + {trainable - adapter:,} in the "
+    if method == "full":
+        return (f"**{trainable:,} trainable parameters: every weight of the model** ({labels_note}). Each run "
+                f"saves a whole model of about **{_size(trainable)}** and needs about {_size(4 * trainable)} of "
+                "memory to train (weights, gradients and the optimizer's two averages); the Playground loads it "
+                "as a model of its own.")
+    return (f"**{trainable:,} trainable parameters**: {adapter:,} in the method + {trainable - adapter:,} in the "
             f"classifier ({labels_note}). That is **{share:.2f}%** of the base model's {base / 1e6:.1f} million, "
-            "which stays frozen.")
+            f"which stays frozen; the saved adapter is about {_size(trainable)}.")
+
+
+def option_control(method: str, name: str, spec: OptionSpec, default: object) -> gr.components.Component:
+    """One option's control: a choice of the offered values, or a text box the form checks (in the page's words)."""
+    key = f"train-{method}-{name}".replace("_", "-")
+    if spec.choices:
+        return gr.Radio(list(spec.choices), value=default, label=spec.label, info=spec.help, elem_id=key)
+    shown = ", ".join(default) if isinstance(default, list) else ("" if default is None else default)
+    return gr.Textbox(str(shown), label=spec.label, info=spec.help, elem_id=key)
 
 
 # Each form value by name: its words in the page (for messages), whether it is whole, its limits, and what
@@ -96,12 +143,12 @@ def build_spec(data: dict | None, form: dict) -> dict:
     ConfigError saying what to fix in the page's words."""
     if not data:
         raise ConfigError("Choose the data and its text and label columns on the Data tab first.")
+    method = methods.get(form["method"])
     spec = {"data": data["source"], "validation": (data.get("validation") or {}).get("path"),
             "text_column": data["text"], "text_pair_column": data.get("pair"), "label_column": data["label"],
-            "label_names": data.get("label_names"), "method": form["method"],
-            "base_model": (form.get("base_model") or "").strip() or None}
-    if form["method"] in BOTTLENECK_METHODS:
-        spec["reduction_factor"] = float(form.get("reduction_factor") or DEFAULT_REDUCTION_FACTOR)
+            "label_names": data.get("label_names"), "method": method.name,
+            "base_model": (form.get("base_model") or "").strip() or None,
+            "method_options": dataclasses.asdict(method.options(form.get("method_options"))) or None}
     spec.update({key: _number(key, form.get(key)) for key in FIELDS})
     spec.update(batch_size=spec["batch_size"] or 16, max_length=spec["max_length"] or 128,
                 seed=42 if spec["seed"] is None else spec["seed"])
@@ -124,21 +171,26 @@ def data_summary(data: dict | None) -> str:
 def build(data: DataTab) -> TrainTab:
     gr.Markdown("## Step 2 · Choose how to train")
     summary = gr.Markdown(data_summary(None), elem_id="train-data-summary")
+    option_controls: dict[str, gr.components.Component] = {}
+    groups = []
     with gr.Row():
         with gr.Column(scale=3):
-            method = gr.Radio(METHODS, value="pfeiffer", label="Adapter method", elem_id="train-method")
-            gr.Markdown(method_help(), elem_classes=["al-help"])
-            reduction_factor = gr.Radio(REDUCTION_FACTORS, value=int(DEFAULT_REDUCTION_FACTOR),
-                                        label="Reduction factor", elem_id="train-reduction",
-                                        info="Bottleneck size = the model's hidden size ÷ this factor. A smaller "
-                                             "factor trains more parameters.")
+            method = gr.Radio(method_choices(), value=DEFAULT_METHOD, label="Method", elem_id="train-method")
+            cards = gr.HTML(method_cards(DEFAULT_METHOD), elem_id="train-method-cards")
+            for m in methods.REGISTRY.values():
+                with gr.Group(visible=m.name == DEFAULT_METHOD, elem_id=f"train-options-{m.name}") as group:
+                    defaults = m.options()
+                    for f, spec in option_fields(m.Options):
+                        option_controls[f"{m.name}.{f.name}"] = option_control(m.name, f.name, spec,
+                                                                               getattr(defaults, f.name))
+                groups.append(group)
             base_model = gr.Dropdown(BASE_MODELS, value=DEFAULT_BASE_MODEL, allow_custom_value=True,
                                      label="Base model", elem_id="train-base-model",
                                      info="Or type a Hugging Face model id (e.g. bert-base-uncased) or a model "
                                           "folder on the server.")
         with gr.Column(scale=2):
             count = gr.Markdown(elem_id="train-param-count", elem_classes=["al-card"])
-            defaults = METHOD_DEFAULTS["pfeiffer"]
+            defaults = methods.get(DEFAULT_METHOD).defaults
             # No minimum/maximum on the numbers: the form checks them itself, naming the field in its message
             with gr.Row():
                 epochs = gr.Number(int(defaults["epochs"]), label="Epochs", precision=0,
@@ -166,14 +218,21 @@ def build(data: DataTab) -> TrainTab:
     launch = gr.Button("Launch training", variant="primary", size="lg", elem_id="train-launch")
     status = gr.Markdown(elem_id="train-status")
 
-    method.change(on_method, method, [reduction_factor, epochs, learning_rate])
+    method.change(on_method, method, [cards, *groups, epochs, learning_rate])
     # On load and on every change; one at a time and newest last, so the count always matches the form.
     labels = gr.State([])
     data.chosen.change(lambda chosen: (chosen or {}).get("labels") or [], data.chosen, labels)
-    gr.on(None, parameter_count, [base_model, method, reduction_factor, labels], count, concurrency_limit=1,
+    names = {component: key for key, component in option_controls.items()}
+
+    def count_line(values: dict) -> str:
+        chosen = values[method]
+        options = chosen_options(chosen, {names[c]: v for c, v in values.items() if c in names})
+        return parameter_count(values[base_model], chosen, options, values[labels])
+
+    gr.on(None, count_line, {base_model, method, labels, *option_controls.values()}, count, concurrency_limit=1,
           concurrency_id="parameter-count", trigger_mode="always_last", show_progress="minimal")
     data.chosen.change(data_summary, data.chosen, summary)
-    form = {"method": method, "reduction_factor": reduction_factor, "base_model": base_model, "epochs": epochs,
+    form = {**option_controls, "method": method, "base_model": base_model, "epochs": epochs,
             "learning_rate": learning_rate, "batch_size": batch_size, "max_length": max_length,
             "max_train_samples": max_train_samples, "seed": seed, "early_stopping_patience": patience,
             "base_dropout": base_dropout, "name": name}
@@ -197,7 +256,9 @@ def connect(train: TrainTab, data: DataTab, tabs: gr.Tabs, jobs_tab: JobsTab) ->
     names = {component: name for name, component in train.form.items()}
 
     def launch(values: dict):
-        return launch_job(values[data.chosen], {names[c]: v for c, v in values.items() if c in names})
+        form = {names[c]: v for c, v in values.items() if c in names}
+        form["method_options"] = chosen_options(form["method"], form)
+        return launch_job(values[data.chosen], form)
 
     train.launch.click(launch, {data.chosen, *train.form.values()},
                        [tabs, jobs_tab.table, jobs_tab.picker, train.status])

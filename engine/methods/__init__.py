@@ -31,6 +31,18 @@ def names() -> list[str]:
     return list(REGISTRY)
 
 
+def label(name: str | None) -> str:
+    """The method's name in the page ('Pfeiffer', 'LoRA'); an unknown one as it is."""
+    return REGISTRY[name].label if name in REGISTRY else str(name or "?")
+
+
+def option_rows(method: str | None, options: dict | None) -> list[tuple[str, object]]:
+    """A method's options as (words in the page, value), in the order its Options declare them."""
+    if method not in REGISTRY or not options:
+        return []
+    return [(spec.label, options[f.name]) for f, spec in option_fields(REGISTRY[method].Options) if f.name in options]
+
+
 def all_options() -> dict[str, OptionSpec]:
     """Every option name any method reads, with the first method's words for it (the CLI's flags)."""
     out: dict[str, OptionSpec] = {}

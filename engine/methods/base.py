@@ -53,10 +53,7 @@ def _coerce(f: dataclasses.Field, spec: OptionSpec, value: Any) -> Any:
     default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
     if isinstance(default, list):
         items = value.split(",") if isinstance(value, str) else list(value)
-        items = [str(v).strip() for v in items if str(v).strip()]
-        if not items:
-            raise ConfigError(f"{spec.label} needs at least one name.")
-        return items
+        return [str(v).strip() for v in items if str(v).strip()]  # empty: the method's default
     if isinstance(default, str):
         return str(value).strip()
     try:

@@ -15,9 +15,9 @@ from engine.methods.base import option
 
 @dataclass(frozen=True)
 class PromptOptions:
-    num_virtual_tokens: int = option(20, "Virtual tokens", "Learned vectors put before every text; each "
-                                     "takes a position, so texts get this many fewer tokens.", low=1, high=256,
-                                     whole=True, choices=(10, 20, 50, 100))
+    num_virtual_tokens: int = option(20, "Virtual tokens", "Learned vectors put before every text. Each takes one "
+                                     "of the model's positions (512 on BERT) beside the max length.", low=1,
+                                     high=256, whole=True, choices=(10, 20, 50, 100))
     prompt_init_text: str = option("", "Start from text", "Start the vectors from this text's word embeddings "
                                    "(e.g. 'Classify the topic of this message'); empty: random.")
 
