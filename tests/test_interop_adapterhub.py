@@ -1,4 +1,4 @@
-"""Our Pfeiffer/Houlsby folders load in AdapterHub's `adapters` 1.3 with the same probabilities, and back.
+"""Our Pfeiffer/Houlsby/parallel folders load in AdapterHub's `adapters` 1.3 with the same probabilities, and back.
 
 AdapterHub pins transformers 4.57, so it runs in its own venv (scripts/make_reference_venv.sh); these tests
 skip with that reason where the venv is absent.
@@ -34,7 +34,7 @@ def _reference(script: str, *args: str) -> None:
                    capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("method", ["pfeiffer", "houlsby"])
+@pytest.mark.parametrize("method", ["pfeiffer", "houlsby", "parallel"])
 def test_adapterhub_loads_our_adapter(method, bundled_model, tmp_path) -> None:
     rows = [{"q": t, "q2": t[::-1], "y": "pos"} for t in POSITIVE] + [
         {"q": t, "q2": t[::-1], "y": "neg"} for t in NEGATIVE]
@@ -53,11 +53,12 @@ def test_adapterhub_loads_our_adapter(method, bundled_model, tmp_path) -> None:
     assert (torch.tensor(ref["probabilities"]) - ours.double()).abs().max() <= 1e-4
 
 
-@pytest.mark.parametrize(("method", "safetensors"), [("pfeiffer", False), ("houlsby", True)])
+@pytest.mark.parametrize(("method", "safetensors"), [("pfeiffer", False), ("houlsby", True), ("parallel", False)])
 def test_we_import_an_adapterhub_adapter(method, safetensors, bundled_model, tmp_path) -> None:
     (tmp_path / "texts.json").write_text(json.dumps(TEXTS))
     out = tmp_path / "hub_adapter"
     _reference("adapterhub_make_adapter.py", "--base-model", str(bundled_model), "--method", method,
+               *(["--reduction-factor", "2"] if method == "parallel" else []),
                "--labels", "neg,neutral,pos", "--out", str(out), "--seed", "3", "--texts-json",
                str(tmp_path / "texts.json"), "--probs-out", str(tmp_path / "ref.json"),
                *(["--safetensors"] if safetensors else []))

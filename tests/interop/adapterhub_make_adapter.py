@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-CONFIGS = {"pfeiffer": "seq_bn", "houlsby": "double_seq_bn"}
+CONFIGS = {"pfeiffer": "seq_bn", "houlsby": "double_seq_bn", "parallel": "par_bn"}
 SYNTHETIC = ["a great film", "a bad film", "I loved it", "I hated it", "ok", "dull"]
 
 
