@@ -34,7 +34,7 @@ def _reference(script: str, *args: str) -> None:
                    capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("method", ["pfeiffer", "houlsby", "parallel"])
+@pytest.mark.parametrize("method", ["pfeiffer", "houlsby", "parallel", "prefix"])
 def test_adapterhub_loads_our_adapter(method, bundled_model, tmp_path) -> None:
     rows = [{"q": t, "q2": t[::-1], "y": "pos"} for t in POSITIVE] + [
         {"q": t, "q2": t[::-1], "y": "neg"} for t in NEGATIVE]
@@ -53,17 +53,22 @@ def test_adapterhub_loads_our_adapter(method, bundled_model, tmp_path) -> None:
     assert (torch.tensor(ref["probabilities"]) - ours.double()).abs().max() <= 1e-4
 
 
-@pytest.mark.parametrize(("method", "safetensors"), [("pfeiffer", False), ("houlsby", True), ("parallel", False)])
-def test_we_import_an_adapterhub_adapter(method, safetensors, bundled_model, tmp_path) -> None:
+@pytest.mark.parametrize(("method", "safetensors", "eject"), [
+    ("pfeiffer", False, False), ("houlsby", True, False), ("parallel", False, False), ("prefix", False, False),
+    ("prefix", False, True)])
+def test_we_import_an_adapterhub_adapter(method, safetensors, eject, bundled_model, tmp_path) -> None:
     (tmp_path / "texts.json").write_text(json.dumps(TEXTS))
     out = tmp_path / "hub_adapter"
     _reference("adapterhub_make_adapter.py", "--base-model", str(bundled_model), "--method", method,
                *(["--reduction-factor", "2"] if method == "parallel" else []),
                "--labels", "neg,neutral,pos", "--out", str(out), "--seed", "3", "--texts-json",
                str(tmp_path / "texts.json"), "--probs-out", str(tmp_path / "ref.json"),
-               *(["--safetensors"] if safetensors else []))
+               *(["--safetensors"] if safetensors else []), *(["--eject"] if eject else []))
     assert not (out / "adapterlab.json").exists()
     predictor = Predictor()
     assert predictor.labels(out) == ["neg", "neutral", "pos"]
     ref = torch.tensor(json.loads((tmp_path / "ref.json").read_text())["probabilities"])
     assert (ref - predictor.probabilities(out, TEXTS).double()).abs().max() <= 1e-4
+    # one text alone has no padding, so no attention mask reaches the layers: the same probabilities
+    alone = predictor.probabilities(out, TEXTS[:1]).double()
+    assert (alone - ref[:1]).abs().max() <= 1e-4

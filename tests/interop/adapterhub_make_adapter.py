@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-CONFIGS = {"pfeiffer": "seq_bn", "houlsby": "double_seq_bn", "parallel": "par_bn"}
+CONFIGS = {"pfeiffer": "seq_bn", "houlsby": "double_seq_bn", "parallel": "par_bn", "prefix": "prefix_tuning"}
 SYNTHETIC = ["a great film", "a bad film", "I loved it", "I hated it", "ok", "dull"]
 
 
@@ -28,6 +28,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--train-steps", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--safetensors", action="store_true", help="save .safetensors")
+    p.add_argument("--eject", action="store_true", help="prefix: save the flat prefixes (config marked flat)")
     p.add_argument("--texts-json", type=Path, help="JSON list of texts for --probs-out")
     p.add_argument("--pairs-json", type=Path, help="JSON list of second segments")
     p.add_argument("--probs-out", type=Path, help="write probabilities JSON here")
@@ -49,7 +50,7 @@ def main() -> None:
     model = adapters.AutoAdapterModel.from_pretrained(a.base_model)
     tok = AutoTokenizer.from_pretrained(a.base_model)
     rf = a.reduction_factor
-    cfg = adapters.AdapterConfig.load(CONFIGS[a.method], reduction_factor=rf)
+    cfg = adapters.AdapterConfig.load(CONFIGS[a.method], **({} if a.method == "prefix" else {"reduction_factor": rf}))
     model.add_adapter(name, config=cfg)
     model.add_classification_head(
         name, num_labels=len(labels), id2label=dict(enumerate(labels))
@@ -71,7 +72,13 @@ def main() -> None:
 
     model.eval()
     a.out.mkdir(parents=True, exist_ok=True)
+    if a.eject:  # AdapterHub keeps "flat": false after ejecting, and would then not load its own folder
+        model.eject_prefix_tuning(name)
     model.save_adapter(str(a.out), name, with_head=True, use_safetensors=a.safetensors)
+    if a.eject:
+        saved = json.loads((a.out / "adapter_config.json").read_text())
+        saved["config"]["flat"] = True
+        (a.out / "adapter_config.json").write_text(json.dumps(saved, indent=2))
     head_w = "model_head.safetensors" if a.safetensors else "pytorch_model_head.bin"
     missing = {"head_config.json", head_w} - {f.name for f in a.out.iterdir()}
     if missing:

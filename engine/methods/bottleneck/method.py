@@ -13,12 +13,12 @@ from transformers import PretrainedConfig
 
 from engine.errors import ConfigError
 from engine.heads import adapterhub_head_size
+from engine.methods import adapterhub_format as ahf
 from engine.methods.base import Method, option
 from engine.methods.bottleneck import model as bn
 from engine.methods.bottleneck.config import BottleneckConfig, bottleneck_kind
 from engine.weights import load_weights
 
-ADAPTERHUB_VERSION = "adapters.1.3.0"
 REDUCTION_HELP = "Bottleneck size = the model's hidden size ÷ this factor. A smaller factor trains more parameters."
 
 
@@ -32,18 +32,6 @@ class BottleneckOptions:
 class ParallelOptions:
     reduction_factor: float = option(2, "Reduction factor", REDUCTION_HELP + " AdapterHub's default for parallel "
                                      "adapters is 2.", low=0, low_open=True, choices=(2, 4, 8, 16, 32, 64))
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def _envelope(model, name: str, config: dict) -> dict:
-    """The keys around `config` in AdapterHub's adapter_config.json and head_config.json."""
-    return {"config": config, "hidden_size": model.config.hidden_size,
-            "model_class": f"{type(model.backbone).__name__.split('For')[0]}AdapterModel",
-            "model_name": model.base_model_name, "model_type": model.config.model_type, "name": name,
-            "version": ADAPTERHUB_VERSION}
 
 
 class Bottleneck(Method):
@@ -79,15 +67,10 @@ class Bottleneck(Method):
         return [p for m in bn.bottleneck_modules(model.encoder, name).values() for p in m.parameters()]
 
     def save(self, model, name: str, folder: Path) -> None:
-        info = model.adapters[name]
-        _write_json(folder / "adapter_config.json", _envelope(model, name, info.config.to_adapterhub()))
+        config = model.adapters[name].config.to_adapterhub()
+        ahf.write_json(folder / "adapter_config.json", ahf.envelope(model, name, config))
         torch.save(bn.export_state_dict(model.encoder, name, model.model_prefix), folder / "pytorch_adapter.bin")
-        head_config = {"activation_function": "tanh", "bias": True, "dropout_prob": None,
-                       "head_type": "classification", "label2id": {lab: i for i, lab in enumerate(info.labels)},
-                       "layers": 2, "num_labels": len(info.labels), "use_pooler": False}
-        _write_json(folder / "head_config.json", _envelope(model, name, head_config))
-        head = {f"heads.{name}.{k}": v.detach().cpu().contiguous() for k, v in model.heads[name].state_dict().items()}
-        torch.save(head, folder / "pytorch_model_head.bin")
+        ahf.save_head(model, name, folder)
 
     def load(self, model, name: str, folder: Path, meta: dict) -> None:
         saved = json.loads((folder / "adapter_config.json").read_text())
@@ -97,8 +80,7 @@ class Bottleneck(Method):
         try:
             bn.import_state_dict(model.encoder, name, saved_name,
                                  load_weights(folder, "pytorch_adapter.bin", "adapter.safetensors"))
-            head = load_weights(folder, "pytorch_model_head.bin", "model_head.safetensors")
-            model.heads[name].load_state_dict({k.split(f"heads.{saved_name}.", 1)[1]: v for k, v in head.items()})
+            ahf.load_head(model, name, saved_name, folder)
         except (ValueError, RuntimeError, IndexError) as exc:
             model.delete_adapter(name)
             raise ConfigError(f"{folder}: weights do not fit base model {model.base_model_name} ({exc}).") from exc
@@ -107,18 +89,9 @@ class Bottleneck(Method):
         return "config" in config and bottleneck_kind(config["config"]) == self.name
 
     def foreign_meta(self, folder: Path, config: dict) -> dict:
-        """An AdapterHub folder: its labels are in the head's config, which must be AdapterHub's default head."""
-        head_path = folder / "head_config.json"
-        if not head_path.is_file():
-            raise ConfigError(f"{folder}: an AdapterHub adapter without a classification head cannot predict "
-                              "labels; save it with its head (a head named like the adapter).")
-        head = json.loads(head_path.read_text())["config"]
-        if head.get("head_type") != "classification" or head.get("layers") != 2 or head.get("use_pooler"):
-            raise ConfigError(f"{folder}: only AdapterHub's default 2-layer classification head is supported.")
-        label2id = head.get("label2id") or {f"LABEL_{i}": i for i in range(head["num_labels"])}
+        """An AdapterHub folder: its labels are in the head's config."""
         bottleneck = BottleneckConfig.from_adapterhub(config["config"])
-        return {"name": config.get("name"), "base_model": config.get("model_name"),
-                "labels": sorted(label2id, key=label2id.get),
+        return {"name": config.get("name"), "base_model": config.get("model_name"), "labels": ahf.head_labels(folder),
                 "options": {"reduction_factor": bottleneck.reduction_factor}, "imported_from": "adapterhub"}
 
 

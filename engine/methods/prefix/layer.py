@@ -1,0 +1,99 @@
+"""AdapterHub's prefix tuning: learned keys and values put before every layer's own, in its self-attention.
+
+K' = [Pk_i ; K], V' = [Pv_i ; V] for layer i; queries are unchanged, so the output keeps its length. The prefixes
+come from one module for the whole model: a reparametrisation MLP over P embeddings while training (AdapterHub
+evaluates it on every forward), or the flat prefixes themselves (what it computes, saved once).
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import torch
+from torch import nn
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+ACTIVE = "_adapterlab_prefix"
+
+
+class Prefixes(nn.Module):
+    """O ∈ R^{P × 2LH}: MLP: tanh(E W1ᵀ + b1) W2ᵀ + b2 over E = wte(0..P-1); flat: one parameter (P·2LH).
+    Module names are AdapterHub's (`wte`, `control_trans.0`, `control_trans.2`), so its keys match."""
+
+    def __init__(self, prefix_length: int, layers: int, hidden: int, bottleneck: int, flat: bool,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.prefix_length, self.layers, self.hidden, self.flat = prefix_length, layers, hidden, flat
+        if flat:
+            self.control_trans = nn.Parameter(torch.randn(prefix_length * 2 * layers * hidden))
+        else:
+            self.wte = nn.Embedding(prefix_length, hidden)
+            self.control_trans = nn.Sequential(nn.Linear(hidden, bottleneck), nn.Tanh(),
+                                               nn.Linear(bottleneck, 2 * layers * hidden))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self) -> torch.Tensor:
+        """All layers' prefixes, (2L, P, H): slot 2i holds layer i's keys, 2i+1 its values."""
+        if self.flat:
+            out = self.control_trans.view(self.prefix_length, -1)
+        else:
+            out = self.control_trans(self.wte.weight)
+        return self.dropout(out).view(self.prefix_length, 2 * self.layers, self.hidden).transpose(0, 1)
+
+    def flattened(self) -> torch.Tensor:
+        """The prefixes as AdapterHub's flat `control_trans` (its `eject_prefix_tuning`, without dropout)."""
+        if self.flat:
+            return self.control_trans.detach().clone()
+        return self.control_trans(self.wte.weight).detach().flatten().clone()
+
+
+def _with_prefix(mask: torch.Tensor | None, length: int) -> torch.Tensor | None:
+    """The attention mask with `length` always-visible key columns first (True for a bool mask, 0 for additive);
+    no mask (no padding) stays no mask."""
+    if mask is None:
+        return None
+    visible = torch.ones if mask.dtype == torch.bool else torch.zeros
+    return torch.cat([visible(*mask.shape[:-1], length, dtype=mask.dtype, device=mask.device), mask], dim=-1)
+
+
+def _forward(self: nn.Module, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
+             cache=None, **kwargs):
+    """BERT-family self-attention (transformers 5) with the active prefix's keys and values before its own."""
+    prefix = self.__dict__.get(ACTIVE)
+    if prefix is None:
+        return type(self).forward(self, hidden_states, attention_mask, cache=cache, **kwargs)
+    keys, values = prefix  # (P, H) each
+    shape = (*hidden_states.shape[:-1], -1, self.attention_head_size)
+    size, length = hidden_states.shape[0], keys.shape[0]
+
+    def heads(x: torch.Tensor) -> torch.Tensor:  # (P, H) -> (B, NH, P, HD)
+        return x.view(length, -1, self.attention_head_size).transpose(0, 1).expand(size, -1, -1, -1)
+
+    query = self.query(hidden_states).view(shape).transpose(1, 2)
+    key = self.key(hidden_states).view(shape).transpose(1, 2)
+    value = self.value(hidden_states).view(shape).transpose(1, 2)
+    key = torch.cat([heads(keys).to(key.dtype), key], dim=2)
+    value = torch.cat([heads(values).to(value.dtype), value], dim=2)
+    fallback = sys.modules[type(self).__module__].eager_attention_forward
+    attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, fallback)
+    out, weights = attention(self, query, key, value, _with_prefix(attention_mask, length),
+                             dropout=0.0 if not self.training else self.dropout.p, scaling=self.scaling, **kwargs)
+    return out.reshape(*hidden_states.shape[:-1], -1).contiguous(), weights
+
+
+def self_attentions(encoder: nn.Module) -> list[nn.Module]:
+    """The encoder's self-attention modules in layer order, patched once to take a prefix."""
+    found = [m for path, m in encoder.named_modules() if type(m).__name__.endswith("SelfAttention")
+             and all(hasattr(m, a) for a in ("query", "key", "value", "attention_head_size"))]
+    for module in found:
+        if "forward" not in module.__dict__:
+            module.forward = types.MethodType(_forward, module)
+            module.__dict__[ACTIVE] = None
+    return found
+
+
+def set_prefixes(encoder: nn.Module, prefixes: torch.Tensor | None) -> None:
+    """Give layer i the keys prefixes[2i] and values prefixes[2i+1] (None: no prefix anywhere)."""
+    for i, module in enumerate(self_attentions(encoder)):
+        module.__dict__[ACTIVE] = None if prefixes is None else (prefixes[2 * i], prefixes[2 * i + 1])
