@@ -111,10 +111,12 @@ def table(jobs: list[dict]) -> pd.DataFrame:
 def header(job: dict) -> str:
     """Markdown summary: name, state, what is trained on what, progress and the main scores."""
     spec = job.get("spec") or {}
-    method = methods.label(job.get("method") or spec.get("method"))
+    kind = job.get("method") or spec.get("method")
+    trained = "model from" if kind == "full" else "adapter on"  # full fine-tuning trains a whole model
     base = job.get("base_model") or spec.get("base_model") or "the bundled model"
     lines = [f"### {html.escape(str(job.get('name') or job['id']))} · {state_text(job['state'])}",
-             f"{method} adapter on `{base}` · job id `{job['id']}` · created {_when(job.get('created_at'))}"]
+             f"{methods.label(kind)} {trained} `{base}` · job id `{job['id']}` · "
+             f"created {_when(job.get('created_at'))}"]
     if job["state"] == "queued":
         lines.append(f"Waiting for a worker to start it. {NO_WORKER}")
     elif job["state"] == "interrupted":

@@ -3,7 +3,7 @@
 Trains each method at a few learning rates for up to 3 epochs on a sample of each data set in
 ../shared/data (or ADAPTERLAB_SHARED_DATA; elsewhere: `datasets.load_dataset("glue", "sst2")`, `"trec"`,
 `("glue", "mrpc")` exported to CSV), appending one JSON line per run to --out.
-Usage: python bench/defaults_sweep.py [--sets sst2,trec,mrpc] [--methods pfeiffer,houlsby,ia3]
+Usage: python bench/defaults_sweep.py [--sets sst2,trec,mrpc] [--methods pfeiffer,houlsby,ia3,lora,...]
                                       [--rates 1e-3,3e-3|default] [--train-samples 1000] [--base-dropout off|on|both]
                                       [--out docs/defaults.jsonl]
 """
@@ -26,7 +26,9 @@ SETS = {  # name: (train, validation, text, pair)
     "trec": ("trec/train.csv", "trec/test.csv", "text", None),
     "mrpc": ("mrpc/train.csv", "mrpc/validation.csv", "text_a", "text_b"),
 }
-GRID = {"pfeiffer": [3e-4, 1e-3, 3e-3], "houlsby": [3e-4, 1e-3, 3e-3], "ia3": [3e-3, 8e-3, 2e-2]}
+GRID = {"pfeiffer": [3e-4, 1e-3, 3e-3], "houlsby": [3e-4, 1e-3, 3e-3], "ia3": [3e-3, 8e-3, 2e-2],
+        "parallel": [3e-4, 1e-3, 3e-3], "lora": [1e-3, 3e-3, 1e-2], "prefix": [1e-3, 3e-3, 1e-2],
+        "prompt": [3e-3, 3e-2, 3e-1], "full": [2e-5, 5e-5, 1e-4]}
 
 
 def main() -> None:

@@ -108,11 +108,11 @@ def test_upload_train_watch_and_predict_with_two_adapters(page, app_server):
     expect(count).to_contain_text("(2 labels)")
     pfeiffer_count = count.inner_text()
     page.locator("#train-method").get_by_text("IA3", exact=True).click()
-    expect(page.locator("#train-reduction")).to_be_hidden()
+    expect(page.locator("#train-options-pfeiffer")).to_be_hidden()
     expect(page.locator("#train-lr input")).to_have_value(str(methods.get("ia3").defaults["learning_rate"]))
     expect(count).not_to_have_text(pfeiffer_count)
     page.locator("#train-method").get_by_text("Pfeiffer", exact=True).click()
-    expect(page.locator("#train-reduction")).to_be_visible()
+    expect(page.locator("#train-options-pfeiffer")).to_be_visible()
     expect(count).to_have_text(pfeiffer_count)
     shot(page, "03-train-form")
 

@@ -73,7 +73,10 @@ def chosen_options(method: str, values: dict) -> dict:
 
 
 def _size(count: int) -> str:
+    """The size of `count` fp32 numbers, in KB or MB."""
     megabytes = 4 * count / 1e6
+    if megabytes < 1:
+        return f"{1000 * megabytes:.0f} KB"
     return f"{megabytes:.1f} MB" if megabytes < 10 else f"{megabytes:,.0f} MB"
 
 
@@ -103,7 +106,8 @@ def option_control(method: str, name: str, spec: OptionSpec, default: object) ->
     if spec.choices:
         return gr.Radio(list(spec.choices), value=default, label=spec.label, info=spec.help, elem_id=key)
     shown = ", ".join(default) if isinstance(default, list) else ("" if default is None else default)
-    return gr.Textbox(str(shown), label=spec.label, info=spec.help, elem_id=key)
+    empty = "the model's default" if isinstance(default, list) else "none"
+    return gr.Textbox(str(shown), label=spec.label, info=spec.help, elem_id=key, placeholder=empty)
 
 
 # Each form value by name: its words in the page (for messages), whether it is whole, its limits, and what
@@ -176,7 +180,6 @@ def build(data: DataTab) -> TrainTab:
     with gr.Row():
         with gr.Column(scale=3):
             method = gr.Radio(method_choices(), value=DEFAULT_METHOD, label="Method", elem_id="train-method")
-            cards = gr.HTML(method_cards(DEFAULT_METHOD), elem_id="train-method-cards")
             for m in methods.REGISTRY.values():
                 with gr.Group(visible=m.name == DEFAULT_METHOD, elem_id=f"train-options-{m.name}") as group:
                     defaults = m.options()
@@ -184,6 +187,7 @@ def build(data: DataTab) -> TrainTab:
                         option_controls[f"{m.name}.{f.name}"] = option_control(m.name, f.name, spec,
                                                                                getattr(defaults, f.name))
                 groups.append(group)
+            cards = gr.HTML(method_cards(DEFAULT_METHOD), elem_id="train-method-cards")
             base_model = gr.Dropdown(BASE_MODELS, value=DEFAULT_BASE_MODEL, allow_custom_value=True,
                                      label="Base model", elem_id="train-base-model",
                                      info="Or type a Hugging Face model id (e.g. bert-base-uncased) or a model "

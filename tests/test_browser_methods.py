@@ -1,0 +1,86 @@
+"""Every method in the page: its card, its own options (only the chosen method's shown), the live count, a job on
+the demo data for each method added beside the first three, its settings on the job page, and the Playground."""
+
+from __future__ import annotations
+
+import re
+
+from engine import methods
+from tests.test_app_server import JOB_TIMEOUT
+from tests.test_browser import app_server, browser, choose, expect, open_tab, page, shot
+
+__all__ = ["app_server", "browser", "page"]  # the shared fixtures, used by name below
+
+# method -> (the option control to set, the value to pick or type, the words the job page shows)
+NEW_METHODS = {"parallel": ("reduction-factor", "8", ("Reduction factor", "8")),
+               "lora": ("lora-r", "4", ("Rank (r)", "4")),
+               "prefix": ("prefix-length", "10", ("Prefix length", "10")),
+               "prompt": ("num-virtual-tokens", "10", ("Virtual tokens", "10")),
+               "full": (None, None, None)}
+
+
+def _set_option(page, method: str, option: str, value: str) -> None:
+    control = page.locator(f"#train-{method}-{option}")
+    if control.get_by_role("radio").count():
+        control.get_by_text(value, exact=True).click()
+    else:
+        control.get_by_role("textbox").fill(value)
+
+
+def test_each_new_method_trains_on_the_demo_data(page, app_server):
+    page.get_by_label("Built-in demo data").check()
+    page.get_by_label(re.compile("Support tickets")).check()
+    expect(page.locator("#data-report")).to_contain_text("4 labels")
+    page.locator("#data-next").click()
+    expect(page.locator("#train-method-cards")).to_contain_text("Bottleneck adapters")
+    for group in methods.GROUPS:
+        expect(page.locator("#train-method-cards")).to_contain_text(group)
+
+    count = page.locator("#train-param-count")
+    for name, (option, value, shown) in NEW_METHODS.items():
+        method = methods.get(name)
+        open_tab(page, "2 · Train")
+        page.locator("#train-method").get_by_text(method.label, exact=True).click()
+        expect(page.locator("#train-method-cards .al-chosen")).to_contain_text(method.label)
+        for other in methods.names():  # only the chosen method's options are shown
+            options = page.locator(f"#train-options-{other}")
+            if other != name:
+                expect(options).to_be_hidden()
+        # set in the same update as the chosen card
+        assert float(page.locator("#train-lr input").input_value()) == method.defaults["learning_rate"]
+        base = page.locator("#train-base-model input")
+        base.fill(str(app_server.tiny_model))
+        base.press("Enter")
+        expect(count).to_contain_text("(4 labels)")
+        before = count.inner_text()
+        if option:
+            _set_option(page, name, option, value)
+            expect(count).not_to_have_text(before)
+        if name == "full":
+            expect(count).to_contain_text("every weight of the model")
+        if name == "prompt":  # the tiny model has 128 positions: the virtual tokens need some of them
+            page.locator("#train-advanced").click()
+            page.locator("#train-max-length input").fill("128")
+            page.locator("#train-launch").click()
+            expect(page.locator("#train-status")).to_contain_text("exceed the model's 128 positions")
+            page.locator("#train-max-length input").fill("64")
+        shot(page, f"methods-train-{name}")
+        page.locator("#train-epochs input").fill("1")
+        page.locator("#train-name").get_by_role("textbox").fill(f"demo-{name}")
+        page.locator("#train-launch").click()
+        expect(page.get_by_role("tab", name="3 · Jobs")).to_have_attribute("aria-selected", "true", timeout=30_000)
+        expect(page.locator("#job-header")).to_contain_text(f"demo-{name}")
+        expect(page.locator("#job-header")).to_contain_text("Succeeded", timeout=JOB_TIMEOUT * 1000)
+        expect(page.locator("#job-header")).to_contain_text(method.label)
+        if shown:
+            row = page.locator("#job-settings tr", has_text=shown[0])
+            expect(row).to_contain_text(shown[1])
+        shot(page, f"methods-job-{name}")
+
+    open_tab(page, "4 · Playground")
+    choose(page, "#play-adapter", re.compile("demo-full.*own model"))
+    page.locator("#play-text").get_by_role("textbox").fill("I was charged twice this month")
+    page.locator("#play-predict").click()
+    expect(page.locator("#play-result")).to_contain_text("%")
+    shot(page, "methods-playground-full")
+    assert "Traceback" not in page.content()
