@@ -22,8 +22,8 @@ from common import Phases, add_shared_args, current_rss_mb, process_measures, se
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--base-model", default=None, help="default: the bundled all-MiniLM-L6-v2")
-    p.add_argument("--method", choices=["pfeiffer", "houlsby", "ia3"], required=True)
-    p.add_argument("--reduction-factor", type=float, default=16)
+    p.add_argument("--method", required=True, help="any registered method (engine/methods)")
+    p.add_argument("--reduction-factor", type=float, help="bottleneck methods (default: the method's)")
     add_shared_args(p)
     return p.parse_args()
 
@@ -56,7 +56,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         config = TrainConfig(data=a.train, validation=a.validation, method=a.method, output=str(Path(tmp) / "ad"),
-                             base_model=a.base_model, reduction_factor=a.reduction_factor, epochs=a.epochs,
+                             base_model=a.base_model, epochs=a.epochs,
+                             method_options={"reduction_factor": a.reduction_factor} if a.reduction_factor else None,
                              learning_rate=a.learning_rate, batch_size=a.batch_size, max_length=a.max_length,
                              warmup_ratio=a.warmup_ratio, seed=a.seed, device=a.device or None)
         start = time.perf_counter()

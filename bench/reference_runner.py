@@ -1,15 +1,17 @@
-"""One benchmark run of the reference: AdapterHub `adapters` 1.3 with the Hugging Face Trainer.
+"""One benchmark run of a method's reference library with the Hugging Face Trainer: AdapterHub `adapters` 1.3,
+PEFT, or plain transformers (full fine-tuning).
 
-Run by bench/run.py with the reference venv's python (`.venvs/adapterhub/bin/python`), one fresh process
-per run. Two recipes:
+Run by bench/run.py, one fresh process per run: with the reference venv's python (`.venvs/adapterhub/bin/python`)
+for AdapterHub's methods, with the project's python (transformers 5) for PEFT's and full fine-tuning. Two recipes:
 
 - `maxlen`: AdapterHub's tutorial recipe, every example padded to `--max-length` (default collator);
 - `dynamic`: the same library used well, dynamic padding (DataCollatorWithPadding) and `group_by_length`.
 
-Both: `AutoAdapterModel` + `add_adapter(config=seq_bn | double_seq_bn | ia3)` + `add_classification_head`
-+ `train_adapter`, TrainingArguments with the given learning rate, batch size, epochs, warm-up ratio, linear
-schedule, weight decay 0, max grad norm 1, no checkpoints, no logging integrations. Prints nothing useful;
-writes one JSON result to `--out`.
+AdapterHub: `AutoAdapterModel` + `add_adapter(config=seq_bn | double_seq_bn | par_bn | prefix_tuning | ia3)` +
+`add_classification_head` + `train_adapter`; PEFT: `AutoModelForSequenceClassification` + `get_peft_model(LoraConfig
+| PromptTuningConfig)`; full: `AutoModelForSequenceClassification` alone. All: TrainingArguments with the given
+learning rate, batch size, epochs, warm-up ratio, linear schedule, weight decay 0, max grad norm 1, no checkpoints,
+no logging integrations. Prints nothing useful; writes one JSON result to `--out`.
 """
 
 from __future__ import annotations
@@ -32,15 +34,19 @@ from common import (  # noqa: E402
     write_result,
 )
 
-CONFIGS = {"pfeiffer": "seq_bn", "houlsby": "double_seq_bn", "ia3": "ia3"}
+ADAPTERHUB = {"pfeiffer": "seq_bn", "houlsby": "double_seq_bn", "parallel": "par_bn", "prefix": "prefix_tuning",
+              "ia3": "ia3"}
+PEFT = ("lora", "prompt")
+METHODS = (*ADAPTERHUB, *PEFT, "full")
+LIBRARY = {**dict.fromkeys(ADAPTERHUB, "adapterhub"), **dict.fromkeys(PEFT, "peft"), "full": "transformers"}
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--recipe", choices=["maxlen", "dynamic"], required=True)
     p.add_argument("--base-model", required=True, help="local model folder")
-    p.add_argument("--method", choices=sorted(CONFIGS), required=True)
-    p.add_argument("--reduction-factor", type=int, default=16)
+    p.add_argument("--method", choices=METHODS, required=True)
+    p.add_argument("--reduction-factor", type=int, help="bottleneck methods (default: the library's)")
     p.add_argument("--eval-batch-size", type=int, default=64)
     add_shared_args(p)
     return p.parse_args()
@@ -60,13 +66,49 @@ class Rows:
         return self.rows[i]
 
 
+def version_arguments(arguments: type, a: argparse.Namespace) -> dict:
+    """Warm-up and length grouping as this transformers names them: 4.57 (the AdapterHub venv) has
+    `warmup_ratio` and `group_by_length`; 5 takes a ratio in `warmup_steps` and `train_sampling_strategy`."""
+    import inspect
+
+    names = inspect.signature(arguments.__init__).parameters
+    if "warmup_ratio" in names:
+        return {"warmup_ratio": a.warmup_ratio, "group_by_length": a.recipe == "dynamic"}
+    return {"warmup_steps": a.warmup_ratio,
+            "train_sampling_strategy": "group_by_length" if a.recipe == "dynamic" else "random"}
+
+
+def build_model(a: argparse.Namespace):
+    """The method's model as its reference library builds it for 2 labels, trainable parts unfrozen; and the
+    library's version."""
+    from transformers import AutoModelForSequenceClassification
+
+    library = LIBRARY[a.method]
+    if library == "adapterhub":
+        import adapters
+
+        model = adapters.AutoAdapterModel.from_pretrained(a.base_model)
+        options = {"reduction_factor": a.reduction_factor} if a.reduction_factor else {}
+        model.add_adapter("sst2", config=adapters.AdapterConfig.load(ADAPTERHUB[a.method], **options))
+        model.add_classification_head("sst2", num_labels=2, id2label={0: "0", 1: "1"})
+        model.train_adapter("sst2")
+        return model, {"adapters": adapters.__version__}
+    model = AutoModelForSequenceClassification.from_pretrained(a.base_model, num_labels=2)
+    if library == "transformers":
+        return model, {}
+    import peft
+
+    config = (peft.LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=8) if a.method == "lora"
+              else peft.PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=20))
+    return peft.get_peft_model(model, config), {"peft": peft.__version__}
+
+
 def main() -> None:
     a = parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     phases = Phases()
-    import adapters
     import numpy as np
     import torch
     from transformers import (
@@ -89,11 +131,7 @@ def main() -> None:
 
     torch.manual_seed(a.seed)
     tokenizer = AutoTokenizer.from_pretrained(a.base_model)
-    model = adapters.AutoAdapterModel.from_pretrained(a.base_model)
-    model.add_adapter("sst2", config=adapters.AdapterConfig.load(CONFIGS[a.method], **(
-        {"reduction_factor": a.reduction_factor} if a.method != "ia3" else {})))
-    model.add_classification_head("sst2", num_labels=2, id2label={0: "0", 1: "1"})
-    model.train_adapter("sst2")
+    model, versions = build_model(a)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     phases.mark("load_model")
 
@@ -111,10 +149,8 @@ def main() -> None:
             per_device_train_batch_size=a.batch_size,
             per_device_eval_batch_size=a.eval_batch_size,
             lr_scheduler_type="linear",
-            warmup_ratio=a.warmup_ratio,
             weight_decay=0.0,
             max_grad_norm=1.0,
-            group_by_length=a.recipe == "dynamic",
             save_strategy="no",
             eval_strategy="no",
             logging_strategy="no",
@@ -126,6 +162,7 @@ def main() -> None:
             bf16=cuda,
             use_cpu=not cuda,
             dataloader_pin_memory=cuda,
+            **version_arguments(TrainingArguments, a),
         )
         trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
                           data_collator=collator)
@@ -141,15 +178,18 @@ def main() -> None:
         predictions = np.asarray(output.predictions).argmax(-1).tolist()
         val_labels = np.asarray(output.label_ids).tolist()
         phases.mark("evaluate")
-        model.save_adapter(str(Path(tmp) / "adapter"), "sst2", with_head=True)
+        if LIBRARY[a.method] == "adapterhub":
+            model.save_adapter(str(Path(tmp) / "adapter"), "sst2", with_head=True)
+        else:
+            model.save_pretrained(str(Path(tmp) / "adapter"))
         phases.mark("save")
 
     steps = len(train_set) // a.batch_size + (len(train_set) % a.batch_size > 0)
     write_result(a.out, {
         "system": f"reference-{a.recipe}",
         "method": a.method,
-        "versions": {"adapters": adapters.__version__, "transformers": __import__("transformers").__version__,
-                     "torch": torch.__version__},
+        "library": LIBRARY[a.method],
+        "versions": {**versions, "transformers": __import__("transformers").__version__, "torch": torch.__version__},
         "device": "cuda" if cuda else "cpu",
         "threads": threads,
         "train_rows": len(train_set),

@@ -48,7 +48,10 @@ SHARED_SST2 = ROOT.parent / "shared" / "data" / "sst2"
 SYSTEMS = ("adapterlab", "adapterlab-fp32", "ref-maxlen", "ref-dynamic")
 DEFAULT_SYSTEMS = ("adapterlab", "ref-maxlen", "ref-dynamic")
 AL_SYSTEMS = ("adapterlab", "adapterlab-fp32")
-METHODS = ("pfeiffer", "houlsby", "ia3")
+METHODS = ("pfeiffer", "houlsby", "ia3", "parallel", "lora", "prefix", "prompt", "full")
+# The library each method is measured against (and whose python runs it: the reference venv for AdapterHub's)
+REFERENCE = {"pfeiffer": "AdapterHub", "houlsby": "AdapterHub", "ia3": "AdapterHub", "parallel": "AdapterHub",
+             "prefix": "AdapterHub", "lora": "PEFT", "prompt": "PEFT", "full": "transformers"}
 LABELS = {"adapterlab": "AdapterLab", "adapterlab-fp32": "AdapterLab, fp32 (ADAPTERLAB_CPU_BF16=0)",
           "ref-maxlen": "reference (b) max-length padding",
           "ref-dynamic": "reference (c) dynamic padding + group_by_length"}
@@ -58,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="800 training sentences, 1 repeat (for trying things)")
-    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated: pfeiffer,houlsby,ia3")
+    p.add_argument("--methods", default="pfeiffer,houlsby,ia3", help="comma-separated, of: " + ",".join(METHODS))
     p.add_argument("--systems", default=",".join(DEFAULT_SYSTEMS),
                    help="comma-separated, of: " + ",".join(SYSTEMS) + " (adapterlab-fp32: AdapterLab with CPU bf16 "
                         "autocast off, to show what it contributes)")
@@ -69,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-length", type=int, default=80, help="truncation length on every system; (b) pads to it")
     p.add_argument("--lr-bottleneck", type=float, default=1e-3, help="learning rate for pfeiffer and houlsby")
     p.add_argument("--lr-ia3", type=float, default=8e-3, help="learning rate for ia3 (both systems)")
+    p.add_argument("--lr", default="", help="learning rates of the other methods, e.g. lora=3e-3,prompt=3e-2 "
+                   "(default: each method's AdapterLab default, on both systems)")
     p.add_argument("--warmup-ratio", type=float, default=0.06, help="linear warm-up share, both systems")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=0, help="torch threads in every run (0: torch's default)")
@@ -90,6 +95,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if a.docs is None:
         a.docs = "none" if a.quick else str(ROOT / "docs" / "benchmarks.md")
     a.methods = [m for m in a.methods.split(",") if m]
+    a.lr = {k: float(v) for k, _, v in (x.partition("=") for x in a.lr.split(",") if x)}
     a.systems = [s for s in a.systems.split(",") if s]
     for m in a.methods:
         if m not in METHODS:
@@ -199,9 +205,22 @@ def _versions(runs: list[dict]) -> dict:
 # ---------------------------------------------------------------------------------------------------- runs
 
 
+def learning_rate(a: argparse.Namespace, method: str) -> float:
+    """The same rate on both systems: --lr-bottleneck, --lr-ia3, or --lr's entry (default: AdapterLab's)."""
+    if method in ("pfeiffer", "houlsby"):
+        return a.lr_bottleneck
+    if method == "ia3":
+        return a.lr_ia3
+    if method in getattr(a, "lr", {}):
+        return a.lr[method]
+    from engine import methods
+
+    return methods.get(method).defaults["learning_rate"]
+
+
 def run_command(a: argparse.Namespace, system: str, method: str, data: dict, ref_python: str, device: str,
                 out: Path) -> list[str]:
-    lr = a.lr_ia3 if method == "ia3" else a.lr_bottleneck
+    lr = learning_rate(a, method)
     common = ["--train", data["train_csv"], "--validation", data["validation_csv"], "--method", method,
               "--learning-rate", str(lr), "--epochs", str(a.epochs), "--batch-size", str(a.batch_size),
               "--max-length", str(a.max_length), "--warmup-ratio", str(a.warmup_ratio), "--seed", str(a.seed),
@@ -211,7 +230,8 @@ def run_command(a: argparse.Namespace, system: str, method: str, data: dict, ref
     from engine.base_models import bundled_model_dir
 
     recipe = "maxlen" if system == "ref-maxlen" else "dynamic"
-    return [ref_python, str(BENCH / "reference_runner.py"), "--recipe", recipe,
+    python = ref_python if REFERENCE[method] == "AdapterHub" else sys.executable  # PEFT runs on transformers 5
+    return [python, str(BENCH / "reference_runner.py"), "--recipe", recipe,
             "--base-model", str(bundled_model_dir()), *common]
 
 
@@ -320,13 +340,18 @@ def markdown(report: dict) -> str:
               f" ({info.get('torch_threads_default')}).",
               f"- AdapterLab: torch {info.get('torch')}, transformers {al_v.get('transformers')}. "
               f"Reference: adapters {ref_v.get('adapters')}, transformers "
-              f"{ref_v.get('transformers')}, torch {ref_v.get('torch')}.",
+              f"{ref_v.get('transformers')}, torch {ref_v.get('torch')}"
+              + (f"; PEFT {ref_v['peft']} on AdapterLab's transformers" if ref_v.get("peft") else "") + ". "
+              "Each method against its reference library: "
+              + ", ".join(f"{m} {REFERENCE[m]}" for m in summary) + ".",
               f"- Data: SST-2 from `{report['data']['source']}`, {report['data']['train_rows']:,} training sentences "
               f"(seeded sample, seed {a['seed']}), validation {report['data']['validation_rows']} rows.",
               f"- Settings (all systems): batch {a['batch_size']}, {a['epochs']} epoch(s), "
               f"max length {a['max_length']}, "
-              f"lr {a['lr_bottleneck']:g} (pfeiffer, houlsby) / {a['lr_ia3']:g} (ia3), linear schedule, warm-up "
-              f"{a['warmup_ratio']:g}, weight decay 0, grad-norm clip 1, seed {a['seed']}, reduction factor 16.",
+              "lr " + ", ".join(f"{m} {learning_rate(argparse.Namespace(**a), m):g}" for m in summary)
+              + f", linear schedule, warm-up {a['warmup_ratio']:g}, weight decay 0, grad-norm clip 1, seed "
+              f"{a['seed']}, each method's default options (reduction factor 16, parallel 2; LoRA r 8 on query and "
+              "value; prompt tuning 20 virtual tokens; prefix length 30).",
               f"- Load average during the runs: median {report['load']['median']}, range {report['load']['min']}-"
               f"{report['load']['max']} (2 cores; a run's own 2 torch threads make ~2, so above ~2.5 other work "
               f"competed for the CPU).",
