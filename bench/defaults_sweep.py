@@ -28,7 +28,7 @@ SETS = {  # name: (train, validation, text, pair)
 }
 GRID = {"pfeiffer": [3e-4, 1e-3, 3e-3], "houlsby": [3e-4, 1e-3, 3e-3], "ia3": [3e-3, 8e-3, 2e-2],
         "parallel": [3e-4, 1e-3, 3e-3], "lora": [1e-3, 3e-3, 1e-2], "prefix": [1e-3, 3e-3, 1e-2],
-        "prompt": [3e-3, 3e-2, 3e-1], "full": [2e-5, 5e-5, 1e-4]}
+        "prompt": [3e-3, 3e-2, 3e-1], "full": [2e-5, 5e-5, 1e-4], "compacter": [1e-3, 3e-3, 1e-2]}
 
 
 def main() -> None:

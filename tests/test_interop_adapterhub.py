@@ -34,7 +34,7 @@ def _reference(script: str, *args: str) -> None:
                    capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("method", ["pfeiffer", "houlsby", "parallel", "prefix"])
+@pytest.mark.parametrize("method", ["pfeiffer", "houlsby", "parallel", "prefix", "compacter"])
 def test_adapterhub_loads_our_adapter(method, bundled_model, tmp_path) -> None:
     rows = [{"q": t, "q2": t[::-1], "y": "pos"} for t in POSITIVE] + [
         {"q": t, "q2": t[::-1], "y": "neg"} for t in NEGATIVE]
@@ -55,12 +55,13 @@ def test_adapterhub_loads_our_adapter(method, bundled_model, tmp_path) -> None:
 
 @pytest.mark.parametrize(("method", "safetensors", "eject"), [
     ("pfeiffer", False, False), ("houlsby", True, False), ("parallel", False, False), ("prefix", False, False),
-    ("prefix", False, True)])
+    ("prefix", False, True), ("compacter", True, False)])
 def test_we_import_an_adapterhub_adapter(method, safetensors, eject, bundled_model, tmp_path) -> None:
     (tmp_path / "texts.json").write_text(json.dumps(TEXTS))
     out = tmp_path / "hub_adapter"
     _reference("adapterhub_make_adapter.py", "--base-model", str(bundled_model), "--method", method,
-               *(["--reduction-factor", "2"] if method == "parallel" else []),
+               *(["--reduction-factor", {"parallel": "2", "compacter": "32"}[method]]
+                 if method in ("parallel", "compacter") else []),
                "--labels", "neg,neutral,pos", "--out", str(out), "--seed", "3", "--texts-json",
                str(tmp_path / "texts.json"), "--probs-out", str(tmp_path / "ref.json"),
                *(["--safetensors"] if safetensors else []), *(["--eject"] if eject else []))

@@ -24,6 +24,7 @@ LABELS = ["neg", "neu", "pos"]
 TEXTS = ["i love it", "terrible, broke in a day", "fine I guess, nothing more to say about it", "ok"]
 # Non-default options where a method has them, so the options reach the layers (not only the defaults).
 OPTIONS = {"houlsby": {"reduction_factor": 8}, "pfeiffer": {"reduction_factor": 4}, "parallel": {"reduction_factor": 8},
+           "compacter": {"reduction_factor": 2},
            "lora": {"lora_r": 4, "lora_alpha": 16, "lora_targets": "query,key,value"},
            "prompt": {"num_virtual_tokens": 5, "prompt_init_text": "the sentiment of this review"},
            "prefix": {"prefix_length": 7}}
@@ -122,7 +123,7 @@ def test_every_method_trains_and_predicts_through_the_engine(sentiment_csv, tiny
 # own parameters with each method's default options (prompt tuning: 10 virtual tokens), and its head for 3 labels.
 REFERENCE_COUNTS = {"houlsby": (226_080, 148_995), "pfeiffer": (113_040, 148_995), "parallel": (888_192, 148_995),
                     "lora": (73_728, 1_155), "ia3": (16_128, 1_155), "prompt": (3_840, 1_155),
-                    "full": (22_713_216, 1_155), "prefix": (2_572_544, 148_995)}
+                    "full": (22_713_216, 1_155), "prefix": (2_572_544, 148_995), "compacter": (14_320, 148_995)}
 
 
 @pytest.mark.parametrize("name", methods.names())

@@ -12,7 +12,8 @@ import json
 import os
 from pathlib import Path
 
-CONFIGS = {"pfeiffer": "seq_bn", "houlsby": "double_seq_bn", "parallel": "par_bn", "prefix": "prefix_tuning"}
+CONFIGS = {"pfeiffer": "seq_bn", "houlsby": "double_seq_bn", "parallel": "par_bn", "prefix": "prefix_tuning",
+           "compacter": "compacter"}
 SYNTHETIC = ["a great film", "a bad film", "I loved it", "I hated it", "ok", "dull"]
 
 

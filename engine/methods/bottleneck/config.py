@@ -48,7 +48,12 @@ PRESETS = {
     "houlsby": {"mh_adapter": True, "output_adapter": True, "non_linearity": "swish", "original_ln_before": False},
     "parallel": {"mh_adapter": False, "output_adapter": True, "non_linearity": "relu", "original_ln_before": False,
                  "is_parallel": True, "scaling": 4.0, "init_weights": "mam_adapter"},
+    "compacter": {"mh_adapter": True, "output_adapter": True, "non_linearity": "gelu", "original_ln_before": False,
+                  "phm_layer": True},
 }
+# PHM settings AdapterLab implements: AdapterHub's defaults (rank-1 factorised W, one shared unfactorised rule)
+PHM_FIELDS = ("phm_dim", "phm_rank", "factorized_phm_W", "shared_W_phm", "shared_phm_rule", "factorized_phm_rule",
+              "phm_c_init", "learn_phm", "phm_bias")
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,10 @@ class BottleneckConfig:
     def scaling(self) -> float:
         return PRESETS[self.method].get("scaling", 1.0)
 
+    @property
+    def phm(self) -> bool:
+        return PRESETS[self.method].get("phm_layer", False)
+
     def bottleneck_size(self, hidden_size: int) -> int:
         """d = hidden // reduction_factor, refused when that leaves no units."""
         size = int(hidden_size // self.reduction_factor)
@@ -95,6 +104,11 @@ class BottleneckConfig:
                 f"Reduction factor {self.reduction_factor:g} is too large for hidden size {hidden_size}: "
                 f"the adapter would have no units. Use at most {hidden_size}."
             )
+        n = _BN_DEFAULTS["phm_dim"]
+        if self.phm and (size % n or hidden_size % n):
+            raise ConfigError(f"Compacter needs a bottleneck size divisible by {n}: reduction factor "
+                              f"{self.reduction_factor:g} gives {size} for hidden size {hidden_size}. Choose "
+                              "another factor (e.g. 8, 16 or 32).")
         return size
 
     def to_adapterhub(self) -> dict:
@@ -113,7 +127,8 @@ class BottleneckConfig:
             raise ConfigError(f"Adapter architecture '{config.get('architecture')}' is not supported; AdapterLab "
                               "imports bottleneck adapters (Pfeiffer, Houlsby, parallel).")
         expected = {**_BN_DEFAULTS, **PRESETS[method]}
-        unsupported = [k for k in _REQUIRED if k in config and config[k] != expected[k]]
+        checked = _REQUIRED + (PHM_FIELDS if expected["phm_layer"] else ())
+        unsupported = [k for k in checked if k in config and config[k] != expected[k]]
         if not config.get("output_adapter", True):
             unsupported.append("output_adapter")
         if unsupported:
@@ -134,4 +149,6 @@ def bottleneck_kind(config: dict) -> str | None:
         return None
     if config.get("is_parallel"):
         return "parallel"
+    if config.get("phm_layer"):
+        return "compacter"
     return "pfeiffer" if config.get("original_ln_before") and not config.get("mh_adapter") else "houlsby"

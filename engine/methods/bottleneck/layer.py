@@ -14,6 +14,34 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
+class PHMLinear(nn.Module):
+    """AdapterHub's PHM layer (Compacter) with its defaults: y = x·M + b, M = Σ_j kron(S_j, W_left[j]·W_right[j]).
+
+    S (n × n × n) is one rule per adapter, shared by all its PHM layers: it is held here by reference, not
+    registered (the adapter registers it once, as AdapterHub saves it once). W_left, W_right: xavier-normal per
+    slice (AdapterHub's "glorot-uniform" setting draws normal), b zero. M is in × out: not transposed as in
+    nn.Linear.
+    """
+
+    def __init__(self, in_features: int, out_features: int, rule: nn.Parameter, rank: int = 1) -> None:
+        super().__init__()
+        n = rule.shape[0]
+        self.W_left = nn.Parameter(torch.empty(n, in_features // n, rank))
+        self.W_right = nn.Parameter(torch.empty(n, rank, out_features // n))
+        self.b = nn.Parameter(torch.zeros(out_features))
+        for weights in (self.W_left, self.W_right):
+            for j in range(n):
+                nn.init.xavier_normal_(weights.data[j])
+        self.__dict__["rule"] = rule
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rule = self.__dict__["rule"]
+        blocks = torch.bmm(self.W_left, self.W_right)  # (n, in/n, out/n)
+        n, p, q = blocks.shape
+        matrix = (rule[:, :, None, :, None] * blocks[:, None, :, None, :]).reshape(n, n * p, n * q).sum(0)
+        return torch.matmul(x, matrix) + self.b
+
+
 class Bottleneck(nn.Module):
     """A(z) = W_up f(W_down z + b_down) + b_up, initialised like AdapterHub ("bert"; "mam_adapter" if parallel).
 
@@ -23,11 +51,16 @@ class Bottleneck(nn.Module):
     """
 
     def __init__(self, hidden_size: int, bottleneck_size: int, non_linearity: str, ln_before: bool,
-                 parallel: bool = False, scaling: float = 1.0) -> None:
+                 parallel: bool = False, scaling: float = 1.0, phm_rule: nn.Parameter | None = None) -> None:
         super().__init__()
+        self.ln_before, self.parallel, self.scaling = ln_before, parallel, scaling
+        if phm_rule is not None:  # Compacter: both projections are PHM layers ("bert" init leaves them alone)
+            self.adapter_down = nn.Sequential(PHMLinear(hidden_size, bottleneck_size, phm_rule),
+                                              ACTIVATIONS[non_linearity]())
+            self.adapter_up = PHMLinear(bottleneck_size, hidden_size, phm_rule)
+            return
         self.adapter_down = nn.Sequential(nn.Linear(hidden_size, bottleneck_size), ACTIVATIONS[non_linearity]())
         self.adapter_up = nn.Linear(bottleneck_size, hidden_size)
-        self.ln_before, self.parallel, self.scaling = ln_before, parallel, scaling
         if parallel:  # W_down keeps PyTorch's default (kaiming-uniform), the rest is zero: starts as the base
             nn.init.zeros_(self.adapter_down[0].bias)
             nn.init.zeros_(self.adapter_up.weight)

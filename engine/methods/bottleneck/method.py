@@ -49,6 +49,8 @@ class Bottleneck(Method):
         cfg = self.config(options)
         hidden, size = config.hidden_size, cfg.bottleneck_size(config.hidden_size)
         sites = config.num_hidden_layers * (2 if cfg.mh_adapter else 1)
+        if cfg.phm:  # rank 1: down H + d + d, up d + H + H, and one shared n³ rule
+            return sites * 3 * (hidden + size) + bn.PHM_DIM ** 3, adapterhub_head_size(config, num_labels)
         return sites * (2 * hidden * size + size + hidden), adapterhub_head_size(config, num_labels)
 
     def add(self, model, name: str, labels: list[str], options: Any,
@@ -64,7 +66,9 @@ class Bottleneck(Method):
         bn.set_active_bottleneck(model.encoder, name)
 
     def parameters(self, model, name: str) -> list[nn.Parameter]:
-        return [p for m in bn.bottleneck_modules(model.encoder, name).values() for p in m.parameters()]
+        rule = bn.phm_rule(model.encoder, name)
+        return [p for m in bn.bottleneck_modules(model.encoder, name).values() for p in m.parameters()] + (
+            [rule] if rule is not None else [])
 
     def save(self, model, name: str, folder: Path) -> None:
         config = model.adapters[name].config.to_adapterhub()
@@ -108,6 +112,22 @@ class Pfeiffer(Bottleneck):
     label = "Pfeiffer"
     description = ("One bottleneck layer after each feed-forward block: nearly Houlsby's accuracy with half the "
                    "parameters and faster training.")
+    defaults: ClassVar[dict[str, float]] = {"learning_rate": 3e-3, "epochs": 3}
+
+
+@dataclass(frozen=True)
+class CompacterOptions:
+    reduction_factor: float = option(32, "Reduction factor", REDUCTION_HELP + " Compacter's bottleneck size must "
+                                     "divide by 4; AdapterHub's default is 32.", low=0, low_open=True,
+                                     choices=(8, 16, 32, 48))
+
+
+class Compacter(Bottleneck):
+    name = "compacter"
+    label = "Compacter"
+    description = ("Houlsby's placement with each projection a sum of Kronecker products sharing one small rule "
+                   "(Mahabadi et al.): a bottleneck adapter in a few thousand parameters; AdapterHub's compacter.")
+    Options: ClassVar[type] = CompacterOptions
     defaults: ClassVar[dict[str, float]] = {"learning_rate": 3e-3, "epochs": 3}
 
 

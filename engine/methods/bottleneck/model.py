@@ -60,20 +60,43 @@ def adapter_sites(encoder: nn.Module) -> list[Site]:
     return sites
 
 
+SHARED = "shared_parameters"  # AdapterHub's name for what all of an adapter's layers share (Compacter's rule)
+PHM_DIM, PHM_INIT_STD = 4, 1e-4
+
+
+def _shared(encoder: nn.Module) -> nn.ModuleDict:
+    if not hasattr(encoder, SHARED):
+        encoder.add_module(SHARED, nn.ModuleDict())
+    return getattr(encoder, SHARED)
+
+
+def phm_rule(encoder: nn.Module, name: str) -> nn.Parameter | None:
+    """Compacter adapter `name`'s shared rule (n × n × n), or None for other adapters."""
+    shared = getattr(encoder, SHARED, None)
+    return shared[name]["phm_rule"] if shared is not None and name in shared else None
+
+
 def add_bottleneck(encoder: nn.Module, name: str, config: BottleneckConfig, hidden_size: int) -> None:
-    """Add adapter `name` at every site its method uses (Houlsby: both; the others: after feed-forward)."""
+    """Add adapter `name` at every site its method uses (Houlsby, Compacter: both; the others: after
+    feed-forward). A Compacter adapter's one rule S ~ N(0, 1e-4) is shared by all its PHM layers."""
     size = config.bottleneck_size(hidden_size)
+    rule = None
+    if config.phm:
+        rule = nn.Parameter(torch.randn(PHM_DIM, PHM_DIM, PHM_DIM) * PHM_INIT_STD)
+        _shared(encoder)[name] = nn.ParameterDict({"phm_rule": rule})
     for site in adapter_sites(encoder):
         if site.after_attention and not config.mh_adapter:
             continue
         site.slot.adapters[name] = Bottleneck(hidden_size, size, config.non_linearity, config.original_ln_before,
-                                              config.is_parallel, config.scaling)
+                                              config.is_parallel, config.scaling, rule)
 
 
 def remove_bottleneck(encoder: nn.Module, name: str) -> None:
     for site in adapter_sites(encoder):
         if name in site.slot.adapters:
             del site.slot.adapters[name]
+    if phm_rule(encoder, name) is not None:
+        del _shared(encoder)[name]
 
 
 def set_active_bottleneck(encoder: nn.Module, name: str | None) -> None:
@@ -93,12 +116,23 @@ def export_state_dict(encoder: nn.Module, name: str, prefix: str) -> dict[str, t
         stem = path[: -len(".adapters")] if path.endswith(".adapters") else path
         for key, tensor in module.state_dict().items():
             state[f"{prefix}.{stem}.adapters.{name}.{key}"] = tensor.detach().cpu().contiguous()
+    rule = phm_rule(encoder, name)
+    if rule is not None:
+        state[f"{prefix}.{SHARED}.{name}.phm_rule"] = rule.detach().cpu().clone()
     return state
 
 
 def import_state_dict(encoder: nn.Module, name: str, saved_name: str, state: dict[str, torch.Tensor]) -> None:
     """Load weights saved under `saved_name` (any model prefix) into adapter `name`; every key must match."""
     modules = bottleneck_modules(encoder, name)
+    rule = phm_rule(encoder, name)
+    if rule is not None:
+        key = next((k for k in state if k.endswith(f"{SHARED}.{saved_name}.phm_rule")), None)
+        if key is None:
+            raise ValueError(f"the Compacter rule '{SHARED}.{saved_name}.phm_rule' is missing")
+        state = dict(state)
+        with torch.no_grad():
+            rule.copy_(state.pop(key))
     by_suffix = {}
     for path, module in modules.items():
         stem = path[: -len(".adapters")] if path.endswith(".adapters") else path

@@ -26,7 +26,7 @@ class LoRA(Method):
     description = ("Low-rank updates (B·A, rank r) added to the query and value projections: PEFT's LoRA, the "
                    "most used method; a few tens of thousands of parameters.")
     Options: ClassVar[type] = LoraOptions
-    defaults: ClassVar[dict[str, float]] = {"learning_rate": 3e-3, "epochs": 3}
+    defaults: ClassVar[dict[str, float]] = {"learning_rate": 5e-3, "epochs": 3}
 
     def config(self, options: LoraOptions, model_type: str, base_model: str | None = None) -> LoraConfig:
         return LoraConfig(r=options.lora_r, alpha=options.lora_alpha, dropout=options.lora_dropout,
