@@ -8,6 +8,8 @@ The hooks receive the `AdapterModel` (one frozen base with many named adapters) 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -173,3 +175,21 @@ def peft_foreign_meta(folder: Path, config: dict, prefix: str) -> dict:
                           "predict labels; save it from a sequence-classification model (task_type SEQ_CLS).")
     return {"name": None, "base_model": config.get("base_model_name_or_path"),
             "labels": [f"LABEL_{i}" for i in range(rows[0])], "imported_from": "peft"}
+
+
+@contextmanager
+def weights_fit(model: AdapterModel, name: str, folder: Path) -> Iterator[None]:
+    """Around loading a folder's weights into adapter `name`, just added: a weight that does not fit (missing,
+    unexpected, of another shape) removes the adapter again and says so in words."""
+    try:
+        yield
+    except (ValueError, RuntimeError, IndexError, KeyError) as exc:
+        model.delete_adapter(name)
+        raise ConfigError(f"{folder}: weights do not fit base model {model.base_model_name} ({exc}).") from exc
+
+
+def save_peft_weights(folder: Path, weights: dict[str, torch.Tensor]) -> None:
+    """`adapter_model.safetensors` as PEFT writes it."""
+    from safetensors.torch import save_file
+
+    save_file(weights, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})

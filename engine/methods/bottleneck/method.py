@@ -11,10 +11,9 @@ import torch
 from torch import nn
 from transformers import PretrainedConfig
 
-from engine.errors import ConfigError
 from engine.heads import adapterhub_head_size
 from engine.methods import adapterhub_format as ahf
-from engine.methods.base import Method, option
+from engine.methods.base import Method, option, weights_fit
 from engine.methods.bottleneck import model as bn
 from engine.methods.bottleneck.config import BottleneckConfig, bottleneck_kind
 from engine.weights import load_weights
@@ -81,13 +80,10 @@ class Bottleneck(Method):
         config = BottleneckConfig.from_adapterhub(saved["config"])
         model.add_adapter(name, self.name, meta["labels"], {"reduction_factor": config.reduction_factor}, config)
         saved_name = saved.get("name", name)
-        try:
+        with weights_fit(model, name, folder):
             bn.import_state_dict(model.encoder, name, saved_name,
                                  load_weights(folder, "pytorch_adapter.bin", "adapter.safetensors"))
             ahf.load_head(model, name, saved_name, folder)
-        except (ValueError, RuntimeError, IndexError) as exc:
-            model.delete_adapter(name)
-            raise ConfigError(f"{folder}: weights do not fit base model {model.base_model_name} ({exc}).") from exc
 
     def claims(self, folder: Path, config: dict) -> bool:
         return "config" in config and bottleneck_kind(config["config"]) == self.name

@@ -6,14 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from transformers import PretrainedConfig
 
 from engine.base_models import skeleton
-from engine.errors import ConfigError
 from engine.heads import task_head_size
-from engine.methods.base import Method, peft_foreign_meta
+from engine.methods.base import Method, peft_foreign_meta, save_peft_weights, weights_fit
 from engine.methods.ia3 import model as ia3
 from engine.methods.ia3.config import IA3Config, ia3_config
 
@@ -57,18 +56,14 @@ class IA3(Method):
 
     def save(self, model, name: str, folder: Path) -> None:
         model.adapters[name].config.save_pretrained(str(folder))
-        weights = ia3.export_state_dict(model.backbone, name, model.heads[name])
-        save_file(weights, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
+        save_peft_weights(folder, ia3.export_state_dict(model.backbone, name, model.heads[name]))
 
     def load(self, model, name: str, folder: Path, meta: dict) -> None:
         saved = IA3Config.from_peft_json(folder)
         model.add_adapter(name, self.name, meta["labels"], {}, saved)
-        try:
+        with weights_fit(model, name, folder):
             ia3.import_state_dict(model.backbone, name, model.heads[name],
                                   load_file(str(folder / "adapter_model.safetensors")))
-        except (ValueError, RuntimeError, KeyError) as exc:
-            model.delete_adapter(name)
-            raise ConfigError(f"{folder}: weights do not fit base model {model.base_model_name} ({exc}).") from exc
 
     def claims(self, folder: Path, config: dict) -> bool:
         return config.get("peft_type") == "IA3"

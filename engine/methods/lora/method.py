@@ -6,14 +6,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from transformers import PretrainedConfig
 
 from engine.base_models import skeleton
-from engine.errors import ConfigError
 from engine.heads import head_modules, task_head_size
-from engine.methods.base import Method, peft_foreign_meta
+from engine.methods.base import Method, peft_foreign_meta, save_peft_weights, weights_fit
 from engine.methods.lora import model as lora
 from engine.methods.lora.config import LoraConfig, LoraOptions, default_targets
 
@@ -60,20 +59,16 @@ class LoRA(Method):
 
     def save(self, model, name: str, folder: Path) -> None:
         model.adapters[name].config.save_pretrained(folder)
-        weights = lora.export_state_dict(model.backbone, name, model.heads[name])
-        save_file(weights, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
+        save_peft_weights(folder, lora.export_state_dict(model.backbone, name, model.heads[name]))
 
     def load(self, model, name: str, folder: Path, meta: dict) -> None:
         config = LoraConfig.from_peft(folder, model.config.model_type)
         options = {"lora_r": config.r, "lora_alpha": config.alpha, "lora_dropout": config.dropout,
                    "lora_targets": list(config.targets)}
         model.add_adapter(name, self.name, meta["labels"], options, config)
-        try:
+        with weights_fit(model, name, folder):
             lora.import_state_dict(model.backbone, name, model.heads[name],
                                    load_file(str(folder / "adapter_model.safetensors")))
-        except (ValueError, RuntimeError, KeyError) as exc:
-            model.delete_adapter(name)
-            raise ConfigError(f"{folder}: weights do not fit base model {model.base_model_name} ({exc}).") from exc
 
     def claims(self, folder: Path, config: dict) -> bool:
         return config.get("peft_type") == "LORA"

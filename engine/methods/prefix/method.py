@@ -15,7 +15,7 @@ from transformers import PretrainedConfig
 from engine.errors import ConfigError
 from engine.heads import adapterhub_head_size
 from engine.methods import adapterhub_format as ahf
-from engine.methods.base import Method
+from engine.methods.base import Method, weights_fit
 from engine.methods.prefix.config import PrefixConfig, PrefixOptions
 from engine.methods.prefix.layer import Prefixes, self_attentions, set_prefixes
 from engine.weights import load_weights
@@ -97,15 +97,12 @@ class PrefixTuning(Method):
         config = PrefixConfig.from_adapterhub(saved["config"])
         model.add_adapter(name, self.name, meta["labels"], {"prefix_length": config.prefix_length}, config)
         saved_name = saved.get("name", name)
-        try:
+        with weights_fit(model, name, folder):
             state = load_weights(folder, "pytorch_adapter.bin", "adapter.safetensors")
             stem = f"prefix_tuning.prefix_tunings.{saved_name}.self_prefix."
             own = {k.split(stem, 1)[1]: v for k, v in state.items() if stem in k and ".pool." not in k}
             _prefixes(model)[name].load_state_dict(own)
             ahf.load_head(model, name, saved_name, folder)
-        except (ValueError, RuntimeError, IndexError, KeyError) as exc:
-            model.delete_adapter(name)
-            raise ConfigError(f"{folder}: weights do not fit base model {model.base_model_name} ({exc}).") from exc
 
     def claims(self, folder: Path, config: dict) -> bool:
         return (config.get("config") or {}).get("architecture") == "prefix_tuning"

@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 from transformers import PretrainedConfig
 
 from engine.base_models import skeleton
 from engine.errors import ConfigError
 from engine.heads import task_head_size
-from engine.methods.base import Method, peft_foreign_meta
+from engine.methods.base import Method, peft_foreign_meta, save_peft_weights, weights_fit
 from engine.methods.prompt.config import PromptConfig, PromptOptions
 from engine.methods.prompt.model import HEAD_PREFIX, PEFT_KEY, Prompt, prompt_inputs
 
@@ -76,13 +76,13 @@ class PromptTuning(Method):
         for module_name, module in model.heads[name].items():
             for key, tensor in module.state_dict().items():
                 weights[f"{HEAD_PREFIX}{module_name}.{key}"] = tensor.detach().cpu().contiguous()
-        save_file(weights, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
+        save_peft_weights(folder, weights)
 
     def load(self, model, name: str, folder: Path, meta: dict) -> None:
         config = PromptConfig.from_peft(folder)
         model.add_adapter(name, self.name, meta["labels"], {"num_virtual_tokens": config.num_virtual_tokens,
                                                            "prompt_init_text": config.init_text}, config)
-        try:
+        with weights_fit(model, name, folder):
             state = load_file(str(folder / "adapter_model.safetensors"))
             prompt = _prompts(model)[name]
             with torch.no_grad():
@@ -92,9 +92,6 @@ class PromptTuning(Method):
                                         for k in list(state) if k.startswith(f"{HEAD_PREFIX}{module_name}.")})
             if state:
                 raise ValueError(f"unexpected weight '{next(iter(state))}'")
-        except (ValueError, RuntimeError, KeyError) as exc:
-            model.delete_adapter(name)
-            raise ConfigError(f"{folder}: weights do not fit base model {model.base_model_name} ({exc}).") from exc
 
     def claims(self, folder: Path, config: dict) -> bool:
         return config.get("peft_type") == "PROMPT_TUNING"
