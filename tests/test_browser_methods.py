@@ -46,6 +46,8 @@ def test_each_new_method_trains_on_the_demo_data(page, app_server):
             options = page.locator(f"#train-options-{other}")
             if other != name:
                 expect(options).to_be_hidden()
+            elif option:
+                expect(options).to_be_visible()
         # set in the same update as the chosen card
         assert float(page.locator("#train-lr input").input_value()) == method.defaults["learning_rate"]
         base = page.locator("#train-base-model input")

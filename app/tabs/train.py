@@ -181,7 +181,7 @@ def build(data: DataTab) -> TrainTab:
         with gr.Column(scale=3):
             method = gr.Radio(method_choices(), value=DEFAULT_METHOD, label="Method", elem_id="train-method")
             for m in methods.REGISTRY.values():
-                with gr.Group(visible=m.name == DEFAULT_METHOD, elem_id=f"train-options-{m.name}") as group:
+                with gr.Column(visible=m.name == DEFAULT_METHOD, elem_id=f"train-options-{m.name}") as group:
                     defaults = m.options()
                     for f, spec in option_fields(m.Options):
                         option_controls[f"{m.name}.{f.name}"] = option_control(m.name, f.name, spec,
