@@ -124,7 +124,7 @@ class Compacter(Bottleneck):
     description = ("Houlsby's placement with each projection a sum of Kronecker products sharing one small rule "
                    "(Mahabadi et al.): a bottleneck adapter in a few thousand parameters; AdapterHub's compacter.")
     Options: ClassVar[type] = CompacterOptions
-    defaults: ClassVar[dict[str, float]] = {"learning_rate": 3e-3, "epochs": 3}
+    defaults: ClassVar[dict[str, float]] = {"learning_rate": 1e-2, "epochs": 3}
 
 
 class Parallel(Bottleneck):
