@@ -87,6 +87,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="markdown file whose results section is rewritten (default: docs/benchmarks.md for a full "
                         "run, none for --quick; 'none' to skip)")
     p.add_argument("--note", default="", help="free text recorded with the results (e.g. what else ran)")
+    p.add_argument("--section", default="results", help="the docs page's marked block to write (e.g. "
+                   "results-methods for the methods measured apart from the first three)")
     p.add_argument("--render", type=Path, help="only re-write the markdown from a saved results JSON (no runs); "
                    "the command recorded in it stays the one that produced the numbers")
     a = p.parse_args(argv)
@@ -410,7 +412,9 @@ def render(a: argparse.Namespace) -> int:
     report["summary"] = summarise(report["runs"], saved)
     report["versions"] = _versions(report["runs"])
     report["busy"] = [b for b in report.get("busy", []) if "bench/run.py" not in b]
-    publish(report, [a.render], markdown(report), a.docs, "results", DOCS_HEADING)
+    section = getattr(saved, "section", "results")
+    heading = DOCS_HEADING if section == "results" else f"{DOCS_HEADING} ({', '.join(saved.methods)})"
+    publish(report, [a.render], markdown(report), a.docs, section, heading)
     return 0
 
 
@@ -464,9 +468,10 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summarise(runs, a),
         "runs": runs,
     }
-    kind = "quick" if a.quick else "full"
+    kind = ("quick" if a.quick else "full") + ("" if a.section == "results" else f"-{a.section}")
+    heading = DOCS_HEADING if a.section == "results" else f"{DOCS_HEADING} ({', '.join(a.methods)})"
     publish(report, [a.results / f"{kind}-{device}-{stamp}.json", a.results / f"latest-{kind}-{device}.json"],
-            markdown(report), a.docs, "results", DOCS_HEADING)
+            markdown(report), a.docs, a.section, heading)
     return 0
 
 
