@@ -66,28 +66,36 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     _add_data_args(p)
     _add_method_args(p)
     p.add_argument("--base-model", default=None, help="hub id or local folder (default: bundled all-MiniLM-L6-v2)")
-    p.add_argument("--epochs", type=int, help="default: the method's (see docs/defaults.md)")
-    p.add_argument("--learning-rate", type=float, help="default: the method's")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--max-train-samples", type=int)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--early-stopping-patience", type=int, help="stop after N epochs without improvement")
-    p.add_argument("--base-dropout", action="store_true",
-                   help="keep the frozen base model's dropout on while training (AdapterHub's and PEFT's recipe; "
-                        "off by default: faster and as accurate, see docs/defaults.md)")
+    _add_setting_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
 
 
+def _add_setting_args(p: argparse.ArgumentParser) -> None:
+    """One flag per hyperparameter, with TrainConfig's help and default; values are checked as a job's are."""
+    from engine.options import default_of, option_fields
+    from engine.training import TrainConfig
+
+    for f, spec in option_fields(TrainConfig):
+        flag = f"--{f.name.replace('_', '-')}"
+        default = default_of(f)
+        if isinstance(default, bool):
+            p.add_argument(flag, action="store_true", help=spec.help)
+        else:
+            shown = f" (default {default:g})" if isinstance(default, int | float) else ""
+            p.add_argument(flag, default=None, metavar=f.name.split("_")[-1].upper(), help=spec.help + shown)
+
+
 def train_config_kwargs(args: argparse.Namespace) -> dict:
-    """TrainConfig fields from parsed `train`/`submit` flags."""
+    """TrainConfig fields from parsed `train`/`submit` flags, checked in the page's words; unset flags take
+    TrainConfig's (or the method's) defaults."""
+    from engine.options import check_all
+    from engine.training import TrainConfig
+
+    given = {k: v for k, v in vars(args).items() if v is not None and v is not False}
     return {"data": args.data, "validation": args.validation, "method": args.method,
             "text_column": args.text_column or "text", "text_pair_column": args.text_pair_column,
             "label_column": args.label_column or "label", "method_options": method_options(args) or None,
-            "base_model": args.base_model, "epochs": args.epochs, "learning_rate": args.learning_rate,
-            "batch_size": args.batch_size, "max_length": args.max_length,
-            "max_train_samples": args.max_train_samples, "seed": args.seed,
-            "early_stopping_patience": args.early_stopping_patience, "base_dropout": args.base_dropout}
+            "base_model": args.base_model, **check_all(TrainConfig, given)}
 
 
 def _print_json(data: object) -> None:
@@ -185,10 +193,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     output = args.output
     args = argparse.Namespace(**{**vars(args), "data": str(DEMO_DATA), "validation": None, "text_column": None,
                                  "text_pair_column": None, "label_column": None,
-                                 "base_model": None, "epochs": None, "learning_rate": None, "batch_size": 16,
-                                 "max_length": 128, "max_train_samples": None, "seed": 42,
-                                 "early_stopping_patience": None, "base_dropout": False, "json": False,
-                                 "output": output})
+                                 "base_model": None, "json": False, "output": output})
     cmd_train(args)
     text = "I was charged twice for my subscription this month"
     print(f'\npredicting: "{text}"')

@@ -12,6 +12,8 @@ from datetime import datetime
 import pandas as pd
 
 from engine import methods
+from engine.options import option_fields
+from engine.training import TrainConfig
 from worker.models import WAITING
 
 STATES = {"queued": ("◌", "Queued"), "running": ("▶", "Running"), "succeeded": ("✔", "Succeeded"),
@@ -19,13 +21,11 @@ STATES = {"queued": ("◌", "Queued"), "running": ("▶", "Running"), "succeeded
           "interrupted": ("‖", "Interrupted")}
 ACTIVE = ("queued", "running", "cancelling")
 TABLE_COLUMNS = ["Job", "Method", "State", "Progress", "Time left", "Macro-F1", "Accuracy", "Created", "ID"]
+# The data and method rows, then every hyperparameter in its words from TrainConfig (engine/options.py)
 SETTING_NAMES = {"data": "Data", "validation": "Validation data", "text_column": "Text column",
                  "text_pair_column": "Second text column", "label_column": "Label column",
-                 "label_names": "Labels renamed", "method": "Method", "base_model": "Base model", "epochs": "Epochs",
-                 "learning_rate": "Learning rate", "batch_size": "Batch size", "max_length": "Max length (tokens)",
-                 "max_train_samples": "Max training rows", "seed": "Random seed",
-                 "early_stopping_patience": "Early stopping patience (epochs)",
-                 "base_dropout": "Base model dropout while training"}
+                 "label_names": "Labels renamed", "method": "Method", "base_model": "Base model",
+                 **{f.name: spec.label for f, spec in option_fields(TrainConfig)}}
 
 NO_WORKER = ("Jobs start in the order they were queued, one at a time on each worker. If no other job is running "
              "and this one stays queued, no worker is running: ask whoever runs AdapterLab to start one (if that "

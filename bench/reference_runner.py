@@ -7,11 +7,12 @@ for AdapterHub's methods, with the project's python (transformers 5) for PEFT's 
 - `maxlen`: AdapterHub's tutorial recipe, every example padded to `--max-length` (default collator);
 - `dynamic`: the same library used well, dynamic padding (DataCollatorWithPadding) and `group_by_length`.
 
-AdapterHub: `AutoAdapterModel` + `add_adapter(config=seq_bn | double_seq_bn | par_bn | prefix_tuning | ia3)` +
-`add_classification_head` + `train_adapter`; PEFT: `AutoModelForSequenceClassification` + `get_peft_model(LoraConfig
-| PromptTuningConfig)`; full: `AutoModelForSequenceClassification` alone. All: TrainingArguments with the given
-learning rate, batch size, epochs, warm-up ratio, linear schedule, weight decay 0, max grad norm 1, no checkpoints,
-no logging integrations. Prints nothing useful; writes one JSON result to `--out`.
+AdapterHub: `AutoAdapterModel` + `add_adapter(config=seq_bn | double_seq_bn | par_bn | compacter |
+prefix_tuning | ia3)` + `add_classification_head` + `train_adapter`; PEFT: `AutoModelForSequenceClassification` +
+`get_peft_model(LoraConfig | PromptTuningConfig)`; full: `AutoModelForSequenceClassification` alone. All:
+TrainingArguments with the given learning rate, batch size, epochs, warm-up ratio, linear schedule, weight decay
+0, max grad norm 1, no checkpoints, no logging integrations. Prints nothing useful; writes one JSON result to
+`--out`.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from common import (  # noqa: E402
     write_result,
 )
 
-ADAPTERHUB = {"pfeiffer": "seq_bn", "houlsby": "double_seq_bn", "parallel": "par_bn", "prefix": "prefix_tuning",
-              "ia3": "ia3"}
+ADAPTERHUB = {"pfeiffer": "seq_bn", "houlsby": "double_seq_bn", "parallel": "par_bn", "compacter": "compacter",
+              "prefix": "prefix_tuning", "ia3": "ia3"}
 PEFT = ("lora", "prompt")
 METHODS = (*ADAPTERHUB, *PEFT, "full")
 LIBRARY = {**dict.fromkeys(ADAPTERHUB, "adapterhub"), **dict.fromkeys(PEFT, "peft"), "full": "transformers"}

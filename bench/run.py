@@ -48,10 +48,11 @@ SHARED_SST2 = ROOT.parent / "shared" / "data" / "sst2"
 SYSTEMS = ("adapterlab", "adapterlab-fp32", "ref-maxlen", "ref-dynamic")
 DEFAULT_SYSTEMS = ("adapterlab", "ref-maxlen", "ref-dynamic")
 AL_SYSTEMS = ("adapterlab", "adapterlab-fp32")
-METHODS = ("pfeiffer", "houlsby", "ia3", "parallel", "lora", "prefix", "prompt", "full")
+METHODS = ("pfeiffer", "houlsby", "ia3", "parallel", "compacter", "lora", "prefix", "prompt", "full")
 # The library each method is measured against (and whose python runs it: the reference venv for AdapterHub's)
 REFERENCE = {"pfeiffer": "AdapterHub", "houlsby": "AdapterHub", "ia3": "AdapterHub", "parallel": "AdapterHub",
-             "prefix": "AdapterHub", "lora": "PEFT", "prompt": "PEFT", "full": "transformers"}
+             "compacter": "AdapterHub", "prefix": "AdapterHub", "lora": "PEFT", "prompt": "PEFT",
+             "full": "transformers"}
 LABELS = {"adapterlab": "AdapterLab", "adapterlab-fp32": "AdapterLab, fp32 (ADAPTERLAB_CPU_BF16=0)",
           "ref-maxlen": "reference (b) max-length padding",
           "ref-dynamic": "reference (c) dynamic padding + group_by_length"}
@@ -352,8 +353,8 @@ def markdown(report: dict) -> str:
               f"max length {a['max_length']}, "
               "lr " + ", ".join(f"{m} {learning_rate(argparse.Namespace(**a), m):g}" for m in summary)
               + f", linear schedule, warm-up {a['warmup_ratio']:g}, weight decay 0, grad-norm clip 1, seed "
-              f"{a['seed']}, each method's default options (reduction factor 16, parallel 2; LoRA r 8 on query and "
-              "value; prompt tuning 20 virtual tokens; prefix length 30).",
+              f"{a['seed']}, each method's default options (reduction factor 16, parallel 2, compacter 32; LoRA r 8 "
+              "on query and value; prompt tuning 20 virtual tokens; prefix length 30).",
               f"- Load average during the runs: median {report['load']['median']}, range {report['load']['min']}-"
               f"{report['load']['max']} (2 cores; a run's own 2 torch threads make ~2, so above ~2.5 other work "
               f"competed for the CPU).",

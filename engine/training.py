@@ -22,10 +22,11 @@ from engine.adapter_io import adapter_name_for, save_adapter
 from engine.adapter_model import AdapterModel
 from engine.batching import length_grouped_batches
 from engine.data import PreparedData, prepare
-from engine.errors import ConfigError, TrainingCancelled
+from engine.errors import TrainingCancelled
 from engine.evaluation import evaluate
 from engine.methods import all_options
 from engine.methods import get as get_method
+from engine.options import check_value, option, option_fields
 
 
 @dataclass
@@ -42,18 +43,29 @@ class TrainConfig:
     label_names: dict[str, str] | None = None  # label in the data -> the name the adapter uses
     method_options: dict | None = None  # the method's own settings by name (its Options; unset: its defaults)
     base_model: str | None = None
-    epochs: int | None = None
-    learning_rate: float | None = None
-    batch_size: int = 16
-    max_length: int = 128
-    max_train_samples: int | None = None
-    seed: int = 42
-    warmup_ratio: float = 0.06
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    early_stopping_patience: int | None = None
-    base_dropout: bool = False
-    validation_fraction: float = 0.1
+    # The hyperparameters: their words, limits and help, for the page, the flags and the checks (engine/options.py)
+    epochs: int | None = option(None, "Epochs", "Passes over the training rows (default: the method's).", low=1,
+                                high=1000, whole=True, optional=True)
+    learning_rate: float | None = option(None, "Learning rate", "Default: the method's (docs/defaults.md).", low=0,
+                                         high=1, low_open=True, optional=True)
+    batch_size: int = option(16, "Batch size", "Rows per training step.", low=1, high=4096, whole=True)
+    max_length: int = option(128, "Max length (tokens)", "Longer texts are cut to this many tokens.", low=8,
+                             high=8192, whole=True)
+    max_train_samples: int | None = option(None, "Max training rows", "Train on at most this many rows (a seeded "
+                                           "sample). Empty: every row.", low=2, whole=True, say_empty=True)
+    seed: int = option(42, "Random seed", "Same seed, same result.", low=0, whole=True)
+    warmup_ratio: float = option(0.06, "Warm-up", "Share of the steps over which the learning rate rises.", low=0,
+                                 high=0.5)
+    weight_decay: float = option(0.0, "Weight decay", "AdamW's weight decay.", low=0, high=1)
+    max_grad_norm: float = option(1.0, "Gradient clipping", "Largest gradient norm.", low=0, low_open=True)
+    early_stopping_patience: int | None = option(None, "Early stopping patience", "Stop after this many epochs "
+                                                 "without improvement. Empty: never.", low=1, whole=True,
+                                                 say_empty=True)
+    base_dropout: bool = option(False, "Base model dropout while training", "Keep the frozen base model's "
+                                "dropout on while training (AdapterHub's and PEFT's recipe; off by default: "
+                                "faster and as accurate, see docs/defaults.md).")
+    validation_fraction: float = option(0.1, "Validation share", "Share of the rows held out for validation "
+                                        "when no validation file is given.", low=0, high=0.9, low_open=True)
     device: str | None = None
     # How this run is named in its saved folder, and how its data files are named in the data report (a job's
     # files are snapshots under content hashes; the report names the files the user chose)
@@ -81,14 +93,8 @@ class TrainConfig:
         out.learning_rate = float(self.learning_rate if self.learning_rate is not None
                                   else method.defaults["learning_rate"])
         out.method_options = asdict(method.options(self.method_options))
-        checks = [(out.epochs >= 1, "epochs must be at least 1"), (out.learning_rate > 0, "learning rate must be > 0"),
-                  (self.batch_size >= 1, "batch size must be at least 1"),
-                  (8 <= self.max_length <= 8192, "max length must be between 8 and 8192"),
-                  (0 < self.validation_fraction < 1, "validation fraction must be between 0 and 1"),
-                  (self.max_train_samples is None or self.max_train_samples >= 2, "max train samples must be >= 2")]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message[0].upper() + message[1:] + ".")
+        for f, spec in option_fields(TrainConfig):
+            setattr(out, f.name, check_value(f, spec, getattr(out, f.name)))
         return out
 
 

@@ -266,7 +266,7 @@ def test_build_spec():
     assert train_tab.build_spec(DATA, form(max_train_samples=" 1,000 "))["max_train_samples"] == 1000
     assert train_tab.build_spec(DATA, form(base_dropout=True))["base_dropout"] is True
     assert normalise({"data": "x.csv", "method": "ia3", "base_dropout": "yes"})["base_dropout"] is True
-    with pytest.raises(ConfigError, match="Base dropout must be true or false"):
+    with pytest.raises(ConfigError, match="Base model dropout while training must be true or false"):
         normalise({"data": "x.csv", "method": "ia3", "base_dropout": "maybe"})
 
 

@@ -19,34 +19,12 @@ from engine.data import prepare, read_table
 from engine.errors import ConfigError
 from engine.methods import all_options
 from engine.methods import get as get_method
+from engine.options import check_value, option_fields
 from engine.training import RUN_ONLY, TrainConfig, run_settings
 from worker import settings
 
 SPEC_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.name not in RUN_ONLY and f.name != "method_options")
-INT_FIELDS = {"epochs", "batch_size", "max_length", "max_train_samples", "seed", "early_stopping_patience"}
-FLOAT_FIELDS = {"learning_rate", "warmup_ratio", "weight_decay", "max_grad_norm",
-                "validation_fraction"}
-
-
-def _number(key: str, value: str | int | float) -> int | float:
-    kind = int if key in INT_FIELDS else float
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key.replace('_', ' ').capitalize()} must be a number, not {value!r}.") from None
-    if kind is int:
-        if not number.is_integer():
-            raise ConfigError(f"{key.replace('_', ' ').capitalize()} must be a whole number, not {value!r}.")
-        return int(number)
-    return number
-
-
-def _flag(key: str, value: str | bool) -> bool:
-    if isinstance(value, bool):
-        return value
-    if value.lower() in ("true", "yes", "1", "false", "no", "0"):
-        return value.lower() in ("true", "yes", "1")
-    raise ConfigError(f"{key.replace('_', ' ').capitalize()} must be true or false, not {value!r}.")
+CHECKED = {f.name: (f, spec) for f, spec in option_fields(TrainConfig)}  # the hyperparameters, with their limits
 
 
 def _label_names(value: object) -> dict[str, str] | None:
@@ -76,11 +54,9 @@ def normalise(spec: dict) -> dict:
             value = value.strip()
         if value is None or value == "":
             continue
-        if key == "base_dropout":
-            value = _flag(key, value)
         if key == "label_names":
             value = _label_names(value)
-        out[key] = _number(key, value) if key in INT_FIELDS | FLOAT_FIELDS else value
+        out[key] = check_value(*CHECKED[key], value) if key in CHECKED else value
     for key in ("data", "method"):
         if key not in out:
             raise ConfigError(f"A job needs '{key}'.")

@@ -20,6 +20,8 @@ from engine import methods
 from engine.base_models import DEFAULT_BASE_MODEL
 from engine.errors import AdapterLabError, ConfigError
 from engine.methods.base import OptionSpec, option_fields
+from engine.options import check_value, default_of
+from engine.training import TrainConfig
 from worker import api as jobs
 
 DEFAULT_METHOD = "pfeiffer"
@@ -110,36 +112,32 @@ def option_control(method: str, name: str, spec: OptionSpec, default: object) ->
     return gr.Textbox(str(shown), label=spec.label, info=spec.help, elem_id=key, placeholder=empty)
 
 
-# Each form value by name: its words in the page (for messages), whether it is whole, its limits, and what
-# empty means (None: the method's or the run's default).
-FIELDS: dict[str, tuple[str, bool, float | None, float | None]] = {
-    "epochs": ("Epochs", True, 1, 1000), "learning_rate": ("Learning rate", False, None, 1),
-    "batch_size": ("Batch size", True, 1, 4096), "max_length": ("Max length (tokens)", True, 8, 8192),
-    "max_train_samples": ("Max training rows", True, 2, None), "seed": ("Random seed", True, 0, None),
-    "early_stopping_patience": ("Early stopping patience", True, 1, None)}
+# The hyperparameters the form shows, with their words, limits and defaults from TrainConfig (engine/options.py)
+SETTINGS = {f.name: (f, spec) for f, spec in option_fields(TrainConfig)
+            if f.name in ("epochs", "learning_rate", "batch_size", "max_length", "max_train_samples", "seed",
+                          "early_stopping_patience")}
 
 
-def _number(key: str, value: object) -> int | float | None:
-    """A form value as a number, None when empty; a ConfigError naming the field in the page's words."""
-    words, whole, low, high = FIELDS[key]
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    try:
-        number = float(str(value).strip().replace(",", ""))
-    except ValueError:
-        raise ConfigError(f"{words} must be a number" + (", or empty." if key in OPTIONAL else ".")) from None
-    if whole and not number.is_integer():
-        raise ConfigError(f"{words} must be a whole number.")
-    if key == "learning_rate" and number <= 0:
-        raise ConfigError(f"{words} must be greater than 0.")
-    if low is not None and number < low:
-        raise ConfigError(f"{words} must be at least {low:g}" + (", or empty." if key in OPTIONAL else "."))
-    if high is not None and number > high:
-        raise ConfigError(f"{words} must be at most {high:g}.")
-    return int(number) if whole else number
+def _checked(key: str, value: object) -> object:
+    """A form value checked as a job would check it; an empty box is the setting's default."""
+    f, spec = SETTINGS[key]
+    if (value is None or not str(value).strip()) and not spec.optional:
+        return default_of(f)
+    return check_value(f, spec, value)
 
 
-OPTIONAL = ("max_train_samples", "early_stopping_patience")  # empty: every row; never stop early
+def _number_box(key: str, elem_id: str, value: object = None) -> gr.Number:
+    """A number box for a setting, in its words. No minimum or maximum: the form checks them itself, naming the
+    field in its message (Gradio's own limits say it in other words)."""
+    f, spec = SETTINGS[key]
+    return gr.Number(default_of(f) if value is None else value, label=spec.label, info=spec.help,
+                     precision=0 if spec.whole else None, step=1 if spec.whole else 0.0001, elem_id=elem_id)
+
+
+def _optional_box(key: str, elem_id: str, empty: str) -> gr.Textbox:
+    """A text box for a setting whose empty value means something (an empty number box reads as 0 once shown)."""
+    _, spec = SETTINGS[key]
+    return gr.Textbox("", label=spec.label, placeholder=empty, info=spec.help, elem_id=elem_id)
 
 
 def build_spec(data: dict | None, form: dict) -> dict:
@@ -153,9 +151,7 @@ def build_spec(data: dict | None, form: dict) -> dict:
             "label_names": data.get("label_names"), "method": method.name,
             "base_model": (form.get("base_model") or "").strip() or None,
             "method_options": dataclasses.asdict(method.options(form.get("method_options"))) or None}
-    spec.update({key: _number(key, form.get(key)) for key in FIELDS})
-    spec.update(batch_size=spec["batch_size"] or 16, max_length=spec["max_length"] or 128,
-                seed=42 if spec["seed"] is None else spec["seed"])
+    spec.update({key: _checked(key, form.get(key)) for key in SETTINGS})
     if form.get("base_dropout"):
         spec["base_dropout"] = True
     if (form.get("name") or "").strip():
@@ -195,25 +191,15 @@ def build(data: DataTab) -> TrainTab:
         with gr.Column(scale=2):
             count = gr.Markdown(elem_id="train-param-count", elem_classes=["al-card"])
             defaults = methods.get(DEFAULT_METHOD).defaults
-            # No minimum/maximum on the numbers: the form checks them itself, naming the field in its message
             with gr.Row():
-                epochs = gr.Number(int(defaults["epochs"]), label="Epochs", precision=0,
-                                   info="Passes over the training rows.", elem_id="train-epochs")
-                learning_rate = gr.Number(defaults["learning_rate"], label="Learning rate", step=0.0001,
-                                          info="Default depends on the method.", elem_id="train-lr")
-                batch_size = gr.Number(16, label="Batch size", precision=0, info="Rows per training step.",
-                                       elem_id="train-batch-size")
+                epochs = _number_box("epochs", "train-epochs", int(defaults["epochs"]))
+                learning_rate = _number_box("learning_rate", "train-lr", defaults["learning_rate"])
+                batch_size = _number_box("batch_size", "train-batch-size")
             with gr.Accordion("Advanced", open=False, elem_id="train-advanced"):
-                max_length = gr.Number(128, label="Max length (tokens)", precision=0, elem_id="train-max-length",
-                                       info="Longer texts are cut to this many tokens.")
-                # Text boxes, not numbers: an empty number box reads as 0 once shown, and empty means "all rows"
-                max_train_samples = gr.Textbox("", label="Max training rows", placeholder="all rows",
-                                               info="Leave empty to use every row.", elem_id="train-max-samples")
-                seed = gr.Number(42, label="Random seed", precision=0, info="Same seed, same result.",
-                                 elem_id="train-seed")
-                patience = gr.Textbox("", label="Early stopping patience (epochs)", placeholder="never",
-                                      info="Stop after this many epochs without improvement. Empty: never.",
-                                      elem_id="train-patience")
+                max_length = _number_box("max_length", "train-max-length")
+                max_train_samples = _optional_box("max_train_samples", "train-max-samples", "all rows")
+                seed = _number_box("seed", "train-seed")
+                patience = _optional_box("early_stopping_patience", "train-patience", "never")
                 base_dropout = gr.Checkbox(False, label="Keep the base model's dropout while training",
                                            elem_id="train-base-dropout",
                                            info="Off by default: training is faster, and was as accurate in our "

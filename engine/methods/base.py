@@ -1,7 +1,8 @@
 """What every method is: a name, words for the page, a typed options dataclass, and the hooks the engine calls.
 
-A method's options are a dataclass whose fields are made with `option(...)`: the default, limits and help text
-live there once, and the command line, the Train tab, job validation and the job page are generated from them.
+A method's options are a dataclass whose fields are made with `option(...)` (engine/options.py): the default,
+limits and help text live there once, and the command line, the Train tab, job validation and the job page are
+generated from them.
 The hooks receive the `AdapterModel` (one frozen base with many named adapters) and work on it in place.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -19,56 +19,13 @@ from torch import nn
 from transformers import PretrainedConfig
 
 from engine.errors import ConfigError
+from engine.options import OptionSpec, check_all, option, option_fields
+
+__all__ = ["Method", "OptionSpec", "option", "option_fields", "peft_foreign_meta", "save_peft_weights",
+           "weights_fit"]
 
 if TYPE_CHECKING:
     from engine.adapter_model import AdapterModel
-
-
-@dataclass(frozen=True)
-class OptionSpec:
-    """How one option is asked for and checked: its words in the page, help, limits, and the values offered."""
-
-    label: str
-    help: str
-    low: float | None = None
-    high: float | None = None
-    choices: tuple = ()  # values the page offers (others typed on the command line are still checked)
-    whole: bool = False
-    low_open: bool = False  # the limit itself is refused (a rate above 0, a factor above 0)
-
-
-def option(default: Any, label: str, help: str, low: float | None = None, high: float | None = None,
-           choices: tuple = (), whole: bool = False, low_open: bool = False) -> Any:
-    """A dataclass field carrying its `OptionSpec` in its metadata (as PEFT's configs carry their help)."""
-    spec = OptionSpec(label, help, low, high, tuple(choices), whole, low_open)
-    if isinstance(default, list):
-        return dataclasses.field(default_factory=lambda: list(default), metadata={"option": spec})
-    return dataclasses.field(default=default, metadata={"option": spec})
-
-
-def option_fields(options_type: type) -> list[tuple[dataclasses.Field, OptionSpec]]:
-    return [(f, f.metadata["option"]) for f in dataclasses.fields(options_type) if "option" in f.metadata]
-
-
-def _coerce(f: dataclasses.Field, spec: OptionSpec, value: Any) -> Any:
-    """One option value from a form, a flag or JSON, as its field's type; a ConfigError in the page's words."""
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-    if isinstance(default, list):
-        items = value.split(",") if isinstance(value, str) else list(value)
-        return [str(v).strip() for v in items if str(v).strip()]  # empty: the method's default
-    if isinstance(default, str):
-        return str(value).strip()
-    try:
-        number = float(str(value).strip().replace(",", "")) if not isinstance(value, int | float) else float(value)
-    except ValueError:
-        raise ConfigError(f"{spec.label} must be a number, not {value!r}.") from None
-    if spec.whole and not number.is_integer():
-        raise ConfigError(f"{spec.label} must be a whole number, not {value!r}.")
-    if spec.low is not None and (number < spec.low or (spec.low_open and number <= spec.low)):
-        raise ConfigError(f"{spec.label} must be {'greater than' if spec.low_open else 'at least'} {spec.low:g}.")
-    if spec.high is not None and number > spec.high:
-        raise ConfigError(f"{spec.label} must be at most {spec.high:g}.")
-    return int(number) if spec.whole else number
 
 
 class Method:
@@ -96,9 +53,7 @@ class Method:
         if unknown:
             raise ConfigError(f"{self.label} has no setting {', '.join(map(repr, unknown))}"
                               + (f"; its settings are {', '.join(sorted(known))}." if known else "."))
-        kwargs = {f.name: _coerce(f, spec, values[f.name]) for f, spec in option_fields(self.Options)
-                  if values.get(f.name) is not None and values.get(f.name) != ""}
-        return self.Options(**kwargs)
+        return self.Options(**check_all(self.Options, values))
 
     def check(self, options: Any, config: PretrainedConfig, max_length: int = 128) -> None:
         """Refuse options that cannot work on this base model (before a job is queued)."""
