@@ -13,6 +13,7 @@ __all__ = ["app_server", "browser", "page"]  # the shared fixtures, used by name
 
 # method -> (the option control to set, the value to pick or type, the words the job page shows)
 NEW_METHODS = {"parallel": ("reduction-factor", "8", ("Reduction factor", "8")),
+               "compacter": ("reduction-factor", "8", ("Reduction factor", "8")),
                "lora": ("lora-r", "4", ("Rank (r)", "4")),
                "prefix": ("prefix-length", "10", ("Prefix length", "10")),
                "prompt": ("num-virtual-tokens", "10", ("Virtual tokens", "10")),
