@@ -198,10 +198,13 @@ def other_processes(limit: int = 6) -> list[str]:
 
 
 def _versions(runs: list[dict]) -> dict:
+    """Library versions per side: AdapterLab's, AdapterHub's venv ("reference"), and PEFT's or plain
+    transformers' runs (on AdapterLab's python)."""
     versions: dict = {}
     for r in runs:
-        versions.setdefault("adapterlab" if r["system_key"] in AL_SYSTEMS else "reference", {}).update(
-            r.get("versions", {}))
+        side = "adapterlab" if r["system_key"] in AL_SYSTEMS else (
+            "reference" if r.get("library", "adapterhub") == "adapterhub" else "reference-peft")
+        versions.setdefault(side, {}).update(r.get("versions", {}))
     return versions
 
 
@@ -336,16 +339,18 @@ def _f(x, digits: int = 1, suffix: str = "") -> str:
 def markdown(report: dict) -> str:
     a, summary, info = report["settings"], report["summary"], report["machine"]
     al_v, ref_v = report["versions"].get("adapterlab", {}), report["versions"].get("reference", {})
+    peft_v = report["versions"].get("reference-peft", {})
     lines = [f"Recorded {report['date']} with `{report['command']}` "
              f"({report['wall_minutes']:.0f} minutes; {a['repeats']} interleaved repeat(s), medians shown).", ""]
     lines += [f"- Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB RAM, {info['os']}; "
               f"device `{report['device']}`; torch threads: {a['threads'] or 'torch default'}"
               f" ({info.get('torch_threads_default')}).",
               f"- AdapterLab: torch {info.get('torch')}, transformers {al_v.get('transformers')}. "
-              f"Reference: adapters {ref_v.get('adapters')}, transformers "
-              f"{ref_v.get('transformers')}, torch {ref_v.get('torch')}"
-              + (f"; PEFT {ref_v['peft']} on AdapterLab's transformers" if ref_v.get("peft") else "") + ". "
-              "Each method against its reference library: "
+              + (f"Reference: adapters {ref_v.get('adapters')}, transformers {ref_v.get('transformers')}, torch "
+                 f"{ref_v.get('torch')}. " if ref_v else "")
+              + (f"PEFT and plain-transformers references: peft {peft_v.get('peft')}, transformers "
+                 f"{peft_v.get('transformers')}. " if peft_v else "")
+              + "Each method against its reference library: "
               + ", ".join(f"{m} {REFERENCE[m]}" for m in summary) + ".",
               f"- Data: SST-2 from `{report['data']['source']}`, {report['data']['train_rows']:,} training sentences "
               f"(seeded sample, seed {a['seed']}), validation {report['data']['validation_rows']} rows.",
