@@ -7,6 +7,7 @@ rebuilds it and fails when the committed file differs.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import sys
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from engine import methods
 from worker import db
 from worker.models import Job, JobEpoch, JobState, JobStep
 
@@ -27,8 +29,9 @@ STEPS_PER_EPOCH, EPOCHS = 23, 3
 
 
 def _spec(method: str, learning_rate: float, batch_size: int = 16) -> dict:
+    options = dataclasses.asdict(methods.get(method).options())  # as a job stores them: every option's value
     return {"data": TICKETS["path"], "validation": None, "method": method, "text_column": "text",
-            "text_pair_column": None, "label_column": "label", "reduction_factor": 16, "base_model": None,
+            "text_pair_column": None, "label_column": "label", "method_options": options, "base_model": None,
             "epochs": EPOCHS, "learning_rate": learning_rate, "batch_size": batch_size, "max_length": 128,
             "max_train_samples": None, "seed": 42, "warmup_ratio": 0.06, "weight_decay": 0.0, "max_grad_norm": 1.0,
             "early_stopping_patience": None, "validation_fraction": 0.1}
