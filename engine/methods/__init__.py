@@ -7,7 +7,8 @@ Adding a method: a folder with a `Method` subclass (see engine/methods/base.py) 
 from __future__ import annotations
 
 from engine.errors import ConfigError
-from engine.methods.base import Method, OptionSpec, option_fields
+from engine.methods.base import Method
+from engine.options import OptionSpec, option_fields
 
 REGISTRY: dict[str, Method] = {}
 GROUPS = ("Bottleneck adapters", "Low-rank and scaling", "Prompt-based", "Full fine-tuning")

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -24,8 +24,7 @@ from engine.options import OptionSpec, check_all, option, option_fields
 __all__ = ["Method", "OptionSpec", "option", "option_fields", "peft_foreign_meta", "save_peft_weights",
            "weights_fit"]
 
-if TYPE_CHECKING:
-    from engine.adapter_model import AdapterModel
+AdapterModel = nn.Module  # for the hints: engine/adapter_model.py imports this module, so not the other way
 
 
 class Method:

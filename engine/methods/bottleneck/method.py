@@ -11,11 +11,12 @@ import torch
 from torch import nn
 from transformers import PretrainedConfig
 
+import engine.methods.adapterhub_format as ahf
 from engine.heads import adapterhub_head_size
-from engine.methods import adapterhub_format as ahf
-from engine.methods.base import Method, option, weights_fit
+from engine.methods.base import Method, weights_fit
 from engine.methods.bottleneck import model as bn
 from engine.methods.bottleneck.config import BottleneckConfig, bottleneck_kind
+from engine.options import option
 from engine.weights import load_weights
 
 REDUCTION_HELP = "Bottleneck size = the model's hidden size ÷ this factor. A smaller factor trains more parameters."

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from engine.errors import ConfigError
 from engine.heads import head_modules
-from engine.methods.base import option
+from engine.options import option
 
 # PEFT 0.21 has defaults for BERT, RoBERTa, ELECTRA and XLM-R (query, value); DistilBERT's are its own names.
 DISTILBERT_TARGETS = ["q_lin", "v_lin"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.errors import ConfigError
-from engine.methods.base import option
+from engine.options import option
 
 # Every PrefixTuningConfig field of AdapterHub `adapters` 1.3 at its default, so saved configs load there.
 ADAPTERHUB_DEFAULTS = {"architecture": "prefix_tuning", "bottleneck_size": 512, "cross_prefix": True, "dropout": 0.0,

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 from transformers import PretrainedConfig
 
+import engine.methods.adapterhub_format as ahf
 from engine.errors import ConfigError
 from engine.heads import adapterhub_head_size
-from engine.methods import adapterhub_format as ahf
 from engine.methods.base import Method, weights_fit
 from engine.methods.prefix.config import PrefixConfig, PrefixOptions
 from engine.methods.prefix.layer import Prefixes, self_attentions, set_prefixes

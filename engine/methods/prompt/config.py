@@ -10,7 +10,7 @@ from transformers import PretrainedConfig
 
 from engine.errors import ConfigError
 from engine.heads import head_modules
-from engine.methods.base import option
+from engine.options import option
 
 
 @dataclass(frozen=True)
