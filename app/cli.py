@@ -61,13 +61,35 @@ def method_options(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in methods.all_options() if getattr(args, name, None) is not None}
 
 
+class Parser(argparse.ArgumentParser):
+    """A sub-command's parser whose heavier flags (built from the method registry and TrainConfig, which load torch)
+    are added when that sub-command is the one parsed, so `adapterlab --help` and `adapterlab jobs` stay quick."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.deferred: list[Callable[[], None]] = []
+
+    def parse_known_args(self, args=None, namespace=None):
+        while self.deferred:
+            self.deferred.pop(0)()
+        return super().parse_known_args(args, namespace)
+
+
+def _later(p: argparse.ArgumentParser, add: Callable[[], None]) -> None:
+    """Add flags when `p` parses (at once for a plain parser). Duck-typed: run as `python -m app.cli`, this module
+    is loaded twice (as __main__ and as app.cli, which app/cli_jobs.py imports), with two Parser classes."""
+    if hasattr(p, "deferred"):
+        p.deferred.append(add)
+    else:
+        add()
+
+
 def add_train_args(p: argparse.ArgumentParser) -> None:
     """The training flags shared by `train` and `submit`."""
     _add_data_args(p)
-    _add_method_args(p)
     p.add_argument("--base-model", default=None, help="hub id or local folder (default: bundled all-MiniLM-L6-v2)")
-    _add_setting_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    _later(p, lambda: (_add_method_args(p), _add_setting_args(p)))
 
 
 def _add_setting_args(p: argparse.ArgumentParser) -> None:
@@ -202,7 +224,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adapterlab", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("train", help="train an adapter and save it to --output")
     add_train_args(p)
@@ -227,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="train on the built-in demo data and predict (offline, about a minute)")
-    _add_method_args(p, required=False)
+    _later(p, lambda: _add_method_args(p, required=False))
     p.add_argument("--output", default="demo-adapter")
     p.set_defaults(func=cmd_demo)
 

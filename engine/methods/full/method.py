@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from transformers import AutoModelForSequenceClassification, PretrainedConfig
+from transformers import PretrainedConfig
 from transformers.utils import logging as hf_logging
 
 from engine.base_models import from_pretrained, skeleton
@@ -38,6 +38,8 @@ def _models(model) -> nn.ModuleDict:
 
 
 def _load(path: str, labels: list[str]) -> nn.Module:
+    from transformers import AutoModelForSequenceClassification  # its import is a third of the registry's
+
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # a fresh classifier's "newly initialised" note is expected
     try:

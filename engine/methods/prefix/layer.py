@@ -12,7 +12,6 @@ import types
 
 import torch
 from torch import nn
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 ACTIVE = "_adapterlab_prefix"
 
@@ -75,6 +74,8 @@ def _forward(self: nn.Module, hidden_states: torch.Tensor, attention_mask: torch
     value = self.value(hidden_states).view(shape).transpose(1, 2)
     key = torch.cat([heads(keys).to(key.dtype), key], dim=2)
     value = torch.cat([heads(values).to(value.dtype), value], dim=2)
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS  # loaded with the model by then
+
     fallback = sys.modules[type(self).__module__].eager_attention_forward
     attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, fallback)
     out, weights = attention(self, query, key, value, _with_prefix(attention_mask, length),
