@@ -16,6 +16,7 @@ import torch
 
 from engine.adapter_model import AdapterModel
 from engine.errors import ConfigError
+from engine.folder_files import write_json
 from engine.methods import REGISTRY, get
 
 METADATA = "adapterlab.json"
@@ -36,10 +37,6 @@ def library_versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
 def save_adapter(model: AdapterModel, name: str, out_dir: str | Path, metadata: dict) -> Path:
     """Write adapter `name` and its head in its method's reference format, and `adapterlab.json`."""
     out = Path(out_dir)
@@ -52,7 +49,7 @@ def save_adapter(model: AdapterModel, name: str, out_dir: str | Path, metadata: 
             "options": kind.options_of(model, name), "adapter_params": adapter, "trainable_params": trainable,
             "library_versions": library_versions(), "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
             **metadata}
-    _write_json(out / METADATA, meta)
+    write_json(out / METADATA, meta)
     info.meta = meta
     return out
 

@@ -9,13 +9,9 @@ from pathlib import Path
 import torch
 
 from engine.errors import ConfigError
-from engine.weights import load_weights
+from engine.folder_files import load_weights, write_json
 
 ADAPTERHUB_VERSION = "adapters.1.3.0"
-
-
-def write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def envelope(model, name: str, config: dict) -> dict:

@@ -12,12 +12,12 @@ from torch import nn
 from transformers import PretrainedConfig
 
 import engine.methods.adapterhub_format as ahf
+from engine.folder_files import load_weights, write_json
 from engine.heads import adapterhub_head_size
 from engine.methods.base import Method, weights_fit
 from engine.methods.bottleneck import model as bn
 from engine.methods.bottleneck.config import BottleneckConfig, bottleneck_kind
 from engine.options import option
-from engine.weights import load_weights
 
 REDUCTION_HELP = "Bottleneck size = the model's hidden size ÷ this factor. A smaller factor trains more parameters."
 
@@ -72,7 +72,7 @@ class Bottleneck(Method):
 
     def save(self, model, name: str, folder: Path) -> None:
         config = model.adapters[name].config.to_adapterhub()
-        ahf.write_json(folder / "adapter_config.json", ahf.envelope(model, name, config))
+        write_json(folder / "adapter_config.json", ahf.envelope(model, name, config))
         torch.save(bn.export_state_dict(model.encoder, name, model.model_prefix), folder / "pytorch_adapter.bin")
         ahf.save_head(model, name, folder)
 

@@ -47,13 +47,19 @@ def targets(backbone: nn.Module, config: LoraConfig) -> dict[str, nn.Linear]:
     return found
 
 
+def _hooked(backbone: nn.Module) -> dict[str, nn.Linear]:
+    """The linears given the LoRA hook, by path: what switching adapters touches (not a walk of every module)."""
+    return backbone.__dict__.setdefault("_adapterlab_lora_hooked", {})
+
+
 def add_lora(backbone: nn.Module, name: str, config: LoraConfig) -> None:
     found = targets(backbone, config)
     shapes = {path: (m.in_features, m.out_features) for path, m in found.items()}
     device = next(iter(found.values())).weight.device
     _registry(backbone)[name] = LoraWeights(shapes, config.r, config.scaling, config.dropout).to(device)
-    for linear in found.values():
+    for path, linear in found.items():
         layer.hook(linear)
+        _hooked(backbone)[path] = linear
 
 
 def remove_lora(backbone: nn.Module, name: str) -> None:
@@ -65,9 +71,8 @@ def set_active_lora(backbone: nn.Module, name: str | None) -> None:
     registry = _registry(backbone)
     weights = registry[name] if isinstance(name, str) and name in registry else None
     index = {path: i for i, path in enumerate(weights.paths)} if weights is not None else {}
-    for path, linear in linears(backbone).items():
-        if layer.HOOK in linear.__dict__:
-            layer.activate(linear, weights if path in index else None, index.get(path, 0))
+    for path, linear in _hooked(backbone).items():
+        layer.activate(linear, weights if path in index else None, index.get(path, 0))
 
 
 def lora_parameters(backbone: nn.Module, name: str) -> list[nn.Parameter]:

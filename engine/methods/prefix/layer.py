@@ -84,13 +84,16 @@ def _forward(self: nn.Module, hidden_states: torch.Tensor, attention_mask: torch
 
 
 def self_attentions(encoder: nn.Module) -> list[nn.Module]:
-    """The encoder's self-attention modules in layer order, patched once to take a prefix."""
-    found = [m for path, m in encoder.named_modules() if type(m).__name__.endswith("SelfAttention")
-             and all(hasattr(m, a) for a in ("query", "key", "value", "attention_head_size"))]
-    for module in found:
-        if "forward" not in module.__dict__:
+    """The encoder's self-attention modules in layer order, found and patched once to take a prefix (each
+    forward asks for them twice)."""
+    found = encoder.__dict__.get("_adapterlab_self_attentions")
+    if found is None:
+        found = [m for m in encoder.modules() if type(m).__name__.endswith("SelfAttention")
+                 and all(hasattr(m, a) for a in ("query", "key", "value", "attention_head_size"))]
+        for module in found:
             module.forward = types.MethodType(_forward, module)
             module.__dict__[ACTIVE] = None
+        encoder.__dict__["_adapterlab_self_attentions"] = found
     return found
 
 

@@ -14,11 +14,11 @@ from transformers import PretrainedConfig
 
 import engine.methods.adapterhub_format as ahf
 from engine.errors import ConfigError
+from engine.folder_files import load_weights, write_json
 from engine.heads import adapterhub_head_size
 from engine.methods.base import Method, weights_fit
 from engine.methods.prefix.config import PrefixConfig, PrefixOptions
 from engine.methods.prefix.layer import Prefixes, self_attentions, set_prefixes
-from engine.weights import load_weights
 
 REGISTRY = "_adapterlab_prefixes"
 SUPPORTED = ("bert", "roberta", "electra", "xlm-roberta")
@@ -88,7 +88,7 @@ class PrefixTuning(Method):
         with torch.no_grad():
             flat = prefixes.flattened().cpu()
         config = model.adapters[name].config.to_adapterhub(flat=True)
-        ahf.write_json(folder / "adapter_config.json", ahf.envelope(model, name, config))
+        write_json(folder / "adapter_config.json", ahf.envelope(model, name, config))
         torch.save({_key(model, name) + "control_trans": flat}, folder / "pytorch_adapter.bin")
         ahf.save_head(model, name, folder)
 

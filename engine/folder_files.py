@@ -1,7 +1,8 @@
-"""Reading a saved weight file, safetensors first, then PyTorch's pickle format (loaded weights-only)."""
+"""The files of a saved folder: weights (safetensors first, then PyTorch's pickle, loaded weights-only) and JSON."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -16,3 +17,8 @@ def load_weights(folder: Path, bin_name: str, safetensors_name: str) -> dict[str
     if (folder / bin_name).is_file():
         return torch.load(folder / bin_name, map_location="cpu", weights_only=True)
     raise ConfigError(f"{folder}: weight file {bin_name} (or {safetensors_name}) is missing.")
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Sorted keys, indent 2, a final newline: as AdapterHub's and our files are written."""
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
