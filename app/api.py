@@ -1,4 +1,5 @@
-"""The app's named Gradio API for scripts and tests: /submit_job, /job_status, /list_adapters, /predict.
+"""The app's named Gradio API for scripts and tests: /submit_job, /job_status, /list_adapters, /predict,
+/explain.
 
 Each endpoint is a thin call into worker.api or the shared Predictor. Gradio derives the parameter names and
 types from these signatures, so this module keeps its annotations evaluated (no `from __future__`).
@@ -16,7 +17,7 @@ from app.tabs.train import build_spec
 from app.ui import friendly
 from worker import api as jobs
 
-API_NAMES = ("submit_job", "job_status", "list_adapters", "predict")
+API_NAMES = ("submit_job", "job_status", "list_adapters", "predict", "explain")
 
 
 def _plain(value: object) -> object:
@@ -67,7 +68,14 @@ def predict(adapter: str, text: str, text_pair: str | None = None) -> dict:
     return services.predict(adapter, text, text_pair)
 
 
+@friendly
+def explain(adapter: str, text: str, text_pair: str | None = None) -> dict:
+    """`/predict`'s result plus how much each word pushed each label's logit (Integrated Gradients):
+    `attributions` ([[word, weight], ...] for the predicted label) and `attributions_by_label`."""
+    return services.explain(adapter, text, text_pair)
+
+
 def register() -> None:
     """Add the endpoints to the Blocks being built; call before the tabs so these names stay unsuffixed."""
-    for fn in (submit_job, job_status, list_adapters, predict):
+    for fn in (submit_job, job_status, list_adapters, predict, explain):
         gr.api(fn, api_name=fn.__name__)

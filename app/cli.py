@@ -168,15 +168,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from engine.inference import Predictor
 
     predictor = Predictor()
+    explain = getattr(args, "explain", False)  # `demo` calls this with only the flags it sets
     if args.text is not None:
-        result = predictor.predict(args.adapter, args.text, args.text_pair)
+        if explain:
+            result = predictor.explain(args.adapter, args.text, args.text_pair)
+            result = {k: result[k] for k in ("label", "probabilities", "attributions")}
+        else:
+            result = predictor.predict(args.adapter, args.text, args.text_pair)
         if args.json:
             _print_json(result)
-        else:
-            print(result["label"])
-            for label, p in sorted(result["probabilities"].items(), key=lambda kv: -kv[1]):
-                print(f"  {label:<20} {p:.4f}")
+            return 0
+        print(result["label"])
+        for label, p in sorted(result["probabilities"].items(), key=lambda kv: -kv[1]):
+            print(f"  {label:<20} {p:.4f}")
+        if explain:
+            print(f"words toward {result['label']} (+) and away from it (-):")
+            for word, weight in result["attributions"]:
+                print(f"  {word:<20} {weight:+.4f}")
         return 0
+    if explain:
+        raise AdapterLabError("--explain needs --text: it explains one text.")
     if not args.input or not args.output:
         raise AdapterLabError("predict needs --text, or --input CSV with --output CSV.")
     result = predictor.predict_file(args.adapter, args.input, args.output, args.text_column, args.text_pair_column)
@@ -194,17 +205,79 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from engine.inference import Predictor
 
-    metrics = Predictor().evaluate(args.adapter, args.data, args.text_column, args.text_pair_column,
-                                   args.label_column)
+    result = Predictor().evaluate(args.adapter, args.data, args.text_column, args.text_pair_column,
+                                  args.label_column)
+    if args.output:
+        _write_rows(result.frame, args.output, args.adapter)
     if args.json:
-        _print_json(metrics)
+        _print_json(result.as_dict())
         return 0
-    for line in metrics["data_report"]:
+    metrics, c = result.metrics, result.calibration
+    for line in result.data_report:
         print(line)
-    print(f"accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} on {metrics['rows']} rows")
+    print(f"accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} on {result.rows} rows")
     for label, m in metrics["per_class"].items():
         print(f"  {label:<20} precision {m['precision']:.3f} recall {m['recall']:.3f} f1 {m['f1']:.3f} "
               f"support {m['support']}")
+    print(f"calibration: expected calibration error {c.ece:.4f} with the adapter's temperature {c.temperature:.3f} "
+          f"({c.ece_before:.4f} without)")
+    if args.output:
+        print(f"wrote every row's prediction to {args.output}")
+    return 0
+
+
+def _write_rows(frame, output: str, adapter: str) -> None:
+    """An evaluation's rows as a spreadsheet-safe CSV, with the predictions predict would give."""
+    from engine.inference import Predictor, spreadsheet_safe
+    from engine.review import scored
+
+    p = Predictor()
+    temperature, threshold = p.decision(adapter)
+    scored(frame, p.labels(adapter), temperature, threshold).map(spreadsheet_safe).to_csv(output, index=False)
+
+
+def cmd_label_issues(args: argparse.Namespace) -> int:
+    from engine.inference import Predictor, spreadsheet_safe
+
+    issues = Predictor().label_issues(args.adapter, args.data, args.text_column, args.text_pair_column,
+                                      args.label_column)
+    if args.output:
+        issues.map(spreadsheet_safe).to_csv(args.output, index=False)
+    if args.json:
+        _print_json({"issues": issues.to_dict(orient="records")})
+        return 0
+    print(f"{len(issues)} rows whose label the adapter confidently disagrees with (most suspicious first):")
+    for r in issues.head(args.top).itertuples():
+        print(f"  row {r.row:<6} given {r.given_label!r:<14} suggested {r.suggested_label!r:<14} score "
+              f"{r.score:.3f}  {r.text[:60]}")
+    if len(issues) > args.top:
+        print(f"  ... and {len(issues) - args.top} more" + (f" in {args.output}" if args.output else
+                                                            " (--output CSV writes them all)"))
+    return 0
+
+
+def cmd_threshold(args: argparse.Namespace) -> int:
+    """Choose (or remove) a binary adapter's decision threshold from a labelled file, or switch its temperature."""
+    from engine.thresholds import set_temperature_use, set_threshold
+
+    if args.temperature:
+        meta = set_temperature_use(args.adapter, args.temperature == "on")
+        print(f"temperature {meta.get('temperature', 1.0):.3f} {'used' if meta['apply_temperature'] else 'not used'}"
+              " by predict")
+        return 0
+    if not args.off and not args.data:
+        raise AdapterLabError("threshold needs --data, a labelled file to choose it on (or --off, or --temperature).")
+    rule, target = ("precision", args.precision) if args.precision is not None else \
+        ("recall", args.recall) if args.recall is not None else ("max_f1", None)
+    chosen = set_threshold(args.adapter, None if args.off else args.data, rule, target, args.label,
+                           args.text_column, args.text_pair_column, args.label_column)
+    if args.json:
+        _print_json({"threshold": chosen})
+    elif chosen:
+        print(f"predict says {chosen['label']!r} when its probability is at least {chosen['value']:.4f} "
+              f"(precision {chosen['precision']:.3f}, recall {chosen['recall']:.3f}, F1 {chosen['f1']:.3f})")
+    else:
+        print("threshold removed: predict takes the most probable label")
     return 0
 
 
@@ -239,14 +312,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="CSV to write, with prediction and prob_<label> columns")
     p.add_argument("--text-column", help="column of --input with the text (default: the adapter's training column)")
     p.add_argument("--text-pair-column", help="column of --input with the second text, for adapters trained on pairs")
+    p.add_argument("--explain", action="store_true", help="with --text: how much each word pushed the prediction "
+                   "toward the predicted label (Integrated Gradients); --json adds them as attributions")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("evaluate", help="evaluate an adapter on labelled data")
+    p = sub.add_parser("evaluate", help="evaluate an adapter on labelled data: metrics and calibration")
     p.add_argument("--adapter", required=True)
     _add_data_args(p)
+    p.add_argument("--output", help="CSV to write every row's prediction, confidence and probabilities to")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("label-issues", help="rows of a labelled file whose label looks wrong to the adapter")
+    p.add_argument("--adapter", required=True)
+    _add_data_args(p)
+    p.add_argument("--output", help="CSV to write every suspicious row to")
+    p.add_argument("--top", type=int, default=20, help="rows to print (default 20)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_label_issues)
+
+    p = sub.add_parser("threshold", help="choose a binary adapter's decision threshold on labelled data, or "
+                                         "switch its calibration temperature on or off")
+    p.add_argument("--adapter", required=True)
+    _add_data_args(p, required=False)
+    p.set_defaults(data=None)
+    goal = p.add_mutually_exclusive_group()
+    goal.add_argument("--precision", type=float, help="the highest recall with at least this precision")
+    goal.add_argument("--recall", type=float, help="the highest precision with at least this recall")
+    goal.add_argument("--off", action="store_true", help="remove the threshold (predict takes the top label)")
+    goal.add_argument("--temperature", choices=["on", "off"], help="use the fitted temperature or raw scores")
+    p.add_argument("--label", help="the label the threshold is for (default: the second label)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_threshold)
 
     p = sub.add_parser("demo", help="train on the built-in demo data and predict (offline, about a minute)")
     _later(p, lambda: _add_method_args(p, required=False))

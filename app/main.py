@@ -25,6 +25,9 @@ CSS = """
 .al-confusion table {border-collapse: collapse; margin-top: 0.4em;}
 .al-confusion th, .al-confusion td {border: 1px solid #d0d5dd; padding: 0.35em 0.7em; text-align: center;}
 .al-caption {font-size: 0.9em; opacity: 0.8;}
+/* Word attributions in the Playground: the text with each word's background tinted by its pull */
+.al-words {white-space: pre-wrap; line-height: 2; padding: 0.6em 0.9em; border: 1px solid #e4e7ec; border-radius: 10px;}
+.al-words mark {color: inherit; padding: 0.1em 0.2em; border-radius: 4px;}
 .al-card {padding: 0.8em 1em; border: 1px solid #e4e7ec; border-radius: 10px; background: #f9fafb;}
 .dark .al-card {background: transparent;}
 .al-help ul {margin-top: 0;}

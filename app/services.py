@@ -18,7 +18,7 @@ from engine.errors import ConfigError, DataError
 from engine.inference import FilePredictions, Predictor
 from engine.methods import get as get_method
 from worker import api as jobs
-from worker import settings
+from worker import evaluations, settings
 
 _lock = threading.RLock()
 _work_dir = None  # a TemporaryDirectory, removed when the process exits
@@ -93,16 +93,30 @@ def _current(adapter: dict) -> str:
     return folder
 
 
-def predict(key: str, text: str, text_pair: str | None = None) -> dict:
-    """`{"label", "probabilities"}` for one text through the adapter with this id or name."""
+def _one_text(key: str, text: str, text_pair: str | None) -> tuple[dict, str | None]:
+    """The adapter with this id or name, and the second text it takes (None unless trained on pairs), checked."""
     adapter = find_adapter(key)
     if not (text or "").strip():
         raise DataError("Type a text to classify.")
     takes_pairs = bool(pair_column(adapter))
     if takes_pairs and not (text_pair or "").strip():
         raise DataError(f"Adapter '{adapter['name']}' was trained on text pairs: type the second text too.")
+    return adapter, text_pair if takes_pairs else None
+
+
+def predict(key: str, text: str, text_pair: str | None = None) -> dict:
+    """`{"label", "probabilities"}` for one text through the adapter with this id or name."""
+    adapter, text_pair = _one_text(key, text, text_pair)
     with _lock:
-        return predictor().predict(_current(adapter), text, text_pair if takes_pairs else None)
+        return predictor().predict(_current(adapter), text, text_pair)
+
+
+def explain(key: str, text: str, text_pair: str | None = None) -> dict:
+    """`predict`'s result plus each word's attribution: `attributions` (for the predicted label) and
+    `attributions_by_label` ({label: [[word, weight], ...]})."""
+    adapter, text_pair = _one_text(key, text, text_pair)
+    with _lock:
+        return predictor().explain(_current(adapter), text, text_pair)
 
 
 def predict_file(key: str, input_path: str | Path, output_name: str, text_column: str | None = None,
@@ -149,3 +163,13 @@ def dataset_path(name: str) -> Path:
     if name not in dataset_files():
         raise DataError(f"There is no dataset '{name}' in the datasets folder ({datasets_dir()}).")
     return datasets_dir() / name
+
+
+def evaluate_file(job_id: str, path: str | Path, file_name: str, text_column: str, text_pair_column: str | None,
+                  label_column: str) -> dict:
+    """Evaluate the job's adapter on a labelled file in this process and record it with the job."""
+    adapter = find_adapter(job_id)
+    with _lock:
+        result = predictor().evaluate(_current(adapter), path, text_column, text_pair_column or None, label_column)
+    return evaluations.record(adapter["id"], result, file_name,
+                              {"text": text_column, "pair": text_pair_column or None, "label": label_column})

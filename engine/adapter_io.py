@@ -18,6 +18,7 @@ from engine.adapter_model import AdapterModel
 from engine.errors import ConfigError
 from engine.folder_files import write_json
 from engine.methods import REGISTRY, get
+from engine.model_card import write_card
 
 METADATA = "adapterlab.json"
 
@@ -50,8 +51,27 @@ def save_adapter(model: AdapterModel, name: str, out_dir: str | Path, metadata: 
             "library_versions": library_versions(), "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
             **metadata}
     write_json(out / METADATA, meta)
+    write_card(out, meta)
     info.meta = meta
     return out
+
+
+def update_metadata(folder: str | Path, **changes: object) -> dict:
+    """Change saved settings of an adapter (its threshold, whether the temperature is used, a new test evaluation)
+    in `adapterlab.json`, and rewrite its model card; a key given as None is removed."""
+    path = Path(folder) / METADATA
+    if not path.is_file():
+        raise ConfigError(f"{folder}: this adapter was not saved by AdapterLab (no {METADATA}); its settings cannot "
+                          "be changed here.")
+    meta = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            meta.pop(key, None)
+        else:
+            meta[key] = value
+    write_json(path, meta)
+    write_card(folder, meta)
+    return meta
 
 
 def read_metadata(folder: str | Path) -> dict:

@@ -128,6 +128,10 @@ class AdapterModel(nn.Module):
                     setattr(self.backbone, module_name, module)
         self.active = name
 
+    def input_embeddings(self, name: str) -> nn.Embedding:
+        """The word embeddings adapter `name`'s forward uses: the shared base's, or a fully fine-tuned model's own."""
+        return self.method(name).input_embeddings(self, name)
+
     def adapter_parameters(self, name: str) -> list[nn.Parameter]:
         """The adapter's own weights, head excluded."""
         return self.method(name).parameters(self, name)

@@ -32,18 +32,21 @@ Columns = dict[str, list]  # column name -> cells, the table form training reads
 
 @dataclass
 class Split:
-    """Texts (and optional second texts) with integer label ids."""
+    """Texts (and optional second texts) with integer label ids; `rows`: each one's row in its file (1 = the
+    first row under the header), so what is said about a row can be found in the user's file."""
 
     texts: list[str]
     pairs: list[str] | None
     labels: list[int]
+    rows: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
 
     def subset(self, indices: list[int]) -> Split:
         pairs = [self.pairs[i] for i in indices] if self.pairs is not None else None
-        return Split([self.texts[i] for i in indices], pairs, [self.labels[i] for i in indices])
+        rows = [self.rows[i] for i in indices] if self.rows is not None else None
+        return Split([self.texts[i] for i in indices], pairs, [self.labels[i] for i in indices], rows)
 
 
 @dataclass
@@ -59,8 +62,11 @@ class DataReport:
     validation_source: str = "split"
 
     def lines(self) -> list[str]:
-        out = [f"{self.source}: {self.rows} rows, {self.train_rows} for training, "
-               f"{self.validation_rows} for validation ({self.validation_source})"]
+        if not self.train_rows and self.validation_source == "all rows":  # a file evaluated, not trained on
+            out = [f"{self.source}: {self.rows} rows, {self.validation_rows} evaluated"]
+        else:
+            out = [f"{self.source}: {self.rows} rows, {self.train_rows} for training, "
+                   f"{self.validation_rows} for validation ({self.validation_source})"]
         out.append("labels: " + ", ".join(f"{k} {v}" for k, v in self.label_counts.items()))
         out += [f"dropped {n} rows: {why}" for why, n in self.dropped.items()]
         return out
@@ -292,6 +298,7 @@ class _Rows:
     texts: list[str]
     pairs: list[str] | None
     labels: list[str]
+    rows: list[int] = field(default_factory=list)
 
 
 def _check_columns(columns: Columns, name: str, wanted: dict[str, str | None]) -> None:
@@ -311,7 +318,7 @@ def _clean(columns: Columns, name: str, text: str, pair: str | None, label: str)
     dropped: Counter = Counter()
     rows = _Rows([], [] if pair else None, [])
     pair_cells = columns[pair] if pair else [None] * len(columns[text])
-    for t, p, y in zip(columns[text], pair_cells, columns[label], strict=True):
+    for row, (t, p, y) in enumerate(zip(columns[text], pair_cells, columns[label], strict=True), start=1):
         t, p, y = _text(t), _text(p), "" if _missing(y) else _label_name(y)
         if not t.strip():
             dropped[f"empty '{text}'"] += 1
@@ -324,11 +331,12 @@ def _clean(columns: Columns, name: str, text: str, pair: str | None, label: str)
             if rows.pairs is not None:
                 rows.pairs.append(p)
             rows.labels.append(y)
+            rows.rows.append(row)
     return rows, dropped
 
 
 def _to_split(rows: _Rows, label_ids: dict[str, int]) -> Split:
-    return Split(rows.texts, rows.pairs, [label_ids[v] for v in rows.labels])
+    return Split(rows.texts, rows.pairs, [label_ids[v] for v in rows.labels], rows.rows)
 
 
 def fingerprint(split: Split, labels: list[str]) -> str:
@@ -460,6 +468,8 @@ def load_labelled(source: str | Path, labels: list[str], text_column: str, text_
     if not rows.texts:
         raise DataError(f"{name}: no usable rows: every row has an empty text or label.")
     data = _to_split(rows, {n: i for i, n in enumerate(labels)})
+    counts = Counter(data.labels)
     report = DataReport(source=name, rows=len(rows.texts) + sum(dropped.values()), validation_rows=len(data),
-                        dropped=dict(dropped), validation_source="all rows")
+                        dropped=dict(dropped), validation_source="all rows",
+                        label_counts={label: counts[i] for i, label in enumerate(labels)})
     return data, report

@@ -49,8 +49,9 @@ def predict_logits(model: torch.nn.Module, batcher: Batcher, data: Split, batch_
     return out
 
 
-def evaluate(model: torch.nn.Module, batcher: Batcher, data: Split, names: list[str]) -> dict:
+def evaluate(model: torch.nn.Module, batcher: Batcher, data: Split, names: list[str]) -> tuple[dict, torch.Tensor]:
+    """The metrics on `data`, and the logits they came from (kept for calibration and the error browser)."""
     logits = predict_logits(model, batcher, data)
     metrics = classification_metrics(data.labels, logits.argmax(-1).tolist(), names)
     metrics["loss"] = float(torch.nn.functional.cross_entropy(logits, torch.tensor(data.labels)))
-    return metrics
+    return metrics, logits

@@ -8,14 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
-from engine.adapter_io import load_adapter, read_metadata
+from engine.adapter_io import METADATA, load_adapter, read_metadata
 from engine.adapter_model import AdapterModel
 from engine.base_models import resolve_base_model
-from engine.data import Split, load_labelled, read_table
+from engine.calibration import Calibration, calibrate, decide, nll
+from engine.data import DataReport, Split, fingerprint, load_labelled, read_table
 from engine.errors import ConfigError, DataError
 from engine.evaluation import classification_metrics, predict_logits
+from engine.review import issues_frame, rows_frame
 from engine.training import pick_device
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -26,6 +29,24 @@ def spreadsheet_safe(value: object) -> object:
     if isinstance(value, str) and value.startswith(_FORMULA_START):
         return "'" + value
     return value
+
+
+@dataclass
+class Evaluation:
+    """One evaluation on a labelled file: metrics (as training reports them), calibration under the adapter's
+    temperature, the file's size, report and content fingerprint, and every row's logits (the error browser)."""
+
+    metrics: dict
+    calibration: Calibration
+    rows: int
+    data_report: list[str]
+    fingerprint: str
+    frame: pd.DataFrame
+
+    def as_dict(self) -> dict:
+        """The `evaluate --json` contract: `metrics`, `calibration` (ece, ece_before, temperature, ...)."""
+        return {"metrics": self.metrics, "calibration": self.calibration.as_dict(), "rows": self.rows,
+                "data_report": self.data_report, "fingerprint": self.fingerprint}
 
 
 @dataclass(frozen=True)
@@ -61,6 +82,7 @@ class Predictor:
         self.models: dict[str, AdapterModel] = {}
         self.loaded: dict[str, tuple[AdapterModel, str]] = {}  # adapter folder -> (model, adapter name)
         self._names = itertools.count()
+        self._stamps: dict[str, int | None] = {}  # adapterlab.json -> its mtime when its settings were read
 
     def load(self, folder: str | Path) -> tuple[AdapterModel, str]:
         """Load the adapter at `folder` once (its base model too, if new); later calls are free."""
@@ -88,21 +110,43 @@ class Predictor:
         model, name = self.load(folder)
         return model.adapters[name].labels
 
-    def probabilities(self, folder: str | Path, texts: list[str], pairs: list[str] | None = None) -> torch.Tensor:
-        """Softmax probabilities, one row per text, columns in the adapter's label order."""
+    def decision(self, folder: str | Path) -> tuple[float, dict | None]:
+        """(temperature, threshold) predict uses now, from the folder's `adapterlab.json`: re-read when the file
+        changed, so a threshold chosen in the page or a temperature switched off applies at once."""
+        model, name = self.load(folder)
+        path = Path(folder).resolve() / METADATA
+        stamp = path.stat().st_mtime_ns if path.is_file() else None
+        if self._stamps.setdefault(str(path), stamp) != stamp:
+            model.adapters[name].meta = read_metadata(folder)
+            self._stamps[str(path)] = stamp
+        meta = model.adapters[name].meta
+        temperature = float(meta.get("temperature") or 1.0) if meta.get("apply_temperature", True) else 1.0
+        return temperature, meta.get("threshold")
+
+    def logits(self, folder: str | Path, texts: list[str], pairs: list[str] | None = None) -> torch.Tensor:
+        """Raw logits, one row per text, columns in the adapter's label order."""
         model, name = self.load(folder)
         model.set_active(name)
         max_length = int(model.adapters[name].meta.get("max_length") or 128)
         batcher = model.batcher(max_length)
         split = Split(list(texts), list(pairs) if pairs is not None else None, [0] * len(texts))
-        return predict_logits(model, batcher, split, self.batch_size).softmax(-1)
+        return predict_logits(model, batcher, split, self.batch_size)
 
-    def predict(self, folder: str | Path, text: str, text_pair: str | None = None) -> dict:
-        """`{"label": ..., "probabilities": {label: p}}` for one text (or pair)."""
-        probs = self.probabilities(folder, [text], [text_pair] if text_pair is not None else None)[0]
+    def probabilities(self, folder: str | Path, texts: list[str], pairs: list[str] | None = None,
+                      calibrated: bool = True) -> torch.Tensor:
+        """Probabilities, one row per text: softmax of the logits over the adapter's temperature (1 when it has
+        none, when it is switched off, or with `calibrated=False`)."""
+        temperature = self.decision(folder)[0] if calibrated else 1.0
+        return (self.logits(folder, texts, pairs) / temperature).softmax(-1)
+
+    def predict(self, folder: str | Path, text: str, text_pair: str | None = None, calibrated: bool = True) -> dict:
+        """`{"label": ..., "probabilities": {label: p}}` for one text (or pair); the label follows the adapter's
+        threshold when one was chosen."""
+        probs = self.probabilities(folder, [text], [text_pair] if text_pair is not None else None, calibrated)
         labels = self.labels(folder)
-        return {"label": labels[int(probs.argmax())],
-                "probabilities": {lab: float(p) for lab, p in zip(labels, probs, strict=True)}}
+        best = decide(probs, labels, self.decision(folder)[1])[0]
+        return {"label": labels[best],
+                "probabilities": {lab: float(p) for lab, p in zip(labels, probs[0], strict=True)}}
 
     def predict_file(self, folder: str | Path, input_path: str | Path, output_path: str | Path,
                      text_column: str | None = None, text_pair_column: str | None = None) -> FilePredictions:
@@ -134,7 +178,8 @@ class Predictor:
         labels = model.adapters[name].labels
         predictions = [""] * len(frame)
         table = np.full((len(frame), len(labels)), np.nan)
-        for row, best, p in zip(keep, probs.argmax(-1).tolist(), probs.numpy().round(6), strict=True):
+        chosen = decide(probs, labels, self.decision(folder)[1])
+        for row, best, p in zip(keep, chosen, probs.numpy().round(6), strict=True):
             predictions[row], table[row] = labels[best], p
         out = frame.copy()
         out["prediction"] = predictions
@@ -145,8 +190,27 @@ class Predictor:
         return FilePredictions(len(out), len(out) - len(keep), text_col, pair_col)
 
     def evaluate(self, folder: str | Path, data: str | Path, text_column: str | None = None,
-                 text_pair_column: str | None = None, label_column: str | None = None) -> dict:
-        """Metrics of the adapter on every usable row of `data` (columns default to those it was trained on)."""
+                 text_pair_column: str | None = None, label_column: str | None = None) -> Evaluation:
+        """The adapter on every usable row of a labelled file (columns default to those it was trained on):
+        metrics of the labels predict would give, and calibration under the adapter's temperature."""
+        split, report, labels = self._labelled(folder, data, text_column, text_pair_column, label_column)
+        logits = self.logits(folder, split.texts, split.pairs)
+        temperature, threshold = self.decision(folder)
+        metrics = classification_metrics(split.labels, decide((logits / temperature).softmax(-1), labels, threshold),
+                                         labels)
+        metrics["loss"] = nll(logits, split.labels, temperature)
+        return Evaluation(metrics, calibrate(logits, split.labels, temperature), len(split), report.lines(),
+                          fingerprint(split, labels), rows_frame(split, logits, labels))
+
+    def label_issues(self, folder: str | Path, data: str | Path, text_column: str | None = None,
+                     text_pair_column: str | None = None, label_column: str | None = None) -> pd.DataFrame:
+        """Rows of a labelled file (one the adapter did not train on) whose label it confidently disagrees with,
+        most suspicious first (engine/label_issues.py)."""
+        split, _, labels = self._labelled(folder, data, text_column, text_pair_column, label_column)
+        return issues_frame(split, self.logits(folder, split.texts, split.pairs).softmax(-1), labels)
+
+    def _labelled(self, folder: str | Path, data: str | Path, text_column: str | None,
+                  text_pair_column: str | None, label_column: str | None) -> tuple[Split, DataReport, list[str]]:
         model, name = self.load(folder)
         meta = model.adapters[name].meta
         labels = model.adapters[name].labels
@@ -154,8 +218,16 @@ class Predictor:
                                       text_pair_column or meta.get("text_pair_column"),
                                       label_column or meta.get("label_column") or "label",
                                       label_names=meta.get("label_names"))
-        probs = self.probabilities(folder, split.texts, split.pairs)
-        metrics = classification_metrics(split.labels, probs.argmax(-1).tolist(), labels)
-        metrics["rows"] = len(split)
-        metrics["data_report"] = report.lines()
-        return metrics
+        return split, report, labels
+
+    def explain(self, folder: str | Path, text: str, text_pair: str | None = None) -> dict:
+        """`predict`'s result plus which words pushed each label's logit up (positive) or down: `attributions`
+        (`[[word, weight], ...]` for the predicted label) and `attributions_by_label` (engine/attribution.py)."""
+        from engine.attribution import explain  # captum brings matplotlib: loaded only when asked for
+
+        result = self.predict(folder, text, text_pair)
+        model, name = self.load(folder)
+        labels = model.adapters[name].labels
+        found = explain(model, name, text, text_pair, int(model.adapters[name].meta.get("max_length") or 128))
+        by_label = {label: found.words_for(i) for i, label in enumerate(labels)}
+        return {**result, "attributions": by_label[result["label"]], "attributions_by_label": by_label}

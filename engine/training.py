@@ -21,12 +21,14 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from engine.adapter_io import adapter_name_for, save_adapter
 from engine.adapter_model import AdapterModel
 from engine.batching import length_grouped_batches
+from engine.calibration import calibrate
 from engine.data import PreparedData, prepare
 from engine.errors import TrainingCancelled
-from engine.evaluation import evaluate
+from engine.evaluation import evaluate, predict_logits
 from engine.methods import all_options
 from engine.methods import get as get_method
 from engine.options import check_value, option, option_fields
+from engine.review import write_training_review
 
 
 @dataclass
@@ -64,6 +66,9 @@ class TrainConfig:
     base_dropout: bool = option(False, "Base model dropout while training", "Keep the frozen base model's "
                                 "dropout on while training (AdapterHub's and PEFT's recipe; off by default: "
                                 "faster and as accurate, see docs/defaults.md).")
+    balance_classes: bool = option(False, "Balance classes", "Weigh each label's loss by the inverse of its "
+                                   "share of the training rows, so a rare label counts as much as a common one "
+                                   "(see docs/defaults.md).")
     validation_fraction: float = option(0.1, "Validation share", "Share of the rows held out for validation "
                                         "when no validation file is given.", low=0, high=0.9, low_open=True)
     device: str | None = None
@@ -145,6 +150,8 @@ class TrainResult:
     train_samples_per_second: float
     cancelled: bool = False
     data_report: list[str] = field(default_factory=list)
+    calibration: dict = field(default_factory=dict)
+    label_issues: dict = field(default_factory=dict)  # suspicious labels found per split (with a review_dir)
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -157,6 +164,12 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def class_weights(labels: list[int], n: int) -> torch.Tensor:
+    """n_rows / (n_classes * rows of the class), as scikit-learn's "balanced": 1 for every label when balanced."""
+    counts = torch.bincount(torch.tensor(labels), minlength=n).float()
+    return len(labels) / (n * counts.clamp(min=1))
 
 
 def _lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
@@ -215,6 +228,7 @@ def train(
     data: PreparedData | None = None,
     progress_every: int = 10,
     progress_seconds: float = 1.0,
+    review_dir: str | None = None,
 ) -> TrainResult:
     """Train one adapter and save it to `config.output`; resume from `checkpoint_dir` if it holds a checkpoint.
 
@@ -223,6 +237,9 @@ def train(
 
     `should_cancel` is polled every step: when it returns True the loop stops, the best epoch so far is saved
     and the result says `cancelled`.
+
+    The temperature that calibrates the best epoch's validation probabilities is saved with the adapter;
+    `review_dir` also gets the validation rows' predictions and the suspicious labels (engine/review.py).
     """
     cfg = config.resolved()
     started_at = datetime.now(UTC)
@@ -243,6 +260,7 @@ def train(
     batcher = model.batcher(cfg.max_length, bf16=bf16)
     encoded = batcher.encode(data.train.texts, data.train.pairs)
     labels = torch.tensor(data.train.labels)
+    weights = class_weights(data.train.labels, len(data.labels)).to(device) if cfg.balance_classes else None
     lengths = [len(e["input_ids"]) for e in encoded]
     steps_per_epoch = math.ceil(len(encoded) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
@@ -286,7 +304,7 @@ def train(
                 target = batcher.to_device({"labels": labels[idx]})["labels"]  # pinned + non-blocking on CUDA
                 with batcher.autocast(), _attention_kernel(device, batch["input_ids"].shape[1]):
                     logits = model(**batch)
-                loss = F.cross_entropy(logits.float(), target)
+                loss = F.cross_entropy(logits.float(), target, weight=weights)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 optimizer.step()
@@ -307,11 +325,12 @@ def train(
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # once per epoch (never per step), so the epoch's time is complete
             train_seconds += time.perf_counter() - epoch_start
-            metrics = evaluate(model, batcher, data.validation, data.labels)
+            metrics, logits = evaluate(model, batcher, data.validation, data.labels)
             metrics.update(epoch=epoch + 1, train_loss=float(running) / steps_per_epoch)
             history.append({k: metrics[k] for k in ("epoch", "train_loss", "loss", "accuracy", "macro_f1")})
             if best is None or metrics["macro_f1"] > best[0]:
-                best = (metrics["macro_f1"], epoch + 1, {"state": model.adapter_state(name), "metrics": metrics})
+                best = (metrics["macro_f1"], epoch + 1,
+                        {"state": model.adapter_state(name), "metrics": metrics, "logits": logits})
             if on_epoch:
                 on_epoch(epoch + 1, metrics)
             if ckpt:
@@ -328,10 +347,17 @@ def train(
     except TrainingCancelled:
         cancelled = True
     if best is None:  # cancelled before the first epoch ended: keep what there is, measured
-        metrics = evaluate(model, batcher, data.validation, data.labels)
-        best = (metrics["macro_f1"], 0, {"state": model.adapter_state(name), "metrics": metrics})
+        metrics, logits = evaluate(model, batcher, data.validation, data.labels)
+        best = (metrics["macro_f1"], 0, {"state": model.adapter_state(name), "metrics": metrics, "logits": logits})
     model.load_adapter_state(name, best[2]["state"])
     final = best[2]["metrics"]
+    validation_logits = best[2].get("logits")  # absent from checkpoints written before calibration
+    if validation_logits is None:
+        validation_logits = predict_logits(model, batcher, data.validation)
+    calibration = calibrate(validation_logits, data.validation.labels)
+    review = {}
+    if review_dir:
+        review = write_training_review(review_dir, data, validation_logits, predict_logits(model, batcher, data.train))
     rate = samples_seen / train_seconds if train_seconds else 0.0
     metadata = {
         "text_column": cfg.text_column, "text_pair_column": cfg.text_pair_column, "label_column": cfg.label_column,
@@ -339,6 +365,8 @@ def train(
         "metrics": final, "history": history, "best_epoch": best[1], "cancelled": cancelled,
         "data_fingerprint": data.fingerprint, "data_report": data.report.lines(),
         "train_seconds": round(train_seconds, 3), "train_samples_per_second": round(rate, 2),
+        "temperature": calibration.temperature, "apply_temperature": True, "calibration": calibration.as_dict(),
+        **({"label_issues": review} if review else {}),
         "started_at": started_at.isoformat(timespec="seconds"),
         **({"name": cfg.adapter_name} if cfg.adapter_name else {}),  # as the user named it, not module-safe
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -346,4 +374,5 @@ def train(
     out = save_adapter(model, name, cfg.output, metadata)
     adapter_params, trainable_params = model.parameter_counts(name)
     return TrainResult(str(out), cfg.method, model.base_model_name, data.labels, adapter_params, trainable_params,
-                       final, history, best[1], train_seconds, rate, cancelled, data.report.lines())
+                       final, history, best[1], train_seconds, rate, cancelled, data.report.lines(),
+                       calibration.as_dict(), review)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create the isolated "reference" venv with AdapterHub's `adapters` library (used by interop tests
+# Create the isolated "reference" venv with AdapterHub's `adapters` library and cleanlab (used by interop tests
 # and benchmarks). Idempotent: a marker file makes a second run return at once.
 # Location: ${ADAPTERLAB_REFERENCE_VENV:-.venvs/adapterhub}, relative to the repo root.
 set -euo pipefail
@@ -9,7 +9,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 VENV="${ADAPTERLAB_REFERENCE_VENV:-.venvs/adapterhub}"
 PY_BOOT="${PYTHON:-python3}"
 TORCH_VERSION="2.13.0"
-PINS=(transformers==4.57.6 adapters==1.3.0 safetensors numpy accelerate)
+PINS=(transformers==4.57.6 adapters==1.3.0 safetensors numpy accelerate cleanlab==2.9.0)
 MARKER="$VENV/.adapterlab-reference-complete"
 STAMP="torch==$TORCH_VERSION ${PINS[*]}"
 

@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
-def make_tiny_model(folder: Path, model_type: str = "bert") -> Path:
-    """A randomly initialised 2-layer encoder (hidden 32) with the bundled WordPiece tokenizer."""
+def make_tiny_model(folder: Path, model_type: str = "bert", **config: object) -> Path:
+    """A randomly initialised 2-layer encoder (hidden 32) with the bundled WordPiece tokenizer; `config` overrides
+    its settings (e.g. a larger initializer_range, for hidden states that depend more on the words)."""
     import torch
     from transformers import AutoConfig, AutoModel
 
@@ -32,8 +33,7 @@ def make_tiny_model(folder: Path, model_type: str = "bert") -> Path:
     if model_type == "electra":
         sizes["embedding_size"] = 32
     torch.manual_seed(0)
-    config = AutoConfig.for_model(model_type, **sizes)
-    AutoModel.from_config(config).save_pretrained(folder)
+    AutoModel.from_config(AutoConfig.for_model(model_type, **sizes, **config)).save_pretrained(folder)
     for name in TOKENIZER_FILES:
         shutil.copy(bundled_model_dir() / name, folder / name)
     return folder

@@ -156,6 +156,7 @@ def delete(job_id: str) -> None:
     home = settings.data_dir()
     shutil.rmtree(settings.adapters_dir() / job_id, ignore_errors=True)
     shutil.rmtree(settings.checkpoints_dir() / job_id, ignore_errors=True)
+    shutil.rmtree(settings.reviews_dir() / job_id, ignore_errors=True)
     for relative in uploads:
         (home / relative).unlink(missing_ok=True)
 

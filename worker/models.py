@@ -87,6 +87,8 @@ class Job(Base):
                                                 passive_deletes=True, order_by="JobStep.step")
     epochs: Mapped[list[JobEpoch]] = relationship(back_populates="job", cascade="all, delete-orphan",
                                                   passive_deletes=True, order_by="JobEpoch.epoch")
+    evaluations: Mapped[list[Evaluation]] = relationship(back_populates="job", cascade="all, delete-orphan",
+                                                         passive_deletes=True, order_by="Evaluation.created_at")
 
 
 class JobStep(Base):
@@ -127,3 +129,23 @@ class JobEpoch(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="epochs")
+
+
+class Evaluation(Base):
+    """One evaluation of a job's adapter on a labelled test file; its rows are in the job's review folder."""
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    file_name: Mapped[str] = mapped_column(String(500))
+    fingerprint: Mapped[str] = mapped_column(String(80))
+    rows: Mapped[int] = mapped_column(Integer)
+    accuracy: Mapped[float] = mapped_column(Float)
+    macro_f1: Mapped[float] = mapped_column(Float)
+    metrics: Mapped[dict] = mapped_column(JSON)
+    calibration: Mapped[dict] = mapped_column(JSON)
+    columns: Mapped[dict] = mapped_column(JSON)  # text, pair and label columns read
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="evaluations")

@@ -115,7 +115,7 @@ def _train(job: Job, me: str, beat: Heartbeat, dev: str) -> TrainResult:
     try:
         return train(config, on_progress=on_progress, should_cancel=beat.should_stop,
                      on_epoch=lambda epoch, metrics: store.record_epoch(job.id, me, epoch, metrics),
-                     checkpoint_dir=str(checkpoint_dir))
+                     checkpoint_dir=str(checkpoint_dir), review_dir=str(settings.reviews_dir() / job.id))
     except Exception as exc:
         if not (halve and is_out_of_memory(exc)):
             raise

@@ -94,6 +94,12 @@ def checkpoints_dir() -> Path:
     return data_dir() / "checkpoints"
 
 
+def reviews_dir() -> Path:
+    """Per job: every validation row's prediction, the suspicious labels and each test evaluation's rows (the
+    error browser). Beside the adapter, not in it: the folder is shared and pushed, these hold the data's text."""
+    return data_dir() / "reviews"
+
+
 def device() -> str | None:
     """`$ADAPTERLAB_DEVICE` (`cpu`, `cuda`, `cuda:1`; set by `adapterlab worker --gpu/--cpu`), else automatic."""
     return os.environ.get("ADAPTERLAB_DEVICE") or None

@@ -16,6 +16,7 @@ import gradio as gr
 from app import job_views as views
 from app import services
 from app.security import check_job_id, safe_filename
+from app.tabs import trust
 from app.ui import friendly, note
 from engine.errors import AdapterLabError
 from worker import api as jobs
@@ -49,7 +50,8 @@ def choices(all_jobs: list[dict] | None = None) -> list[tuple[str, str]]:
 
 def adapter_zip(job: dict) -> Path:
     """The job's adapter folder as a zip, built once per finished run (a retry makes a new one)."""
-    key = f"{job['id']} {job.get('finished_at')}"
+    meta = Path(job["adapter_dir"]) / "adapterlab.json"  # a new threshold rewrites it and its model card
+    key = f"{job['id']} {job.get('finished_at')} {meta.stat().st_mtime_ns if meta.is_file() else ''}"
     if key not in _zips or not _zips[key].is_file():
         target = services.work_dir() / f"{safe_filename(job.get('name') or 'adapter')}-adapter"
         _zips[key] = Path(shutil.make_archive(str(target), "zip", root_dir=job["adapter_dir"]))
@@ -170,6 +172,7 @@ def build() -> JobsTab:
         confusion = gr.HTML(elem_id="job-confusion")
         per_class = gr.Dataframe(label="Scores per label", visible=False, interactive=False, elem_id="job-per-class")
     settings = gr.HTML(elem_id="job-settings")
+    trust.build(picker, header)
     with gr.Accordion("About jobs", open=False, elem_id="jobs-help"):
         gr.Markdown(ABOUT_JOBS)
 

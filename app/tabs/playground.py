@@ -7,6 +7,7 @@ table clears it. A timer adds adapters that finish while the page is open.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -82,14 +83,57 @@ def _attempt(work: Callable[..., T], *args) -> tuple[T | None, str]:
         return None, note(exc.message, "error")
 
 
+def _no_explanation():
+    """The explanation's state, label menu and coloured text, emptied."""
+    return None, gr.Dropdown(choices=[], value=None, visible=False), gr.update(value="", visible=False)
+
+
 def single_changed(key: str | None):
-    """A new adapter: the second text box follows it, and the other adapter's result goes."""
-    return pair_box(key), None, ""
+    """A new adapter: the second text box follows it, and the other adapter's result and explanation go."""
+    return pair_box(key), None, "", *_no_explanation()
 
 
 def predict(key: str, text: str, text_pair: str):
+    """The probabilities, or a note why there are none; an explanation shown was of another input, so it goes."""
     result, problem = _attempt(services.predict, key, text, text_pair or None)
-    return (result["probabilities"] if result else None), problem
+    return (result["probabilities"] if result else None), problem, *_no_explanation()
+
+
+def explain(key: str, text: str, text_pair: str):
+    """The probabilities and the text coloured by each word's pull on the predicted label (the menu picks
+    another label); the explained input is kept with it, so later edits of the boxes do not mix in."""
+    result, problem = _attempt(services.explain, key, text, text_pair or None)
+    if not result:
+        return None, problem, *_no_explanation()
+    shown = {"text": text, "pair": text_pair, "by_label": result["attributions_by_label"]}
+    return (result["probabilities"], "", shown,
+            gr.Dropdown(choices=list(shown["by_label"]), value=result["label"], visible=True),
+            gr.update(value=highlighted(shown, result["label"]), visible=True))
+
+
+def highlighted(shown: dict | None, label: str | None) -> str:
+    """The explained text as HTML: each word on green (it pushed toward `label`) or red (away from it), deeper
+    for a stronger push relative to the text's strongest word; its weight on hover."""
+    if not shown or label not in shown["by_label"]:
+        return ""
+    words = shown["by_label"][label]
+    scale = max((abs(w) for _, w in words), default=0.0) or 1.0
+    segments = [shown["text"], shown["pair"]] if shown["pair"] else [shown["text"]]
+    out, part, at = [], 0, 0
+    for word, weight in words:  # each word is a slice of the text, in order: what lies between is kept as it is
+        found = segments[part].find(word, at)
+        while found < 0 and part + 1 < len(segments):  # the text is done: the rest is the second text's
+            out.append(html.escape(segments[part][at:]) + '<br><span class="al-caption">second text</span><br>')
+            part, at = part + 1, 0
+            found = segments[part].find(word)
+        colour = "22, 163, 74" if weight > 0 else "220, 38, 38"
+        out.append(html.escape(segments[part][at:found]) + f'<mark style="background: rgba({colour}, '
+                   f'{0.8 * abs(weight) / scale:.2f})" title="{weight:+.4f}">{html.escape(word)}</mark>')
+        at = found + len(word)
+    out.append(html.escape(segments[part][at:]))
+    legend = (f"Green: pushed toward {label}; red: pushed away from it. The deeper the colour, the stronger the "
+              "push; hover a word for its weight.")
+    return f'<div class="al-words">{"".join(out)}</div><div class="al-caption">{html.escape(legend)}</div>'
 
 
 def compare_all(keys: list[str], text: str, text_pair: str) -> list[dict]:
@@ -239,10 +283,16 @@ def build() -> list:
             text = gr.Textbox(label="Text", lines=3, placeholder="Type or paste a text to classify",
                               elem_id="play-text")
             text_pair = gr.Textbox(label="Second text", lines=2, visible=False, elem_id="play-text-pair")
-            go = gr.Button("Predict", variant="primary", elem_id="play-predict")
+            with gr.Row():
+                go = gr.Button("Predict", variant="primary", elem_id="play-predict")
+                why = gr.Button("Explain", elem_id="play-explain")
             status = gr.Markdown(elem_id="play-status")
             result = gr.Label(label="Prediction and probability per label", num_top_classes=20,
                               elem_id="play-result")
+            explained = gr.State(None)  # the input explained and every label's word weights
+            explain_label = gr.Dropdown([], label="Colour the words by their pull on", visible=False,
+                                        elem_id="play-explain-label")
+            words = gr.HTML(visible=False, elem_id="play-words")
         with gr.Tab("Compare adapters"):
             several = gr.Dropdown([], multiselect=True, label="Adapters to compare (two or more)",
                                   elem_id="compare-adapters")
@@ -278,10 +328,13 @@ def build() -> list:
     # Events that write results run one at a time, in the order they were sent: a predict clicked just after an
     # upload runs after the upload's clearing, never before it. Predictions share one lock anyway.
     ordered = {"concurrency_id": "playground-results", "concurrency_limit": 1}
-    adapter.change(single_changed, adapter, [text_pair, result, status], **ordered)
+    explanation = [explained, explain_label, words]
+    adapter.change(single_changed, adapter, [text_pair, result, status, *explanation], **ordered)
     several.change(several_changed, several, [compare_pair, results, compare_status], **ordered)
-    go.click(predict, [adapter, text, text_pair], [result, status], **ordered)
-    text.submit(predict, [adapter, text, text_pair], [result, status], **ordered)
+    go.click(predict, [adapter, text, text_pair], [result, status, *explanation], **ordered)
+    text.submit(predict, [adapter, text, text_pair], [result, status, *explanation], **ordered)
+    why.click(explain, [adapter, text, text_pair], [result, status, *explanation], **ordered)
+    explain_label.input(highlighted, [explained, explain_label], words, **ordered)
     compare_go.click(compare, [several, compare_text, compare_pair], [results, compare_status], **ordered)
     batch_outputs = [download, batch_status]
     batch_adapter.change(batch_adapter_changed, [batch_adapter, sample, text_column, pair_column, made],

@@ -105,6 +105,10 @@ class Method:
             return adapterhub_head(model.config, num_labels)
         return task_head(model.backbone, head_modules(model.config.model_type), num_labels)
 
+    def input_embeddings(self, model: AdapterModel, name: str) -> nn.Embedding:
+        """The word-embedding module adapter `name`'s forward pass looks the token ids up in (for attributions)."""
+        return model.backbone.get_input_embeddings()
+
     def logits(self, model: AdapterModel, name: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The forward pass with adapter `name` active (it has been activated)."""
         if self.head == "adapterhub":

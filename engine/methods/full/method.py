@@ -89,6 +89,9 @@ class FullFineTuning(Method):
     def logits(self, model, name: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return _models(model)[name](**batch).logits
 
+    def input_embeddings(self, model, name: str) -> nn.Embedding:
+        return _models(model)[name].get_input_embeddings()
+
     def save(self, model, name: str, folder: Path) -> None:
         _models(model)[name].save_pretrained(str(folder))
         model.tokenizer.save_pretrained(str(folder))
