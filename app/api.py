@@ -1,5 +1,5 @@
 """The app's named Gradio API for scripts and tests: /submit_job, /job_status, /list_adapters, /predict,
-/explain.
+/explain, /evaluate.
 
 Each endpoint is a thin call into worker.api or the shared Predictor. Gradio derives the parameter names and
 types from these signatures, so this module keeps its annotations evaluated (no `from __future__`).
@@ -17,7 +17,7 @@ from app.tabs.train import build_spec
 from app.ui import friendly
 from worker import api as jobs
 
-API_NAMES = ("submit_job", "job_status", "list_adapters", "predict", "explain")
+API_NAMES = ("submit_job", "job_status", "list_adapters", "predict", "explain", "evaluate")
 
 
 def _plain(value: object) -> object:
@@ -75,7 +75,22 @@ def explain(adapter: str, text: str, text_pair: str | None = None) -> dict:
     return services.explain(adapter, text, text_pair)
 
 
+@friendly
+def evaluate(adapter: str, data_file: FileData, text_column: str | None = None, label_column: str | None = None,
+             text_pair_column: str | None = None) -> dict:
+    """Evaluate a finished job's adapter on an uploaded labelled file and keep it with the job (its page lists
+    it): `id`, `rows`, `metrics` (as the job's) and `calibration` (`ece`, `ece_before`, `temperature`, ...).
+    Columns default to those the adapter was trained on."""
+    path = uploaded_path(data_file.get("path") if isinstance(data_file, dict) else None, get_upload_folder())
+    found = services.find_adapter(adapter)
+    text, pair = services.text_columns(found)
+    label = services.label_column(found)
+    name = (data_file.get("orig_name") if isinstance(data_file, dict) else None) or path.name
+    return _plain(services.evaluate_file(found["id"], path, name, text_column or text,
+                                         text_pair_column or pair, label_column or label))
+
+
 def register() -> None:
     """Add the endpoints to the Blocks being built; call before the tabs so these names stay unsuffixed."""
-    for fn in (submit_job, job_status, list_adapters, predict, explain):
+    for fn in (submit_job, job_status, list_adapters, predict, explain, evaluate):
         gr.api(fn, api_name=fn.__name__)

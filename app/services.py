@@ -75,6 +75,14 @@ def text_columns(adapter: dict) -> tuple[str, str | None]:
     return meta.get("text_column") or "text", meta.get("text_pair_column")
 
 
+def label_column(adapter: dict) -> str:
+    """The label column the adapter was trained on (a test file's default)."""
+    try:
+        return read_metadata(adapter["adapter_dir"]).get("label_column") or "label"
+    except (ConfigError, OSError):
+        return "label"
+
+
 def pair_column(adapter: dict) -> str | None:
     """The second text column the adapter was trained with, if it takes pairs."""
     return text_columns(adapter)[1]

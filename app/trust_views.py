@@ -26,18 +26,27 @@ def sources(job_id: str) -> list[tuple[str, str]]:
     """The row sets of a job: its validation split, then each test evaluation (newest last)."""
     out = [("Validation split (best epoch)", "validation")] if evaluations.rows_path(job_id, "validation") else []
     for e in evaluations.list_for(job_id):
-        out.append((f"Test file {e['file_name']} · {e['created_at'].replace('T', ' ')}", e["id"]))
+        out.append((f"Test file {e['file_name']} · {when(e['created_at'])}", e["id"]))
     return out
+
+
+def stored(job_id: str, source: str) -> pd.DataFrame:
+    """A source's stored rows as saved: text, label and logits (empty if there are none)."""
+    path = evaluations.rows_path(job_id, source)
+    return pd.read_parquet(path) if path else pd.DataFrame()
 
 
 def rows(job_id: str, source: str, adapter_dir: str) -> tuple[pd.DataFrame, list[str]]:
     """Every stored row of a source, with what predict says now; and the adapter's labels."""
-    path = evaluations.rows_path(job_id, source)
-    meta = read_metadata(adapter_dir)
-    if path is None:
-        return pd.DataFrame(), meta["labels"]
-    return scored(pd.read_parquet(path), meta["labels"], temperature_in_use(meta), meta.get("threshold")), \
-        meta["labels"]
+    frame, meta = stored(job_id, source), read_metadata(adapter_dir)
+    if frame.empty:
+        return frame, meta["labels"]
+    return scored(frame, meta["labels"], temperature_in_use(meta), meta.get("threshold")), meta["labels"]
+
+
+def when(iso: str) -> str:
+    """'2026-12-02 01:15 UTC' from a stored ISO time."""
+    return iso.replace("T", " ")[:16] + " UTC"
 
 
 def confusion_frame(frame: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
@@ -77,6 +86,10 @@ def page(frame: pd.DataFrame, number: int) -> tuple[pd.DataFrame, str, int]:
     number = min(max(1, int(number or 1)), pages)
     start = (number - 1) * PAGE_ROWS
     shown = frame.iloc[start:start + PAGE_ROWS].drop(columns=["correct"], errors="ignore")
+    texts = [c for c in ("text", "text_pair") if c in shown]
+    probabilities = [c for c in shown.columns if c.startswith("p(")]
+    first = [c for c in shown.columns if c not in texts and c not in probabilities]
+    shown = shown[first + texts + probabilities]  # what was said about which text, then the detail
     if frame.empty:
         return shown, "No rows match.", 1
     return shown, (f"Rows {start + 1:,}–{start + len(shown):,} of {len(frame):,} · page {number} of {pages}"), number
@@ -112,6 +125,10 @@ def calibration_words(meta: dict) -> str:
     c = meta.get("calibration")
     if not c:
         return "This adapter has no calibration (it was trained before AdapterLab calibrated adapters)."
+    if c["temperature"] == 1.0 and c["nll"] == c["nll_before"]:
+        return (f"Temperature **1** (no change): the adapter made no error on the {c['rows']:,} validation rows, "
+                "so there is nothing to calibrate against. Expected calibration error (10 bins) "
+                f"**{c['ece']:.4f}**; judge its confidence on a test file.")
     return (f"Fitted on the {c['rows']:,} validation rows: temperature **{c['temperature']:.3f}**. Expected "
             f"calibration error (10 bins) **{c['ece_before']:.4f} → {c['ece']:.4f}**; negative log-likelihood "
             f"**{c['nll_before']:.4f} → {c['nll']:.4f}**. Accuracy is unchanged: the temperature divides every "
@@ -120,11 +137,22 @@ def calibration_words(meta: dict) -> str:
 
 
 def pr_frame(frame: pd.DataFrame, meta: dict, label: str) -> pd.DataFrame:
-    """Precision and recall of `label` against the threshold, for the validation rows."""
+    """Precision and recall of `label` against the threshold, for the validation rows, and the saved threshold
+    (or 0.5, the most probable label) as a vertical line."""
     points = curve(frame, meta["labels"], label, temperature_in_use(meta))
     long = [{"threshold": round(p["threshold"], 4), "score": round(p[k], 4), "measure": k}
             for p in points for k in ("precision", "recall")]
+    saved = meta.get("threshold") or {}
+    at = saved["value"] if saved.get("label") == label else 0.5
+    long += [{"threshold": round(at, 4), "score": y, "measure": "threshold now"} for y in (0.0, 1.0)]
     return pd.DataFrame(long, columns=["threshold", "score", "measure"])
+
+
+def widths(frame: pd.DataFrame) -> list[str | int]:
+    """Column widths (px, or a share for the texts) for the rows table: narrow numbers and labels, wide text."""
+    texts = sum(c in ("text", "text_pair") for c in frame.columns)
+    return [f"{max(20, 60 // max(1, texts))}%" if c in ("text", "text_pair") else 80 if c == "row" else 100
+            for c in frame.columns]
 
 
 def threshold_words(meta: dict) -> str:
@@ -140,7 +168,7 @@ def threshold_words(meta: dict) -> str:
 def evaluations_frame(job_id: str) -> pd.DataFrame:
     columns = ["file", "rows", "accuracy", "macro-F1", "ECE", "evaluated", "fingerprint"]
     return pd.DataFrame([[e["file_name"], e["rows"], round(e["accuracy"], 4), round(e["macro_f1"], 4),
-                          round(e["calibration"]["ece"], 4), e["created_at"].replace("T", " "),
+                          round(e["calibration"]["ece"], 4), when(e["created_at"]),
                           e["fingerprint"].split(":")[-1][:12]]
                          for e in evaluations.list_for(job_id)], columns=columns)
 
@@ -148,6 +176,16 @@ def evaluations_frame(job_id: str) -> pd.DataFrame:
 def issues(job_id: str) -> pd.DataFrame:
     path = evaluations.label_issues_path(job_id)
     return pd.read_parquet(path) if path else pd.DataFrame()
+
+
+def issues_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The first rows of the list for the page: short columns first, in words."""
+    if frame.empty:
+        return frame
+    texts = [c for c in ("text", "text_pair") if c in frame]
+    out = frame.head(ISSUE_ROWS)[[c for c in frame.columns if c not in texts] + texts]
+    return out.rename(columns={"given_label": "given label", "suggested_label": "suggested label",
+                               "text_pair": "second text"})
 
 
 def issues_words(frame: pd.DataFrame) -> str:

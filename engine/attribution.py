@@ -2,10 +2,11 @@
 
 IG integrates the gradient of a label's logit along the straight line from a baseline input to the text, so a
 token's attribution is its share of logit(text) - logit(baseline), and the shares add up to that difference
-(completeness; captum reports how far its numerical integral is off as the convergence delta). The baseline is
-the same token ids with every word replaced by the pad token ([CLS]/[SEP] kept, positions and token types
-unchanged): "the text with its words taken out". Gradient x input would need one backward pass instead of
-n_steps, but has no completeness, and its scores on saturated heads say little.
+(completeness). The integral is a sum over n_steps points; captum reports how far that sum is off as the
+convergence delta, and a delta too large is answered with twice the points. The baseline is the same token ids
+with every word replaced by the pad token ([CLS]/[SEP] kept, positions and token types unchanged): "the text
+with its words taken out". Gradient x input would need one backward pass instead of n_steps, but has no
+completeness, and on a saturated head its scores say little.
 """
 
 from __future__ import annotations
@@ -17,9 +18,16 @@ from captum.attr import LayerIntegratedGradients
 
 from engine.adapter_model import AdapterModel
 
-# Gauss-Legendre points per label. 16 keep the convergence delta within a few percent of the logit difference
-# on the bundled model, and a 30-token sentence at 4 labels takes well under 1 s on a CPU (docs/benchmarks.md).
+# Gauss-Legendre points per label at first: enough on the bundled model for most texts, and a 30-token sentence
+# at 4 labels stays under 1 s on a 2-core CPU (docs/benchmarks.md). Up to MAX_STEPS when the delta says so.
 N_STEPS = 16
+MAX_STEPS = 64
+# The largest miss accepted, per label: a share of the text's largest logit change (the scale the weights are read
+# on; a label whose logit hardly moves may still swing along the path), plus float32 round-off.
+TOLERANCE, ROUND_OFF = 0.05, 1e-3
+# Tokens in one forward/backward pass (rows x length): the backward pass keeps every layer's activations, about
+# 18 MB per 128-token row on the bundled model: a long text at 4 labels x 16 points would hold 1.2 GB at once.
+TOKENS_PER_PASS = 2048
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,7 @@ class Explanation:
     tokens: list[str]
     token_scores: torch.Tensor  # (labels, tokens)
     deltas: torch.Tensor  # (labels,): sum of a row of token_scores - (logit(text) - logit(baseline))
+    n_steps: int  # the points the integral took
     words: list[str]  # as they are written in the text
     word_scores: torch.Tensor  # (labels, words)
     batch: dict[str, torch.Tensor]  # the model inputs explained
@@ -45,9 +54,16 @@ def baseline_ids(input_ids: torch.Tensor, special: torch.Tensor, pad_id: int) ->
     return torch.where(special, input_ids, torch.full_like(input_ids, pad_id))
 
 
+def converged(token_scores: torch.Tensor, deltas: torch.Tensor) -> bool:
+    """Whether every label's attributions add up to its logit difference within the tolerance."""
+    difference = token_scores.sum(-1) - deltas
+    return bool((deltas.abs() <= TOLERANCE * difference.abs().max() + ROUND_OFF).all())
+
+
 def explain(model: AdapterModel, name: str, text: str, text_pair: str | None = None, max_length: int = 128,
-            n_steps: int = N_STEPS) -> Explanation:
-    """Integrated Gradients of each of adapter `name`'s label logits for one text (or pair), in full precision."""
+            n_steps: int = N_STEPS, max_steps: int = MAX_STEPS) -> Explanation:
+    """Integrated Gradients of each of adapter `name`'s label logits for one text (or pair), in full precision,
+    with n_steps points, doubled up to max_steps until the attributions add up (`converged`)."""
     tokenizer = model.tokenizer
     batcher = model.batcher(max_length, bf16=False)
     enc = tokenizer(text, text_pair, truncation=True, max_length=max_length, return_offsets_mapping=True,
@@ -69,25 +85,32 @@ def explain(model: AdapterModel, name: str, text: str, text_pair: str | None = N
     model.eval()
     ig = LayerIntegratedGradients(logits, model.input_embeddings(name))
     try:
-        with torch.enable_grad():  # one row per label: every label's attributions in one pass
-            scores, deltas = ig.attribute(
-                batch["input_ids"].expand(labels, -1), baselines=base_ids.expand(labels, -1),
-                additional_forward_args=tuple(batch[k].expand(labels, -1) for k in rest),
-                target=list(range(labels)), n_steps=n_steps, return_convergence_delta=True)
+        while True:
+            import os
+            ac = torch.autocast("cpu", dtype=torch.bfloat16, enabled=os.environ.get("BF16") == "1")
+            with torch.enable_grad(), ac:  # one row per label: every label's attributions in one pass
+                scores, deltas = ig.attribute(
+                    batch["input_ids"].expand(labels, -1), baselines=base_ids.expand(labels, -1),
+                    additional_forward_args=tuple(batch[k].expand(labels, -1) for k in rest),
+                    target=list(range(labels)), n_steps=n_steps, return_convergence_delta=True,
+                    internal_batch_size=max(labels, TOKENS_PER_PASS // batch["input_ids"].shape[1]))
+            token_scores, deltas = scores.sum(-1).detach().cpu().double(), deltas.detach().cpu().double()
+            if n_steps * 2 > max_steps or converged(token_scores, deltas):
+                break
+            n_steps *= 2
     finally:
         model.train(was_training)
-    token_scores = scores.sum(-1).detach().cpu().double()
     words, members = _words(enc, [text, text_pair])
     pieces = torch.zeros(token_scores.shape[1], len(words), dtype=token_scores.dtype)  # token -> its word
     for w, tokens in enumerate(members):
         pieces[tokens, w] = 1
-    return Explanation(tokenizer.convert_ids_to_tokens(enc["input_ids"]), token_scores, deltas.detach().cpu().double(),
-                       words, token_scores @ pieces, batch, base_ids)
+    return Explanation(tokenizer.convert_ids_to_tokens(enc["input_ids"]), token_scores, deltas, n_steps, words,
+                       token_scores @ pieces, batch, base_ids)
 
 
 def _words(enc, sources: list[str | None]) -> tuple[list[str], list[list[int]]]:
     """The words of the text in its own spelling (from the tokenizer's offsets) and the tokens each is made of:
-    WordPiece's "un", "##believ", "##ably" are one word."""
+    WordPiece's "un", "##bel", "##ie", "##va", "##bly" are one word."""
     found: dict[tuple[int, int], tuple[int, int, list[int]]] = {}  # (sequence, word) -> start, end, tokens
     for i, (seq, word) in enumerate(zip(enc.sequence_ids(), enc.word_ids(), strict=True)):
         if seq is None or word is None:  # [CLS], [SEP]

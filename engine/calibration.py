@@ -44,8 +44,11 @@ def nll(logits: torch.Tensor, labels: list[int], temperature: float = 1.0) -> fl
 
 
 def fit_temperature(logits: torch.Tensor, labels: list[int]) -> float:
-    """The temperature minimising the validation NLL (L-BFGS over log T, so T stays positive)."""
+    """The temperature minimising the validation NLL (L-BFGS over log T, so T stays positive); 1 when the rows
+    hold no error, where the NLL only falls as T -> 0 and would make every later prediction over-confident."""
     logits, target = logits.detach().double(), torch.tensor(labels)
+    if bool((logits.argmax(-1) == target).all()):
+        return 1.0
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
 

@@ -39,7 +39,7 @@ def scored(frame: pd.DataFrame, names: list[str], temperature: float = 1.0,
            threshold: dict | None = None) -> pd.DataFrame:
     """The rows with what predict would say now: `predicted`, `confidence` (the predicted label's probability),
     `correct` and one probability column per label, under the label's name."""
-    probs = (logits_of(frame, len(names)) / temperature).softmax(-1)
+    probs = (logits_of(frame, len(names)) / temperature).softmax(-1).double()  # rounds to short decimals
     predicted = decide(probs, names, threshold)
     out = frame.drop(columns=[f"logit_{j}" for j in range(len(names))])
     out["predicted"] = [names[p] for p in predicted]

@@ -44,11 +44,15 @@ def pick(frame: pd.DataFrame, meta: dict, rule: str, target: float | None, label
     label = positive_label(meta, label)
     if target is not None and not 0 < target <= 1:
         raise ConfigError(f"The target {rule} must be between 0 and 1 (for example 0.9), not {target:g}.")
+    points = curve(frame, meta["labels"], label, temperature_in_use(meta))
     try:
-        point = choose_threshold(curve(frame, meta["labels"], label, temperature_in_use(meta)), rule, target)
+        point = choose_threshold(points, rule, target)
     except ValueError as exc:
         raise DataError(str(exc)) from None
-    return {"label": label, "value": round(point["threshold"], 6), "rule": rule, "target": target,
+    # halfway to the next lower score: no stored row sits on the threshold, so rounding never moves one across
+    lower = [p["threshold"] for p in points if p["threshold"] < point["threshold"]]
+    value = (point["threshold"] + (max(lower) if lower else 0.0)) / 2
+    return {"label": label, "value": value, "rule": rule, "target": target,
             **{k: round(point[k], 4) for k in ("precision", "recall", "f1")}}
 
 
@@ -80,5 +84,5 @@ def set_temperature_use(folder: str | Path, on: bool) -> dict:
         old, new = temperature_in_use(meta), float(meta["temperature"]) if on else 1.0
         v = min(max(threshold["value"], 1e-12), 1 - 1e-12)
         margin = math.log(v / (1 - v)) * old
-        threshold = {**threshold, "value": round(float(torch.sigmoid(torch.tensor(margin / new))), 6)}
+        threshold = {**threshold, "value": float(torch.sigmoid(torch.tensor(margin / new, dtype=torch.float64)))}
     return update_metadata(folder, apply_temperature=on, threshold=threshold)

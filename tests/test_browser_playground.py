@@ -1,5 +1,6 @@
-"""The Playground's edges in a real browser: results never outlive an error or a change of adapter or table, the
-adapter list follows finished jobs by itself, empty rows get no prediction, batch columns can be mapped.
+"""The Playground's edges in a real browser: results (and word explanations) never outlive an error or a change of
+adapter or table, the adapter list follows finished jobs by itself, empty rows get no prediction, batch columns can
+be mapped.
 
 Two adapters are trained through the Gradio API (a Pfeiffer one on a 'review' column, an IA3 one on question
 pairs); the second one finishes while a page is open. Screenshots go to tests/artifacts/.
@@ -149,8 +150,23 @@ def test_errors_and_other_adapters_clear_the_results(page, app_server, reviews_a
     page.locator("#play-predict").click()
     expect(result).to_contain_text("%")
     expect(page.locator("#play-status")).to_be_empty()
+    words = page.locator("#play-words")
+    page.locator("#play-explain").click()  # the words coloured by their pull on the predicted label
+    expect(words.locator("mark")).to_have_count(5)  # really, happy, ",", fantastic, quality
+    expect(words).to_contain_text("really happy, fantastic quality")
+    predicted = page.locator("#play-explain-label input").input_value()
+    other = "neg" if predicted == "pos" else "pos"
+    expect(words).to_contain_text(f"Green: pushed toward {predicted}; red: pushed away from it.")
+    choose(page, "#play-explain-label", re.compile(f"^{other}$"))
+    expect(words).to_contain_text(f"Green: pushed toward {other}")
+    shot(page, "pg-02b-explained")
+    page.locator("#play-predict").click()  # a prediction without the explanation: the old one goes
+    expect(words).to_be_hidden()
+    page.locator("#play-explain").click()
+    expect(words.locator("mark")).to_have_count(5)
     choose(page, "#play-adapter", PAIRS)
     expect(result).not_to_contain_text("%")
+    expect(words).to_be_hidden()
 
     page.get_by_role("tab", name="Compare adapters").click()
     choose(page, "#compare-adapters", REVIEWS)

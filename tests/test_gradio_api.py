@@ -1,6 +1,7 @@
 """The named Gradio API, driven with gradio_client against `adapterlab serve` (embedded worker, tiny model).
 
-/submit_job, /job_status, /list_adapters and /predict, their happy paths and their readable errors.
+/submit_job, /job_status, /list_adapters, /predict, /explain and /evaluate, their happy paths and their readable
+errors.
 """
 
 from __future__ import annotations
@@ -41,13 +42,15 @@ def trained(client, app_server) -> dict:
 
 def test_only_the_named_endpoints_are_public(client):
     api = client.view_api(return_format="dict", print_info=False)
-    assert set(api["named_endpoints"]) == {"/submit_job", "/job_status", "/list_adapters", "/predict"}
+    assert set(api["named_endpoints"]) == {"/submit_job", "/job_status", "/list_adapters", "/predict", "/explain",
+                                           "/evaluate"}
     assert not api["unnamed_endpoints"]
     submit = [p["parameter_name"] for p in api["named_endpoints"]["/submit_job"]["parameters"]]
     assert submit[:6] == ["data_file", "text_column", "label_column", "method", "reduction_factor", "epochs"]
     assert {"text_pair_column", "base_model", "learning_rate", "batch_size"} <= set(submit)
-    predict = [p["parameter_name"] for p in api["named_endpoints"]["/predict"]["parameters"]]
-    assert predict == ["adapter", "text", "text_pair"]
+    for name in ("/predict", "/explain"):
+        assert [p["parameter_name"] for p in api["named_endpoints"][name]["parameters"]] == ["adapter", "text",
+                                                                                             "text_pair"]
 
 
 def test_submit_train_and_status(trained):
@@ -68,6 +71,17 @@ def test_list_adapters_and_predict(client, trained):
     assert result["label"] in ("neg", "pos")
     assert set(result["probabilities"]) == {"neg", "pos"}
     assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_explain(client, trained):
+    result = client.predict(adapter=trained["id"], text="i love it, fantastic quality", api_name="/explain")
+    assert result["label"] in ("neg", "pos") and set(result["probabilities"]) == {"neg", "pos"}
+    assert [w for w, _ in result["attributions"]] == ["i", "love", "it", ",", "fantastic", "quality"]
+    assert all(isinstance(weight, float) for _, weight in result["attributions"])
+    assert set(result["attributions_by_label"]) == {"neg", "pos"}
+    assert result["attributions"] == result["attributions_by_label"][result["label"]]
+    with pytest.raises(AppError, match="Type a text to classify"):
+        client.predict(adapter=trained["id"], text=" ", api_name="/explain")
 
 
 def test_pairs_with_ia3(client, app_server):
@@ -120,3 +134,34 @@ def test_jobs_and_adapters_survive_a_server_restart(client, trained):
     assert trained["id"] in {a["id"] for a in client.predict(api_name="/list_adapters")}
     result = client.predict(adapter=trained["id"], text="i hate it", api_name="/predict")
     assert result["label"] in ("neg", "pos")
+
+
+def test_evaluate_a_test_file_and_predict_with_a_threshold(client, trained, app_server, tmp_path):
+    """/evaluate keeps the evaluation with the job; a threshold saved with the adapter changes /predict at once."""
+    from tests.conftest import NEGATIVE, POSITIVE, write_csv
+
+    rows = [{"review": t, "sentiment": "pos"} for t in POSITIVE] + [{"review": t, "sentiment": "neg"} for t in NEGATIVE]
+    test = write_csv(tmp_path / "held-out.csv", rows)
+    done = client.predict(adapter=trained["id"], data_file=handle_file(str(test)), api_name="/evaluate")
+    assert done["rows"] == 16 and done["file_name"] == "held-out.csv"
+    assert {"accuracy", "macro_f1", "per_class", "confusion_matrix"} <= set(done["metrics"])
+    assert {"ece", "ece_before", "temperature"} <= set(done["calibration"])
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("ADAPTERLAB_HOME", str(app_server.home))
+        env.delenv("ADAPTERLAB_DATABASE_URL", raising=False)
+        from engine.adapter_io import update_metadata
+        from worker import evaluations
+
+        assert [e["id"] for e in evaluations.list_for(trained["id"])][-1] == done["id"]
+        folder = evaluations.finished_adapter(trained["id"])
+        text = "i love it, fantastic quality"
+        p_pos = client.predict(adapter=trained["id"], text=text, api_name="/predict")["probabilities"]["pos"]
+        update_metadata(folder, threshold={"label": "pos", "value": min(1.0, p_pos + 1e-3), "rule": "hand",
+                                           "precision": 1, "recall": 1, "f1": 1})
+        try:
+            assert client.predict(adapter=trained["id"], text=text, api_name="/predict")["label"] == "neg"
+        finally:
+            update_metadata(folder, threshold=None)
+    with pytest.raises(AppError, match="not among the adapter's labels"):
+        bad = write_csv(tmp_path / "bad.csv", [{"review": "x", "sentiment": "maybe"}])
+        client.predict(adapter=trained["id"], data_file=handle_file(str(bad)), api_name="/evaluate")

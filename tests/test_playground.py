@@ -58,7 +58,11 @@ def test_problems_replace_the_results_with_a_note(finished, tmp_path):
     assert made == {"adapter": "j1", "path": None, "text": None, "pair": None}
     download, status, _ = playground.predict_batch("nope", str(tmp_path / "x.csv"), "text", None)
     assert download["value"] is None and "no finished adapter &#x27;nope&#x27;" in status
-    assert playground.predict("j1", "  ", "") == (None, playground.note("Type a text to classify.", "error"))
+    probabilities, status, explained, _, words = playground.predict("j1", "  ", "")
+    assert (probabilities, status) == (None, playground.note("Type a text to classify.", "error"))
+    assert explained is None and words["visible"] is False
+    probabilities, status, explained, _, _ = playground.explain("j1", "", "")
+    assert probabilities is None and "Type a text to classify" in status and explained is None
     results, status = playground.compare(["j1"], "hello", "")
     assert results == [] and "two or more adapters" in status
     sample, text, _, download, status = playground.table_changed("j1", str(tmp_path / "missing.csv"), None, None,
@@ -78,3 +82,34 @@ def test_a_clearing_that_runs_late_leaves_newer_results_alone(finished, tmp_path
     assert playground.batch_adapter_changed("j2", {}, None, None, made)[-1] == ""
     assert playground.columns_chosen("review", None, made) == (gr.skip(), gr.skip())
     assert playground.columns_chosen("id", None, made)[0]["visible"] is False
+
+
+EXPLAINED = {"label": "pos", "probabilities": {"neg": 0.2, "pos": 0.8},
+             "attributions": [["I", 0.5], ["love", 1.0], ["<it>", -0.25], ["!", -1.0]],
+             "attributions_by_label": {"neg": [["I", -0.5], ["love", -2.0], ["<it>", 0.5], ["!", 1.0]],
+                                       "pos": [["I", 0.5], ["love", 1.0], ["<it>", -0.25], ["!", -1.0]]}}
+
+
+def test_explain_colours_the_words_for_the_chosen_label(finished, monkeypatch):
+    monkeypatch.setattr(services, "explain", lambda key, text, pair: EXPLAINED)
+    probabilities, status, shown, menu, words = playground.explain("j1", "I  love <it>!", "")
+    assert probabilities == EXPLAINED["probabilities"] and status == ""
+    assert menu.value == "pos" and [v for _, v in menu.choices] == ["neg", "pos"] and menu.visible
+    html = words["value"]
+    assert html.startswith('<div class="al-words"><mark style="background: rgba(22, 163, 74, 0.40)" title="+0.5000">'
+                           'I</mark>  <mark style="background: rgba(22, 163, 74, 0.80)"')  # the text's own spaces
+    assert '<mark style="background: rgba(220, 38, 38, 0.20)" title="-0.2500">&lt;it&gt;</mark>' in html
+    assert "Green: pushed toward pos; red: pushed away from it." in html
+    other = playground.highlighted(shown, "neg")
+    assert 'rgba(220, 38, 38, 0.80)" title="-2.0000">love' in other and "pushed toward neg" in other
+    assert playground.highlighted(None, "pos") == "" and playground.highlighted(shown, "gone") == ""
+    *_, shown, menu, words = playground.single_changed("j1")  # another adapter: the explanation goes
+    assert shown is None and menu.visible is False and words["visible"] is False
+
+
+def test_a_second_text_is_shown_after_the_first():
+    shown = {"text": "good day", "pair": "bad night", "by_label": {"a": [["good", 1.0], ["day", 0.0], ["bad", -1.0],
+                                                                        ["night", 0.0]]}}
+    html = playground.highlighted(shown, "a")
+    assert html.index("day") < html.index("second text") < html.index("bad")
+    assert 'rgba(220, 38, 38, 0.80)" title="-1.0000">bad</mark>' in html

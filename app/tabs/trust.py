@@ -55,7 +55,7 @@ def load(job_id: str | None):
             views.reliability_frame(meta.get("calibration")), views.calibration_words(meta),
             gr.update(value=meta.get("apply_temperature", True), interactive="temperature" in meta),
             gr.update(visible=binary), gr.Radio(choices=meta["labels"], value=label),
-            views.issues_words(issues), issues.head(views.ISSUE_ROWS))
+            views.issues_words(issues), views.issues_table(issues))
 
 
 @friendly
@@ -111,8 +111,8 @@ def browse(job_id: str | None, source: str | None, cell: list | None, search: st
         return pd.DataFrame(), views.cell_words(None), pd.DataFrame(), "No rows stored for this choice.", 1
     shown = views.filtered(frame, tuple(cell) if cell else None, search, only_errors, sort)
     rows, caption, number = views.page(shown, number or 1)
-    return views.confusion_frame(frame, labels), views.cell_words(tuple(cell) if cell else None), rows, caption, \
-        number
+    return (views.confusion_frame(frame, labels), views.cell_words(tuple(cell) if cell else None),
+            gr.Dataframe(rows, column_widths=views.widths(rows)), caption, number)
 
 
 def pick_cell(matrix: pd.DataFrame, evt: gr.SelectData):
@@ -148,11 +148,12 @@ def threshold_view(job_id: str | None, label: str | None):
     if found is None or frame.empty or len(labels) != 2 or label not in labels:
         return pd.DataFrame(columns=["threshold", "score", "measure"]), "", ""
     meta = read_metadata(found[1])
-    matrix = views.confusion_frame(frame, labels)
+    matrix = views.confusion_frame(frame, labels)  # as predict decides now, with the saved threshold
     cm = {"labels": labels, "confusion_matrix": matrix[labels].to_numpy().tolist()}
     from app.job_views import confusion_html  # the job page's own matrix
 
-    return views.pr_frame(frame, meta, label), views.threshold_words(meta), confusion_html(cm)
+    return views.pr_frame(views.stored(found[0], "validation"), meta, label), views.threshold_words(meta), \
+        confusion_html(cm)
 
 
 @friendly
@@ -160,9 +161,9 @@ def apply_threshold(job_id: str | None, label: str | None, rule: str, target: fl
     found = _finished(job_id)
     if found is None:
         raise ConfigError("Choose a finished job first.")
-    frame, _ = _rows(job_id, "validation")
     meta = read_metadata(found[1])
-    chosen = pick(frame, meta, RULES[rule], None if RULES[rule] == "max_f1" else target, label)
+    goal = RULES[rule]
+    chosen = pick(views.stored(found[0], "validation"), meta, goal, None if goal == "max_f1" else target, label)
     update_metadata(found[1], threshold=chosen)
     return threshold_view(job_id, label)
 

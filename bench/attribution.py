@@ -1,0 +1,78 @@
+"""Word attributions: how long `Predictor.explain` takes for a 30-token sentence on the bundled model, and how far
+Integrated Gradients' sum is off the logit difference (captum's delta) at each number of points.
+
+    python bench/attribution.py                      # trains a Pfeiffer adapter on the demo tickets first (~1 min)
+    python bench/attribution.py --adapter FOLDER     # an adapter already trained on the bundled model
+
+Prints a markdown table for docs/benchmarks.md ("Word attributions").
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from engine import attribution  # noqa: E402
+from engine.data import DEMO_DATA  # noqa: E402
+from engine.inference import Predictor  # noqa: E402
+
+SENTENCES = [  # 30 tokens each with [CLS] and [SEP] on the bundled tokenizer
+    "I was charged twice for my subscription this month, and nobody from your support team has answered any of "
+    "my three emails about the refund yet",
+    "The app keeps crashing whenever I try to upload a photo from my phone, even after reinstalling it and "
+    "restarting the device twice",
+]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--adapter", help="adapter folder (default: train a Pfeiffer one on the demo tickets)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    folder = args.adapter or str(Path(tempfile.mkdtemp()) / "pfeiffer")
+    if not args.adapter:
+        subprocess.run([sys.executable, "-m", "app.cli", "train", "--data", str(DEMO_DATA), "--method", "pfeiffer",
+                        "--output", folder, "--json"], cwd=ROOT, check=True, capture_output=True)
+    predictor = Predictor()
+    model, name = predictor.load(folder)
+    labels = len(model.adapters[name].labels)
+    print(f"{labels} labels, {torch.get_num_threads()} torch threads\n")
+    print("| sentence | tokens | `Predictor.explain` median (min) | points used | worst miss / largest logit change |")
+    print("|---|---:|---:|---:|---:|")
+    for i, text in enumerate(SENTENCES, 1):
+        predictor.explain(folder, text)  # warm-up
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            predictor.explain(folder, text)
+            times.append(time.perf_counter() - start)
+        found = attribution.explain(model, name, text)
+        change = (found.token_scores.sum(-1) - found.deltas).abs().max()
+        print(f"| {i} | {len(found.tokens)} | {statistics.median(times):.2f} s ({min(times):.2f}) | {found.n_steps} "
+              f"| {float(found.deltas.abs().max() / change):.1%} |")
+    print("\nthe miss at fixed points (no doubling), worst label / largest logit change:\n")
+    print("| points | " + " | ".join(f"sentence {i}" for i in range(1, len(SENTENCES) + 1)) + " |")
+    print("|---:|" + "---:|" * len(SENTENCES))
+    for steps in (8, 16, 32, 64):
+        cells = []
+        for text in SENTENCES:
+            found = attribution.explain(model, name, text, n_steps=steps, max_steps=steps)
+            change = (found.token_scores.sum(-1) - found.deltas).abs().max()
+            cells.append(f"{float(found.deltas.abs().max() / change):.1%}")
+        print(f"| {steps} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
