@@ -30,7 +30,7 @@ def submit_job(data_file: FileData, text_column: str, label_column: str, method:
                reduction_factor: float | None = None,
                epochs: int | None = None, text_pair_column: str | None = None, base_model: str | None = None,
                learning_rate: float | None = None, batch_size: int = 16, max_train_samples: int | None = None,
-               name: str | None = None, method_options: dict | None = None) -> str:
+               name: str | None = None, method_options: dict | None = None, balance_classes: bool = False) -> str:
     """Queue a training job on an uploaded table; returns the job id. `method_options`: the method's own
     settings by name (e.g. {"lora_r": 16}; `adapterlab train --help` lists them); `reduction_factor` is the
     same as {"reduction_factor": ...}."""
@@ -41,7 +41,8 @@ def submit_job(data_file: FileData, text_column: str, label_column: str, method:
         options.setdefault("reduction_factor", reduction_factor)
     spec = build_spec(data, {"method": method, "method_options": options, "base_model": base_model,
                              "epochs": epochs, "learning_rate": learning_rate, "batch_size": batch_size,
-                             "max_train_samples": max_train_samples, "name": name})
+                             "max_train_samples": max_train_samples, "name": name,
+                             "balance_classes": balance_classes})
     return jobs.submit(spec)
 
 

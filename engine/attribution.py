@@ -86,9 +86,7 @@ def explain(model: AdapterModel, name: str, text: str, text_pair: str | None = N
     ig = LayerIntegratedGradients(logits, model.input_embeddings(name))
     try:
         while True:
-            import os
-            ac = torch.autocast("cpu", dtype=torch.bfloat16, enabled=os.environ.get("BF16") == "1")
-            with torch.enable_grad(), ac:  # one row per label: every label's attributions in one pass
+            with torch.enable_grad():  # one row per label: every label's attributions in one pass
                 scores, deltas = ig.attribute(
                     batch["input_ids"].expand(labels, -1), baselines=base_ids.expand(labels, -1),
                     additional_forward_args=tuple(batch[k].expand(labels, -1) for k in rest),

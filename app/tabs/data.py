@@ -41,6 +41,7 @@ class DataTab:
 
     chosen: gr.State
     next_button: gr.Button
+    balance_button: gr.Button  # shown when the labels are imbalanced: turns on class balancing on the Train tab
 
 
 def _preview(frame: pd.DataFrame) -> pd.DataFrame:
@@ -53,13 +54,20 @@ def _menu(choices: list, value: str | None) -> gr.Dropdown:
     return gr.Dropdown(choices=choices, value=value)
 
 
+def imbalanced(counts: dict[str, int]) -> bool:
+    least = min(counts.values())
+    return bool(least) and max(counts.values()) / least >= IMBALANCE_RATIO
+
+
 def _imbalance(counts: dict[str, int]) -> list[str]:
     warnings = []
     most, least = max(counts, key=counts.get), min(counts, key=counts.get)
-    if counts[least] and counts[most] / counts[least] >= IMBALANCE_RATIO:
+    if imbalanced(counts):
         warnings.append(f"The labels are imbalanced: '{most}' has {counts[most]:,} training rows, '{least}' only "
                         f"{counts[least]:,}. The model may rarely predict '{least}'; judge it by macro-F1, which "
-                        "weighs every label equally, and add examples of the rare labels if you can.")
+                        "weighs every label equally, and add examples of the rare labels if you can. *Balance "
+                        "classes* (the button below, or on the Train tab) makes each label count equally in "
+                        "training.")
     few = [label for label, n in counts.items() if n < FEW_ROWS]
     if few:
         warnings.append(f"Very few examples of {', '.join(repr(x) for x in few)}: fewer than {FEW_ROWS} rows "
@@ -140,7 +148,8 @@ def _checked(loaded: dict | None, text: str | None, pair: str | None, label: str
     table = pd.DataFrame([[raw_label, names.get(raw_label, raw_label)] for raw_label in raw.labels],
                          columns=RENAME_HEADERS)
     chosen = {"source": loaded["source"], "name": loaded["name"], "validation": validation, "text": text,
-              "pair": pair or None, "label": label, "labels": data.labels, "label_names": names or None}
+              "pair": pair or None, "label": label, "labels": data.labels, "label_names": names or None,
+              "imbalanced": imbalanced(data.report.label_counts)}
     return (gr.update(value=_report(data), visible=True),
             gr.update(value=label_bars(data.report.label_counts), visible=True),
             gr.update(value=table, visible=True) if rebuild else gr.skip(), chosen,
@@ -279,6 +288,8 @@ def build() -> DataTab:
     with gr.Row(elem_classes=["al-stack"]):
         report = gr.Markdown(visible=False, elem_id="data-report")
         chart = gr.HTML(visible=False, elem_id="label-chart")
+    balance_button = gr.Button("⚖ Balance classes when training", visible=False, size="md", scale=0,
+                               min_width=300, elem_id="data-balance")
     renames = gr.Dataframe(headers=RENAME_HEADERS, label="Label names: type a clearer name for a label "
                            "(e.g. 0 → negative); it is kept with the job and the adapter", visible=False,
                            interactive=True, static_columns=[0], column_count=2, elem_id="data-label-names")
@@ -306,4 +317,5 @@ def build() -> DataTab:
     val_upload.clear(set_validation, None, validation).then(check, columns, checked)
     gr.on([text.input, pair.input, label.input], check, columns, checked)
     renames.input(rename, columns, checked)
-    return DataTab(chosen, next_button)
+    chosen.change(lambda c: gr.update(visible=bool(c and c.get("imbalanced"))), chosen, balance_button)
+    return DataTab(chosen, next_button, balance_button)

@@ -1,4 +1,5 @@
-"""Step 4: try finished adapters: one text, the same text through several adapters, or a whole table.
+"""Step 4: try finished adapters: one text (and which of its words pushed the prediction), the same text through
+several adapters, or a whole table.
 
 All adapters share the web process's one Predictor, so switching between them never reloads the base model.
 A result never outlives what produced it: a problem shows as a note in its place, and changing the adapter or the

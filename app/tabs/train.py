@@ -115,7 +115,7 @@ def option_control(method: str, name: str, spec: OptionSpec, default: object) ->
 # The hyperparameters the form shows, with their words, limits and defaults from TrainConfig (engine/options.py)
 SETTINGS = {f.name: (f, spec) for f, spec in option_fields(TrainConfig)
             if f.name in ("epochs", "learning_rate", "batch_size", "max_length", "max_train_samples", "seed",
-                          "early_stopping_patience")}
+                          "early_stopping_patience", "balance_classes")}
 
 
 def _checked(key: str, value: object) -> object:
@@ -151,7 +151,9 @@ def build_spec(data: dict | None, form: dict) -> dict:
             "label_names": data.get("label_names"), "method": method.name,
             "base_model": (form.get("base_model") or "").strip() or None,
             "method_options": dataclasses.asdict(method.options(form.get("method_options"))) or None}
-    spec.update({key: _checked(key, form.get(key)) for key in SETTINGS})
+    spec.update({key: _checked(key, form.get(key)) for key in SETTINGS if key != "balance_classes"})
+    if form.get("balance_classes"):
+        spec["balance_classes"] = True
     if form.get("base_dropout"):
         spec["base_dropout"] = True
     if (form.get("name") or "").strip():
@@ -195,6 +197,8 @@ def build(data: DataTab) -> TrainTab:
                 epochs = _number_box("epochs", "train-epochs", int(defaults["epochs"]))
                 learning_rate = _number_box("learning_rate", "train-lr", defaults["learning_rate"])
                 batch_size = _number_box("batch_size", "train-batch-size")
+            balance = gr.Checkbox(False, label=SETTINGS["balance_classes"][1].label, elem_id="train-balance",
+                                  info=SETTINGS["balance_classes"][1].help)
             with gr.Accordion("Advanced", open=False, elem_id="train-advanced"):
                 max_length = _number_box("max_length", "train-max-length")
                 max_train_samples = _optional_box("max_train_samples", "train-max-samples", "all rows")
@@ -225,7 +229,7 @@ def build(data: DataTab) -> TrainTab:
     form = {**option_controls, "method": method, "base_model": base_model, "epochs": epochs,
             "learning_rate": learning_rate, "batch_size": batch_size, "max_length": max_length,
             "max_train_samples": max_train_samples, "seed": seed, "early_stopping_patience": patience,
-            "base_dropout": base_dropout, "name": name}
+            "base_dropout": base_dropout, "balance_classes": balance, "name": name}
     return TrainTab(form, launch, status)
 
 
@@ -253,3 +257,4 @@ def connect(train: TrainTab, data: DataTab, tabs: gr.Tabs, jobs_tab: JobsTab) ->
     train.launch.click(launch, {data.chosen, *train.form.values()},
                        [tabs, jobs_tab.table, jobs_tab.picker, train.status])
     data.next_button.click(lambda: gr.Tabs(selected="train"), None, tabs)
+    data.balance_button.click(lambda: (True, gr.Tabs(selected="train")), None, [train.form["balance_classes"], tabs])

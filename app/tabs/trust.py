@@ -43,19 +43,21 @@ def load(job_id: str | None):
     """The whole section for a job: hidden unless it finished with an adapter."""
     found = _finished(job_id)
     if found is None:
-        return (gr.update(visible=False), *(gr.skip(),) * 9)
+        return (gr.update(visible=False), *(gr.skip(),) * 10)
     job_id, folder = found
     meta = read_metadata(folder)
     binary = len(meta["labels"]) == 2
     choices = views.sources(job_id)
     issues = views.issues(job_id)
+    issues_csv = views.csv_file(issues, services.work_dir(), "suspicious-labels.csv") if len(issues) else None
     label = positive_label(meta, (meta.get("threshold") or {}).get("label")) if binary else None
     return (gr.update(visible=True), views.evaluations_frame(job_id),
             gr.Dropdown(choices=choices, value=choices[0][1] if choices else None),
             views.reliability_frame(meta.get("calibration")), views.calibration_words(meta),
             gr.update(value=meta.get("apply_temperature", True), interactive="temperature" in meta),
             gr.update(visible=binary), gr.Radio(choices=meta["labels"], value=label),
-            views.issues_words(issues), views.issues_table(issues))
+            views.issues_words(issues), views.issues_table(issues),
+            gr.update(value=str(issues_csv) if issues_csv else None, visible=issues_csv is not None))
 
 
 @friendly
@@ -105,14 +107,19 @@ def _rows(job_id: str | None, source: str | None) -> tuple[pd.DataFrame, list[st
 
 def browse(job_id: str | None, source: str | None, cell: list | None, search: str, only_errors: bool, sort: str,
            number: float | None):
-    """The confusion matrix, the words on the filter, one page of the filtered rows, its caption and number."""
+    """The confusion matrix, the words on the filter, one page of the filtered rows, its caption and number, and
+    the download button holding every filtered row (a download button sends the file it holds when clicked)."""
     frame, labels = _rows(job_id, source)
     if frame.empty:
-        return pd.DataFrame(), views.cell_words(None), pd.DataFrame(), "No rows stored for this choice.", 1
-    shown = views.filtered(frame, tuple(cell) if cell else None, search, only_errors, sort)
+        return (pd.DataFrame(), views.cell_words(None), pd.DataFrame(), "No rows stored for this choice.", 1,
+                gr.update(value=None, visible=False))
+    chosen = tuple(cell) if cell else None
+    shown = views.filtered(frame, chosen, search, only_errors, sort)
     rows, caption, number = views.page(shown, number or 1)
-    return (views.confusion_frame(frame, labels), views.cell_words(tuple(cell) if cell else None),
-            gr.Dataframe(rows, column_widths=views.widths(rows)), caption, number)
+    csv = views.csv_file(shown, services.work_dir(), f"{safe_filename(source)}-rows.csv")
+    return (views.confusion_frame(frame, labels), views.cell_words(chosen),
+            gr.Dataframe(rows, column_widths=views.widths(rows)), caption, number,
+            gr.update(value=str(csv), visible=not shown.empty))
 
 
 def pick_cell(matrix: pd.DataFrame, evt: gr.SelectData):
@@ -121,14 +128,6 @@ def pick_cell(matrix: pd.DataFrame, evt: gr.SelectData):
     if column == 0:
         return None, 1
     return [str(matrix.iloc[row, 0]), str(matrix.columns[column])], 1
-
-
-@friendly
-def download(job_id: str | None, source: str | None, cell: list | None, search: str, only_errors: bool, sort: str):
-    frame, _ = _rows(job_id, source)
-    shown = views.filtered(frame, tuple(cell) if cell else None, search, only_errors, sort)
-    name = f"{safe_filename(source or 'rows')}-rows.csv"
-    return views.csv_file(shown, services.work_dir(), name)
 
 
 @friendly
@@ -174,14 +173,6 @@ def remove_threshold(job_id: str | None, label: str | None):
     if found is not None:
         update_metadata(found[1], threshold=None)
     return threshold_view(job_id, label)
-
-
-@friendly
-def download_issues(job_id: str | None):
-    found = _finished(job_id)
-    if found is None:
-        raise ConfigError("Choose a finished job first.")
-    return views.csv_file(views.issues(found[0]), services.work_dir(), "suspicious-labels.csv")
 
 
 def build(picker: gr.Dropdown, refresh_on: gr.components.Component) -> None:
@@ -254,21 +245,20 @@ def build(picker: gr.Dropdown, refresh_on: gr.components.Component) -> None:
                 issues_csv = gr.DownloadButton("⬇ All suspicious rows (.csv)", size="sm", elem_id="trust-issues-csv")
 
     loaded = [section, table, source, reliability, calibration_words, temperature, threshold_tab, positive,
-              issues_words, issues]
+              issues_words, issues, issues_csv]
     for event in (picker.change, refresh_on.change):
         event(load, picker, loaded, show_progress="hidden")
     test_file.upload(columns_for, [picker, test_file], [text_col, pair_col, label_col])
     run.click(evaluate, [picker, test_file, text_col, pair_col, label_col], [status, table, source],
               concurrency_limit=1, concurrency_id="evaluate")
     filters = [picker, source, cell, search, only_errors, sort]
-    shown = [matrix, cell_words, rows, caption, number_state]
+    shown = [matrix, cell_words, rows, caption, number_state, rows_csv]
     source.change(lambda: (None, 1), None, [cell, number_state]).then(browse, [*filters, number_state], shown)
     for control in (search, only_errors, sort):
         control.change(browse, [*filters, gr.State(1)], shown, show_progress="hidden")
     matrix.select(pick_cell, matrix, [cell, number_state]).then(browse, [*filters, number_state], shown)
     previous.click(lambda n: max(1, n - 1), number_state, number_state).then(browse, [*filters, number_state], shown)
     following.click(lambda n: n + 1, number_state, number_state).then(browse, [*filters, number_state], shown)
-    rows_csv.click(download, filters, rows_csv)
     threshold_shown = [pr_plot, threshold_words, threshold_matrix]
     temperature.input(use_temperature, [picker, temperature], threshold_words).then(
         threshold_view, [picker, positive], threshold_shown).then(browse, [*filters, number_state], shown)
@@ -276,4 +266,3 @@ def build(picker: gr.Dropdown, refresh_on: gr.components.Component) -> None:
     apply.click(apply_threshold, [picker, positive, rule, target], threshold_shown).then(
         browse, [*filters, number_state], shown)
     remove.click(remove_threshold, [picker, positive], threshold_shown).then(browse, [*filters, number_state], shown)
-    issues_csv.click(download_issues, picker, issues_csv)
