@@ -138,6 +138,8 @@ def retry(job_id: str) -> str:
         job.state, job.attempts, job.finished_at = JobState.QUEUED, 0, None
         job.error = job.error_kind = job.traceback = None
         job.metrics = job.adapter_dir = job.best_epoch = None
+        job.evaluations.clear()  # they measured the adapter this run replaces
+    shutil.rmtree(settings.reviews_dir() / job_id, ignore_errors=True)
     enqueue(job_id)
     return job_id
 
