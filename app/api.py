@@ -1,5 +1,5 @@
 """The app's named Gradio API for scripts and tests: /submit_job, /job_status, /list_adapters, /predict,
-/explain, /evaluate.
+/explain, /evaluate, /label_issues, /set_threshold.
 
 Each endpoint is a thin call into worker.api or the shared Predictor. Gradio derives the parameter names and
 types from these signatures, so this module keeps its annotations evaluated (no `from __future__`).
@@ -17,7 +17,8 @@ from app.tabs.train import build_spec
 from app.ui import friendly
 from worker import api as jobs
 
-API_NAMES = ("submit_job", "job_status", "list_adapters", "predict", "explain", "evaluate")
+API_NAMES = ("submit_job", "job_status", "list_adapters", "predict", "explain", "evaluate", "label_issues",
+             "set_threshold")
 
 
 def _plain(value: object) -> object:
@@ -91,7 +92,27 @@ def evaluate(adapter: str, data_file: FileData, text_column: str | None = None, 
                                          text_pair_column or pair, label_column or label))
 
 
+@friendly
+def label_issues(adapter: str, data_file: FileData | None = None) -> list[dict]:
+    """Rows whose given label the adapter confidently disagrees with, most suspicious first (`split`, `row`,
+    `text`, `given_label`, `suggested_label`, `score`): those found when its job trained, or, with a labelled
+    file, that file's."""
+    path = None
+    if data_file:
+        path = uploaded_path(data_file.get("path") if isinstance(data_file, dict) else None, get_upload_folder())
+    return _plain(services.label_issues(adapter, path))
+
+
+@friendly
+def set_threshold(adapter: str, rule: str | None = "max_f1", target: float | None = None,
+                  label: str | None = None) -> dict:
+    """Save a binary adapter's decision threshold, chosen on its validation rows: `rule` max_f1, precision or
+    recall (the last two with a `target`), for `label` (default: the second); `rule` empty removes it. /predict
+    applies it at once."""
+    return _plain(services.set_threshold(adapter, rule or None, target, label))
+
+
 def register() -> None:
     """Add the endpoints to the Blocks being built; call before the tabs so these names stay unsuffixed."""
-    for fn in (submit_job, job_status, list_adapters, predict, explain, evaluate):
+    for fn in (submit_job, job_status, list_adapters, predict, explain, evaluate, label_issues, set_threshold):
         gr.api(fn, api_name=fn.__name__)

@@ -11,12 +11,14 @@ import tempfile
 import threading
 from pathlib import Path
 
-from engine.adapter_io import read_metadata
+from engine.adapter_io import read_metadata, update_metadata
 from engine.base_models import load_config, resolve_base_model, skeleton
+from engine.calibration import RULES
 from engine.data import TABLE_SUFFIXES
 from engine.errors import ConfigError, DataError
 from engine.inference import FilePredictions, Predictor
 from engine.methods import get as get_method
+from engine.thresholds import pick
 from worker import api as jobs
 from worker import evaluations, settings
 
@@ -181,3 +183,34 @@ def evaluate_file(job_id: str, path: str | Path, file_name: str, text_column: st
         result = predictor().evaluate(_current(adapter), path, text_column, text_pair_column or None, label_column)
     return evaluations.record(adapter["id"], result, file_name,
                               {"text": text_column, "pair": text_pair_column or None, "label": label_column})
+
+
+def label_issues(key: str, path: str | Path | None = None) -> list[dict]:
+    """Suspicious labels, most suspicious first: those found when the job trained, or those of a labelled file
+    (read with the adapter's training columns)."""
+    adapter = find_adapter(key)
+    if path is None:
+        frame = evaluations.label_issues(adapter["id"])
+    else:
+        with _lock:
+            frame = predictor().label_issues(_current(adapter), path)
+    return frame.to_dict(orient="records")
+
+
+def set_threshold(key: str, rule: str | None, target: float | None = None, label: str | None = None) -> dict:
+    """Choose a binary adapter's threshold on its job's validation rows (`rule` max_f1, precision or recall) and
+    save it; `rule=None` removes it. Returns the adapter's saved settings."""
+    adapter = find_adapter(key)
+    folder = adapter["adapter_dir"]
+    chosen = None
+    if rule is not None:
+        rows = evaluations.stored_rows(adapter["id"], "validation")
+        if rows.empty:
+            raise ConfigError(f"Adapter '{adapter['name']}' has no stored validation rows to choose a threshold on "
+                              "(it was trained before AdapterLab kept them): use `adapterlab threshold --data`.")
+        if rule not in RULES:
+            raise ConfigError(f"The rule must be one of {', '.join(RULES)}.")
+        chosen = pick(rows, read_metadata(folder), rule, None if rule == "max_f1" else target, label)
+    meta = update_metadata(folder, threshold=chosen)
+    return {"threshold": meta.get("threshold"), "temperature": meta.get("temperature"),
+            "apply_temperature": meta.get("apply_temperature", True)}

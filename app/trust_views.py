@@ -30,15 +30,9 @@ def sources(job_id: str) -> list[tuple[str, str]]:
     return out
 
 
-def stored(job_id: str, source: str) -> pd.DataFrame:
-    """A source's stored rows as saved: text, label and logits (empty if there are none)."""
-    path = evaluations.rows_path(job_id, source)
-    return pd.read_parquet(path) if path else pd.DataFrame()
-
-
 def rows(job_id: str, source: str, adapter_dir: str) -> tuple[pd.DataFrame, list[str]]:
     """Every stored row of a source, with what predict says now; and the adapter's labels."""
-    frame, meta = stored(job_id, source), read_metadata(adapter_dir)
+    frame, meta = evaluations.stored_rows(job_id, source), read_metadata(adapter_dir)
     if frame.empty:
         return frame, meta["labels"]
     return scored(frame, meta["labels"], temperature_in_use(meta), meta.get("threshold")), meta["labels"]
@@ -171,11 +165,6 @@ def evaluations_frame(job_id: str) -> pd.DataFrame:
                           round(e["calibration"]["ece"], 4), when(e["created_at"]),
                           e["fingerprint"].split(":")[-1][:12]]
                          for e in evaluations.list_for(job_id)], columns=columns)
-
-
-def issues(job_id: str) -> pd.DataFrame:
-    path = evaluations.label_issues_path(job_id)
-    return pd.read_parquet(path) if path else pd.DataFrame()
 
 
 def issues_table(frame: pd.DataFrame) -> pd.DataFrame:

@@ -41,7 +41,7 @@ def trained(tmp_path_factory, tiny_bert):
 def test_bottleneck_folder_layout(trained) -> None:
     folder = trained["houlsby"]
     assert {p.name for p in folder.iterdir()} == {"adapter_config.json", "pytorch_adapter.bin", "head_config.json",
-                                                  "pytorch_model_head.bin", "adapterlab.json"}
+                                                  "pytorch_model_head.bin", "adapterlab.json", "README.md"}
     config = json.loads((folder / "adapter_config.json").read_text())
     assert config["config"]["mh_adapter"] is True and config["version"] == "adapters.1.3.0"
     assert config["model_class"] == "BertAdapterModel" and config["name"] == "houlsby"

@@ -1,7 +1,7 @@
 """The named Gradio API, driven with gradio_client against `adapterlab serve` (embedded worker, tiny model).
 
-/submit_job, /job_status, /list_adapters, /predict, /explain and /evaluate, their happy paths and their readable
-errors.
+/submit_job, /job_status, /list_adapters, /predict, /explain, /evaluate, /label_issues and /set_threshold, their
+happy paths and their readable errors.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def trained(client, app_server) -> dict:
 def test_only_the_named_endpoints_are_public(client):
     api = client.view_api(return_format="dict", print_info=False)
     assert set(api["named_endpoints"]) == {"/submit_job", "/job_status", "/list_adapters", "/predict", "/explain",
-                                           "/evaluate"}
+                                           "/evaluate", "/label_issues", "/set_threshold"}
     assert not api["unnamed_endpoints"]
     submit = [p["parameter_name"] for p in api["named_endpoints"]["/submit_job"]["parameters"]]
     assert submit[:6] == ["data_file", "text_column", "label_column", "method", "reduction_factor", "epochs"]
@@ -162,6 +162,15 @@ def test_evaluate_a_test_file_and_predict_with_a_threshold(client, trained, app_
             assert client.predict(adapter=trained["id"], text=text, api_name="/predict")["label"] == "neg"
         finally:
             update_metadata(folder, threshold=None)
+    saved = client.predict(adapter=trained["id"], rule="max_f1", api_name="/set_threshold")
+    assert saved["threshold"]["label"] == "pos" and saved["threshold"]["rule"] == "max_f1"
+    assert client.predict(adapter=trained["id"], rule="", api_name="/set_threshold")["threshold"] is None
+    with pytest.raises(AppError, match="must be between 0 and 1"):
+        client.predict(adapter=trained["id"], rule="precision", target=5, api_name="/set_threshold")
+    issues = client.predict(adapter=trained["id"], api_name="/label_issues")
+    assert all(set(i) >= {"split", "row", "given_label", "suggested_label", "score"} for i in issues)
+    in_file = client.predict(adapter=trained["id"], data_file=handle_file(str(test)), api_name="/label_issues")
+    assert [i["score"] for i in in_file] == sorted((i["score"] for i in in_file), reverse=True)
     with pytest.raises(AppError, match="not among the adapter's labels"):
         bad = write_csv(tmp_path / "bad.csv", [{"review": "x", "sentiment": "maybe"}])
         client.predict(adapter=trained["id"], data_file=handle_file(str(bad)), api_name="/evaluate")

@@ -11,6 +11,7 @@ import re
 import uuid
 from pathlib import Path
 
+import pandas as pd
 from sqlalchemy import select
 
 from engine.adapter_io import read_metadata, update_metadata
@@ -84,6 +85,13 @@ def rows_path(job_id: str, evaluation: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def label_issues_path(job_id: str) -> Path | None:
+def stored_rows(job_id: str, evaluation: str) -> pd.DataFrame:
+    """The rows of an evaluation id or of "validation" as stored: text, label, logits (empty if none)."""
+    path = rows_path(job_id, evaluation)
+    return pd.read_parquet(path) if path else pd.DataFrame()
+
+
+def label_issues(job_id: str) -> pd.DataFrame:
+    """The suspicious labels found when the job's training ended, most suspicious first (empty if none)."""
     path = review_dir(job_id) / LABEL_ISSUES
-    return path if path.is_file() else None
+    return pd.read_parquet(path) if path.is_file() else pd.DataFrame()

@@ -19,10 +19,10 @@ from app import trust_views as views
 from app.security import check_job_id, safe_filename, uploaded_path
 from app.tabs.data import FILE_TYPES, GUESS_ROWS
 from app.ui import friendly, note
-from engine.adapter_io import read_metadata, update_metadata
+from engine.adapter_io import read_metadata
 from engine.data import guess_columns, read_table
 from engine.errors import AdapterLabError, ConfigError
-from engine.thresholds import pick, positive_label, set_temperature_use
+from engine.thresholds import positive_label, set_temperature_use
 from worker import evaluations
 
 RULES = {"Best F1": "max_f1", "At least this precision": "precision", "At least this recall": "recall"}
@@ -48,7 +48,7 @@ def load(job_id: str | None):
     meta = read_metadata(folder)
     binary = len(meta["labels"]) == 2
     choices = views.sources(job_id)
-    issues = views.issues(job_id)
+    issues = evaluations.label_issues(job_id)
     issues_csv = views.csv_file(issues, services.work_dir(), "suspicious-labels.csv") if len(issues) else None
     label = positive_label(meta, (meta.get("threshold") or {}).get("label")) if binary else None
     return (gr.update(visible=True), views.evaluations_frame(job_id),
@@ -151,27 +151,19 @@ def threshold_view(job_id: str | None, label: str | None):
     cm = {"labels": labels, "confusion_matrix": matrix[labels].to_numpy().tolist()}
     from app.job_views import confusion_html  # the job page's own matrix
 
-    return views.pr_frame(views.stored(found[0], "validation"), meta, label), views.threshold_words(meta), \
+    return views.pr_frame(evaluations.stored_rows(found[0], "validation"), meta, label), views.threshold_words(meta), \
         confusion_html(cm)
 
 
 @friendly
 def apply_threshold(job_id: str | None, label: str | None, rule: str, target: float | None):
-    found = _finished(job_id)
-    if found is None:
-        raise ConfigError("Choose a finished job first.")
-    meta = read_metadata(found[1])
-    goal = RULES[rule]
-    chosen = pick(views.stored(found[0], "validation"), meta, goal, None if goal == "max_f1" else target, label)
-    update_metadata(found[1], threshold=chosen)
+    services.set_threshold(check_job_id(job_id or ""), RULES[rule], target, label)
     return threshold_view(job_id, label)
 
 
 @friendly
 def remove_threshold(job_id: str | None, label: str | None):
-    found = _finished(job_id)
-    if found is not None:
-        update_metadata(found[1], threshold=None)
+    services.set_threshold(check_job_id(job_id or ""), None)
     return threshold_view(job_id, label)
 
 
