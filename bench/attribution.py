@@ -10,6 +10,7 @@ Prints a markdown table for docs/benchmarks.md ("Word attributions").
 from __future__ import annotations
 
 import argparse
+import csv
 import statistics
 import subprocess
 import sys
@@ -38,6 +39,7 @@ def main() -> None:
     p.add_argument("--adapter", help="adapter folder (default: train a Pfeiffer one on the demo tickets)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--tickets", type=int, default=40, help="demo tickets to explain once each")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -62,6 +64,16 @@ def main() -> None:
         change = (found.token_scores.sum(-1) - found.deltas).abs().max()
         print(f"| {i} | {len(found.tokens)} | {statistics.median(times):.2f} s ({min(times):.2f}) | {found.n_steps} "
               f"| {float(found.deltas.abs().max() / change):.1%} |")
+    tickets = [row["text"] for row in csv.DictReader(open(DEMO_DATA, encoding="utf-8"))][:args.tickets]
+    times, points = [], []
+    for text in tickets:
+        start = time.perf_counter()
+        found = attribution.explain(model, name, text)
+        times.append(time.perf_counter() - start)
+        points.append(found.n_steps)
+    print(f"\n{len(tickets)} demo tickets: `attribution.explain` median {statistics.median(times):.2f} s, max "
+          f"{max(times):.2f} s; {sum(p > attribution.N_STEPS for p in points)} needed more than "
+          f"{attribution.N_STEPS} points for some label (most: {max(points)})")
     print("\nthe miss at fixed points (no doubling), worst label / largest logit change:\n")
     print("| points | " + " | ".join(f"sentence {i}" for i in range(1, len(SENTENCES) + 1)) + " |")
     print("|---:|" + "---:|" * len(SENTENCES))

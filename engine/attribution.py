@@ -3,10 +3,10 @@
 IG integrates the gradient of a label's logit along the straight line from a baseline input to the text, so a
 token's attribution is its share of logit(text) - logit(baseline), and the shares add up to that difference
 (completeness). The integral is a sum over n_steps points; captum reports how far that sum is off as the
-convergence delta, and a delta too large is answered with twice the points. The baseline is the same token ids
-with every word replaced by the pad token ([CLS]/[SEP] kept, positions and token types unchanged): "the text
-with its words taken out". Gradient x input would need one backward pass instead of n_steps, but has no
-completeness, and on a saturated head its scores say little.
+convergence delta, and a label whose delta is too large is integrated again with twice the points. The baseline
+is the same token ids with every word replaced by the pad token ([CLS]/[SEP] kept, positions and token types
+unchanged): "the text with its words taken out". Gradient x input would need one backward pass instead of
+n_steps, but has no completeness, and on a saturated head its scores say little.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from captum.attr import LayerIntegratedGradients
 
 from engine.adapter_model import AdapterModel
 
-# Gauss-Legendre points per label at first: enough on the bundled model for most texts, and a 30-token sentence
-# at 4 labels stays under 1 s on a 2-core CPU (docs/benchmarks.md). Up to MAX_STEPS when the delta says so.
+# Gauss-Legendre points per label at first: within the tolerance for 35 of 40 demo tickets on the bundled model,
+# and a 30-token sentence at 4 labels in about 0.9 s on one CPU core (docs/benchmarks.md#word-attributions).
+# A label that misses is integrated again with twice the points, up to MAX_STEPS.
 N_STEPS = 16
 MAX_STEPS = 64
 # The largest miss accepted, per label: a share of the text's largest logit change (the scale the weights are read
@@ -38,7 +39,7 @@ class Explanation:
     tokens: list[str]
     token_scores: torch.Tensor  # (labels, tokens)
     deltas: torch.Tensor  # (labels,): sum of a row of token_scores - (logit(text) - logit(baseline))
-    n_steps: int  # the points the integral took
+    n_steps: int  # the most points a label's integral took
     words: list[str]  # as they are written in the text
     word_scores: torch.Tensor  # (labels, words)
     batch: dict[str, torch.Tensor]  # the model inputs explained
@@ -54,16 +55,16 @@ def baseline_ids(input_ids: torch.Tensor, special: torch.Tensor, pad_id: int) ->
     return torch.where(special, input_ids, torch.full_like(input_ids, pad_id))
 
 
-def converged(token_scores: torch.Tensor, deltas: torch.Tensor) -> bool:
-    """Whether every label's attributions add up to its logit difference within the tolerance."""
+def off_labels(token_scores: torch.Tensor, deltas: torch.Tensor) -> list[int]:
+    """The labels whose attributions miss their logit difference by more than the tolerance."""
     difference = token_scores.sum(-1) - deltas
-    return bool((deltas.abs() <= TOLERANCE * difference.abs().max() + ROUND_OFF).all())
+    return (deltas.abs() > TOLERANCE * difference.abs().max() + ROUND_OFF).nonzero().flatten().tolist()
 
 
 def explain(model: AdapterModel, name: str, text: str, text_pair: str | None = None, max_length: int = 128,
             n_steps: int = N_STEPS, max_steps: int = MAX_STEPS) -> Explanation:
     """Integrated Gradients of each of adapter `name`'s label logits for one text (or pair), in full precision,
-    with n_steps points, doubled up to max_steps until the attributions add up (`converged`)."""
+    with n_steps points, doubled up to max_steps for the labels whose attributions do not add up (`off_labels`)."""
     tokenizer = model.tokenizer
     batcher = model.batcher(max_length, bf16=False)
     enc = tokenizer(text, text_pair, truncation=True, max_length=max_length, return_offsets_mapping=True,
@@ -74,28 +75,32 @@ def explain(model: AdapterModel, name: str, text: str, text_pair: str | None = N
     batch = batcher.collate([row])
     special = torch.tensor(enc["special_tokens_mask"], dtype=torch.bool, device=batch["input_ids"].device)[None]
     base_ids = baseline_ids(batch["input_ids"], special, batcher.pad_id)
-    labels = len(model.adapters[name].labels)
     rest = [k for k in batch if k != "input_ids"]
 
     def logits(input_ids: torch.Tensor, *others: torch.Tensor) -> torch.Tensor:
         return model(input_ids, **dict(zip(rest, others, strict=True))).float()
 
     model.set_active(name)
+    ig = LayerIntegratedGradients(logits, model.input_embeddings(name))
+
+    def integrate(targets: list[int], points: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(token scores, deltas) of these labels: one row per label, all in one call."""
+        rows = len(targets)
+        with torch.enable_grad():
+            scores, deltas = ig.attribute(
+                batch["input_ids"].expand(rows, -1), baselines=base_ids.expand(rows, -1),
+                additional_forward_args=tuple(batch[k].expand(rows, -1) for k in rest), target=targets,
+                n_steps=points, return_convergence_delta=True,
+                internal_batch_size=max(rows, TOKENS_PER_PASS // batch["input_ids"].shape[1]))
+        return scores.sum(-1).detach().cpu().double(), deltas.detach().cpu().double()
+
     was_training = model.training
     model.eval()
-    ig = LayerIntegratedGradients(logits, model.input_embeddings(name))
     try:
-        while True:
-            with torch.enable_grad():  # one row per label: every label's attributions in one pass
-                scores, deltas = ig.attribute(
-                    batch["input_ids"].expand(labels, -1), baselines=base_ids.expand(labels, -1),
-                    additional_forward_args=tuple(batch[k].expand(labels, -1) for k in rest),
-                    target=list(range(labels)), n_steps=n_steps, return_convergence_delta=True,
-                    internal_batch_size=max(labels, TOKENS_PER_PASS // batch["input_ids"].shape[1]))
-            token_scores, deltas = scores.sum(-1).detach().cpu().double(), deltas.detach().cpu().double()
-            if n_steps * 2 > max_steps or converged(token_scores, deltas):
-                break
+        token_scores, deltas = integrate(list(range(len(model.adapters[name].labels))), n_steps)
+        while n_steps * 2 <= max_steps and (off := off_labels(token_scores, deltas)):
             n_steps *= 2
+            token_scores[off], deltas[off] = integrate(off, n_steps)
     finally:
         model.train(was_training)
     words, members = _words(enc, [text, text_pair])

@@ -28,7 +28,6 @@ from engine.evaluation import evaluate, predict_logits
 from engine.methods import all_options
 from engine.methods import get as get_method
 from engine.options import check_value, option, option_fields
-from engine.review import write_training_review
 
 
 @dataclass
@@ -357,6 +356,8 @@ def train(
     calibration = calibrate(validation_logits, data.validation.labels)
     review = {}
     if review_dir:
+        from engine.review import write_training_review  # brings pandas: only for a job's review
+
         review = write_training_review(review_dir, data, validation_logits, predict_logits(model, batcher, data.train))
     rate = samples_seen / train_seconds if train_seconds else 0.0
     metadata = {

@@ -67,7 +67,8 @@ def test_evaluate_json(adapter) -> None:
     folder, _, _ = adapter
     out = json.loads(run("evaluate", "--adapter", str(folder / "adapter"), "--data", str(folder / "reviews.csv"),
                          "--json").stdout)
-    assert out["rows"] == 48 and 0 <= out["accuracy"] <= 1 and len(out["confusion_matrix"]) == 2
+    assert out["rows"] == 48 and 0 <= out["metrics"]["accuracy"] <= 1 and len(out["metrics"]["confusion_matrix"]) == 2
+    assert out["calibration"]["temperature"] > 0 and 0 <= out["calibration"]["ece"] <= 1
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -127,15 +127,6 @@ def test_submit_refuses_a_server_path_that_was_not_uploaded(app_server):
     assert "event: error" in httpx.get(f"{url}/{event}", timeout=60).text
 
 
-def test_jobs_and_adapters_survive_a_server_restart(client, trained):
-    """Everything lives in the job store and the data directory, not in the web process."""
-    client = Client(restart_shared_server().url, verbose=False, download_files=False)
-    assert client.predict(job_id=trained["id"], api_name="/job_status")["state"] == "succeeded"
-    assert trained["id"] in {a["id"] for a in client.predict(api_name="/list_adapters")}
-    result = client.predict(adapter=trained["id"], text="i hate it", api_name="/predict")
-    assert result["label"] in ("neg", "pos")
-
-
 def test_evaluate_a_test_file_and_predict_with_a_threshold(client, trained, app_server, tmp_path):
     """/evaluate keeps the evaluation with the job; a threshold saved with the adapter changes /predict at once."""
     from tests.conftest import NEGATIVE, POSITIVE, write_csv
@@ -174,3 +165,13 @@ def test_evaluate_a_test_file_and_predict_with_a_threshold(client, trained, app_
     with pytest.raises(AppError, match="not among the adapter's labels"):
         bad = write_csv(tmp_path / "bad.csv", [{"review": "x", "sentiment": "maybe"}])
         client.predict(adapter=trained["id"], data_file=handle_file(str(bad)), api_name="/evaluate")
+
+
+def test_jobs_and_adapters_survive_a_server_restart(client, trained):
+    """Everything lives in the job store and the data directory, not in the web process."""
+    client = Client(restart_shared_server().url, verbose=False, download_files=False)
+    assert client.predict(job_id=trained["id"], api_name="/job_status")["state"] == "succeeded"
+    assert trained["id"] in {a["id"] for a in client.predict(api_name="/list_adapters")}
+    result = client.predict(adapter=trained["id"], text="i hate it", api_name="/predict")
+    assert result["label"] in ("neg", "pos")
+
