@@ -161,6 +161,10 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{result.trainable_params:,} trainable with the head) saved to {result.adapter_dir}")
         print(f"validation accuracy {result.metrics['accuracy']:.4f}, macro-F1 {result.metrics['macro_f1']:.4f} "
               f"(best epoch {result.best_epoch}); {result.train_samples_per_second:.0f} samples/s")
+        c = result.calibration
+        print(f"calibration: temperature {c['temperature']:.3f}, expected calibration error {c['ece_before']:.4f} "
+              f"-> {c['ece']:.4f} on validation (used by predict; `adapterlab threshold --temperature off` "
+              "switches it off)")
     return 0
 
 

@@ -16,22 +16,11 @@ from gradio_client import Client, handle_file
 from tests.conftest import NEGATIVE, POSITIVE, write_csv
 from tests.test_app_server import wait_for_job
 from tests.test_browser import CHROMIUM, app_server, browser, expect, open_tab, shot
+from tests.test_browser_playground import page  # its checks wait up to 20 s: the 2 cores are busy
 
-__all__ = ["app_server", "browser"]  # the shared fixtures, used by name below
+__all__ = ["app_server", "browser", "page"]  # the shared fixtures, used by name below
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is not installed at "
                                                       "/usr/bin/chromium (apt-get install -y chromium)")]
-
-
-@pytest.fixture()
-def page(browser, app_server):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    expect.set_options(timeout=20_000)
-    page.goto(app_server.url)
-    yield page
-    expect.set_options(timeout=5_000)
-    context.close()
 
 
 @pytest.fixture(scope="module")
