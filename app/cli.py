@@ -28,13 +28,13 @@ def _add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--label-column", default=None, help="column with the label (default: label)")
 
 
-def _add_method_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+def _add_method_args(p: argparse.ArgumentParser, required: bool = True, default: str | None = None) -> None:
     """--method, and one flag per method option (--reduction-factor, --lora-r, ...), generated from the registry:
     each option's help says which methods read it and their defaults. Values are checked by the method."""
     from engine import methods
     from engine.methods.base import option_fields
 
-    p.add_argument("--method", required=required, default=None if required else "pfeiffer",
+    p.add_argument("--method", required=required, default=default,
                    choices=methods.names(), help="; ".join(f"{m.name}: {m.label}" for m in methods.REGISTRY.values()))
     readers: dict[str, list[str]] = {}
     for m in methods.REGISTRY.values():
@@ -84,12 +84,17 @@ def _later(p: argparse.ArgumentParser, add: Callable[[], None]) -> None:
         add()
 
 
-def add_train_args(p: argparse.ArgumentParser) -> None:
-    """The training flags shared by `train` and `submit`."""
-    _add_data_args(p)
+def add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """The training flags shared by `train` and `submit` (whose --data and --method `submit --like` makes
+    optional)."""
+    if required:
+        _add_data_args(p)
+    else:
+        _add_data_args(p, required=False)
+        p.set_defaults(data=None)
     p.add_argument("--base-model", default=None, help="hub id or local folder (default: bundled all-MiniLM-L6-v2)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    _later(p, lambda: (_add_method_args(p), _add_setting_args(p)))
+    _later(p, lambda: (_add_method_args(p, required), _add_setting_args(p)))
 
 
 def _add_setting_args(p: argparse.ArgumentParser) -> None:
@@ -118,6 +123,18 @@ def train_config_kwargs(args: argparse.Namespace) -> dict:
             "text_column": args.text_column or "text", "text_pair_column": args.text_pair_column,
             "label_column": args.label_column or "label", "method_options": method_options(args) or None,
             "base_model": args.base_model, **check_all(TrainConfig, given)}
+
+
+def given_settings(args: argparse.Namespace) -> dict:
+    """Only the training flags given on the command line, checked (what `submit --like` changes)."""
+    from engine.options import check_all
+    from engine.training import TrainConfig
+
+    given = {k: v for k, v in vars(args).items() if v is not None and v is not False}
+    out = {key: given[key] for key in ("data", "validation", "method", "text_column", "text_pair_column",
+                                       "label_column", "base_model") if key in given}
+    return {**out, **({"method_options": method_options(args)} if method_options(args) else {}),
+            **check_all(TrainConfig, given)}
 
 
 def _print_json(data: object) -> None:
@@ -351,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_threshold)
 
     p = sub.add_parser("demo", help="train on the built-in demo data and predict (offline, about a minute)")
-    _later(p, lambda: _add_method_args(p, required=False))
+    _later(p, lambda: _add_method_args(p, required=False, default="pfeiffer"))
     p.add_argument("--output", default="demo-adapter")
     p.set_defaults(func=cmd_demo)
 

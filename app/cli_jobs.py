@@ -15,10 +15,20 @@ def _percent(job: dict) -> str:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from app.cli import train_config_kwargs
+    from app.cli import given_settings, train_config_kwargs
+    from engine.errors import ConfigError
     from worker import api
 
-    job_id = api.submit({**train_config_kwargs(args), "name": args.name})
+    if args.like:
+        spec, changes = api.like_spec(args.like, args.method), given_settings(args)
+        if "method_options" in changes:  # the options not given keep the job's values
+            changes["method_options"] = {**spec.get("method_options", {}), **changes["method_options"]}
+        spec = {**spec, **changes, "name": args.name}
+    elif args.data and args.method:
+        spec = {**train_config_kwargs(args), "name": args.name}
+    else:
+        raise ConfigError("submit needs --data and --method, or --like JOB_ID to copy a job's settings.")
+    job_id = api.submit(spec, like=args.like)
     if args.json:
         _print_json({"job_id": job_id})
     else:
@@ -116,7 +126,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     from worker.flags import add_worker_args
 
     p = sub.add_parser("submit", help="check a training and queue it as a job (the flags of train, no --output)")
-    add_train_args(p)
+    add_train_args(p, required=False)
+    p.add_argument("--like", metavar="JOB_ID", help="copy this job's data and settings; the flags given change "
+                   "them (another --method starts from its own defaults)")
     p.add_argument("--name", help="display name (default: data file and method)")
     p.set_defaults(func=cmd_submit)
 

@@ -105,3 +105,31 @@ def test_an_imbalanced_data_set_offers_class_balancing(page, tmp_path):
     open_tab(page, "1 · Data")
     open_tab(page, "2 · Train")
     expect(page.locator("#train-balance input")).to_be_checked()
+
+
+def test_train_again_with_a_job_s_settings(page, app_server, finished):
+    """The job page's clone button fills the Train tab from the job; launching queues the same training."""
+    page.goto(f"{app_server.url}?tab=jobs&job={finished}")
+    page.locator("#job-clone").click()
+    expect(page.locator("#train-status")).to_contain_text(f"Settings copied from job {finished}")
+    expect(page.locator("#train-data-summary")).to_contain_text("reviews.csv")
+    expect(page.locator("#train-data-summary")).to_contain_text("text column 'review'")
+    expect(page.locator("#train-method input[value=pfeiffer]")).to_be_checked()
+    expect(page.locator("#train-epochs input")).to_have_value("2")
+    expect(page.locator("#train-lr input")).to_have_value("0.01")
+    expect(page.locator("#train-batch-size input")).to_have_value("8")
+    expect(page.locator("#train-base-model input")).to_have_value(str(app_server.tiny_model))
+    expect(page.locator("#train-param-count")).to_contain_text("trainable parameters")
+    page.locator("#train-epochs input").fill("1")
+    shot(page, "trust-clone-train-tab")
+    page.locator("#train-launch").click()
+    expect(page.locator("#job-header")).to_contain_text("reviews · pfeiffer", timeout=30_000)  # a new name
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("ADAPTERLAB_HOME", str(app_server.home))
+        env.delenv("ADAPTERLAB_DATABASE_URL", raising=False)
+        from worker import api
+
+        newest = api.list_jobs()[0]
+        original = api.get_job(finished)
+        assert newest["id"] != finished and newest["spec"] == {**original["spec"], "epochs": 1}
+        assert newest["data"]["filename"] == "reviews.csv"

@@ -76,15 +76,16 @@ def _load(s: Session, job_id: str, lock: bool = True) -> Job:
     return job
 
 
-def submit(spec: dict) -> str:
+def submit(spec: dict, like: str | None = None) -> str:
     """Validate a training spec, snapshot its data and queue it; return the job id.
 
     `spec` holds TrainConfig fields except `output` (`data` is a file path or hub dataset `name[:config]`) and an
-    optional display `name`. Raises DataError or ConfigError for a spec that could not train.
+    optional display `name`. `like`: the id of the job this one copies (`like_spec`), whose data it names the
+    same way. Raises DataError or ConfigError for a spec that could not train.
     """
     spec = dict(spec)
     name = str(spec.pop("name", None) or "").strip()
-    fields = prepare_job(spec)
+    fields = prepare_job(spec, get_job(like) if like else None)
     source = fields["data_source"]
     name = name or f"{Path(source.get('filename') or source.get('name') or 'data').stem} · {fields['method']}"
     job = Job(id=uuid.uuid4().hex[:12], name=name[:200], state=JobState.QUEUED, **fields)
@@ -92,6 +93,20 @@ def submit(spec: dict) -> str:
         s.add(job)
     enqueue(job.id)
     return job.id
+
+
+def like_spec(job_id: str, method: str | None = None) -> dict:
+    """The spec that trains job `job_id` again: its data snapshots and every setting, as `submit` takes them.
+
+    With another `method`, the old method's options, learning rate and epochs are left out (the new method's
+    defaults apply): they were chosen for the old one."""
+    job = get_job(job_id)
+    spec = {k: v for k, v in job["spec"].items() if v is not None}
+    if method and method != job["method"]:
+        for key in ("method_options", "learning_rate", "epochs"):
+            spec.pop(key, None)
+        spec["method"] = method
+    return spec
 
 
 def list_jobs() -> list[dict]:

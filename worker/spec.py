@@ -107,14 +107,19 @@ def _hub_revision(name: str, config: str | None) -> str | None:
         return None
 
 
-def snapshot(source: str, split: str) -> dict:
+def snapshot(source: str, split: str, known: dict | None = None) -> dict:
     """Copy `source` into the uploads folder under its content hash; say where it came from.
 
-    A file is copied byte for byte; a hub dataset or `save_to_disk` folder is saved as Parquet.
+    A file is copied byte for byte; a hub dataset or `save_to_disk` folder is saved as Parquet. `known`: the
+    record of an earlier job's snapshot this source may be (a clone trains on it again), kept when the content
+    matches, so the clone names the data as the user does, not by its hash.
     """
     path = Path(source).expanduser()
     if path.is_file():
         digest = _sha256_file(path)
+        if known and known.get("sha256") == digest and (settings.data_dir() / known["path"]).resolve() == \
+                path.resolve():
+            return dict(known)
         name = digest + path.suffix.lower()
         _store(lambda tmp: shutil.copyfile(path, tmp), name)
         return {"kind": "file", "filename": path.name, "sha256": digest, "path": f"uploads/{name}"}
@@ -130,14 +135,18 @@ def snapshot(source: str, split: str) -> dict:
             "revision": _hub_revision(hub_name, config or None), **record}
 
 
-def prepare_job(spec: dict) -> dict:
-    """Validate a spec and snapshot its data; return the job's stored fields. Raises DataError or ConfigError."""
+def prepare_job(spec: dict, like: dict | None = None) -> dict:
+    """Validate a spec and snapshot its data; return the job's stored fields. Raises DataError or ConfigError.
+
+    `like`: the job a clone copies (`data` and `validation_data` source records), see `snapshot`."""
     config = TrainConfig(output="", **normalise(spec)).resolved()
     base_model = check_method(config)
     prepare(config.data, config.validation, config.text_column, config.text_pair_column, config.label_column,
             config.validation_fraction, config.seed, config.max_train_samples, label_names=config.label_names)
-    data_source = snapshot(config.data, "train")
-    validation_source = snapshot(config.validation, "validation") if config.validation else None
+    like = like or {}
+    data_source = snapshot(config.data, "train", like.get("data"))
+    validation_source = snapshot(config.validation, "validation", like.get("validation_data")) \
+        if config.validation else None
     stored = run_settings(config)
     stored["data"] = data_source["path"]
     stored["validation"] = validation_source["path"] if validation_source else None

@@ -42,6 +42,7 @@ class JobsTab:
 
     table: gr.Dataframe
     picker: gr.Dropdown
+    clone: gr.Button  # "Train again with these settings": the Train tab fills its form from the job
 
 
 def choices(all_jobs: list[dict] | None = None) -> list[tuple[str, str]]:
@@ -71,7 +72,7 @@ def _detail(job: dict | None):
     """Everything the job page shows, in the order of the `detail` components in `build`."""
     if job is None:
         hidden = gr.update(visible=False)
-        return (note("Choose a job above, or launch one on the Train tab.", "info"), "", *(hidden,) * 11)
+        return (note("Choose a job above, or launch one on the Train tab.", "info"), "", *(hidden,) * 12)
     state = job["state"]
     error = note(f"{job.get('error_kind') or 'error'}: {job['error']}", "error") if job.get("error") else ""
     metrics = job.get("metrics")
@@ -87,7 +88,7 @@ def _detail(job: dict | None):
             gr.update(visible=state in ("failed", "cancelled")),
             gr.update(visible=state not in ("running", "cancelling")),
             gr.update(value=str(adapter_zip(job)) if done else None, visible=bool(done)),
-            gr.update(visible=False))
+            gr.update(visible=False), gr.update(visible=True))
 
 
 def find_job(job_id: str | None) -> dict | None:
@@ -157,6 +158,8 @@ def build() -> JobsTab:
         retry_btn = gr.Button("↻ Retry", visible=False, size="md", elem_id="job-retry", scale=0, min_width=140)
         download = gr.DownloadButton("⬇ Download adapter (.zip)", visible=False, size="md", variant="primary",
                                      elem_id="job-download", scale=0, min_width=260)
+        clone_btn = gr.Button("⧉ Train again with these settings", visible=False, size="md", elem_id="job-clone",
+                              scale=0, min_width=300)
         delete_btn = gr.Button("Delete", visible=False, size="md", elem_id="job-delete", scale=0, min_width=140)
     with gr.Row(visible=False) as confirm_row:
         gr.Markdown("Delete this job and its adapter for good?")
@@ -177,7 +180,7 @@ def build() -> JobsTab:
         gr.Markdown(ABOUT_JOBS)
 
     detail = [header, error, loss_plot, metrics_plot, figures, confusion, per_class, settings, cancel_btn, retry_btn,
-              delete_btn, download, confirm_row]
+              delete_btn, download, confirm_row, clone_btn]
     timer = gr.Timer(REFRESH_SECONDS)
     timer.tick(refresh, [picker, table_seen, detail_seen], [table, picker, table_seen, *detail, detail_seen],
                show_progress="hidden")
@@ -188,4 +191,4 @@ def build() -> JobsTab:
     delete_btn.click(lambda: gr.update(visible=True), None, confirm_row)
     keep_btn.click(lambda: gr.update(visible=False), None, confirm_row)
     confirm_btn.click(delete, picker, [picker, confirm_row])
-    return JobsTab(table, picker)
+    return JobsTab(table, picker, clone_btn)

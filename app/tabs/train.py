@@ -8,16 +8,19 @@ from __future__ import annotations
 import dataclasses
 import html
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 
 from app import job_views as views
 from app import services
+from app.security import check_job_id
 from app.tabs.data import DataTab
 from app.tabs.jobs import JobsTab, choices
 from app.ui import friendly, note
 from engine import methods
 from engine.base_models import DEFAULT_BASE_MODEL
+from engine.data import prepare
 from engine.errors import AdapterLabError, ConfigError
 from engine.methods.base import OptionSpec, option_fields
 from engine.options import check_value, default_of
@@ -36,6 +39,8 @@ class TrainTab:
     form: dict[str, gr.components.Component]
     launch: gr.Button
     status: gr.Markdown
+    cards: gr.HTML  # the method cards, and each method's options column (a clone shows its method's)
+    groups: list[gr.Column]
 
 
 def method_cards(chosen: str) -> str:
@@ -212,7 +217,7 @@ def build(data: DataTab) -> TrainTab:
     launch = gr.Button("Launch training", variant="primary", size="lg", elem_id="train-launch")
     status = gr.Markdown(elem_id="train-status")
 
-    method.change(on_method, method, [cards, *groups, epochs, learning_rate])
+    method.input(on_method, method, [cards, *groups, epochs, learning_rate])  # by the user: a clone sets its own
     # On load and on every change; one at a time and newest last, so the count always matches the form.
     labels = gr.State([])
     data.chosen.change(lambda chosen: (chosen or {}).get("labels") or [], data.chosen, labels)
@@ -230,19 +235,40 @@ def build(data: DataTab) -> TrainTab:
             "learning_rate": learning_rate, "batch_size": batch_size, "max_length": max_length,
             "max_train_samples": max_train_samples, "seed": seed, "early_stopping_patience": patience,
             "base_dropout": base_dropout, "balance_classes": balance, "name": name}
-    return TrainTab(form, launch, status)
+    return TrainTab(form, launch, status, cards, groups)
 
 
 @friendly
 def launch_job(data: dict | None, form: dict):
     """Queue the job and open it on the Jobs tab; a setting to fix is said under the button, and nothing queued."""
     try:
-        job_id = jobs.submit(build_spec(data, form))
+        job_id = jobs.submit(build_spec(data, form), like=(data or {}).get("like"))
     except AdapterLabError as exc:
         return gr.skip(), gr.skip(), gr.skip(), note(str(exc), "error")
     all_jobs = jobs.list_jobs()
     return (gr.Tabs(selected="jobs"), views.table(all_jobs), gr.update(choices=choices(all_jobs), value=job_id),
             note(f"Job {job_id} queued. Opening it on the Jobs tab.", "ok"))
+
+
+def clone_values(job: dict) -> tuple[dict, dict]:
+    """(the Data tab's choice, the form's values by name) that train job `job` again: its data snapshot and
+    columns, label names, method and options, and every setting."""
+    spec = job["spec"]
+    validation = {"path": spec["validation"], "name": (job.get("validation_data") or {}).get("filename")
+                  or Path(spec["validation"]).name} if spec.get("validation") else None
+    data = {"source": spec["data"], "name": (job.get("data") or {}).get("filename") or
+            (job.get("data") or {}).get("name") or Path(spec["data"]).name, "validation": validation,
+            "text": spec["text_column"], "pair": spec.get("text_pair_column"), "label": spec["label_column"],
+            "labels": job.get("labels") or [], "label_names": spec.get("label_names"), "like": job["id"]}
+    method = methods.get(spec["method"])
+    options = {**dataclasses.asdict(method.options()), **(spec.get("method_options") or {})}
+    form = {f"{method.name}.{key}": ", ".join(v) if isinstance(v, list) else v for key, v in options.items()}
+    form.update({key: spec.get(key) for key in SETTINGS})
+    form.update(method=method.name, base_model=spec.get("base_model") or DEFAULT_BASE_MODEL, name="",
+                base_dropout=bool(spec.get("base_dropout")), balance_classes=bool(spec.get("balance_classes")),
+                max_train_samples=spec.get("max_train_samples") or "",
+                early_stopping_patience=spec.get("early_stopping_patience") or "")
+    return data, form
 
 
 def connect(train: TrainTab, data: DataTab, tabs: gr.Tabs, jobs_tab: JobsTab) -> None:
@@ -257,4 +283,20 @@ def connect(train: TrainTab, data: DataTab, tabs: gr.Tabs, jobs_tab: JobsTab) ->
     train.launch.click(launch, {data.chosen, *train.form.values()},
                        [tabs, jobs_tab.table, jobs_tab.picker, train.status])
     data.next_button.click(lambda: gr.Tabs(selected="train"), None, tabs)
+    filled = list(train.form.values())
+
+    @friendly
+    def clone(job_id: str):
+        chosen, values = clone_values(jobs.get_job(check_job_id(job_id or "")))
+        if not chosen["labels"]:  # a job that has not trained yet: read its labels as the Data tab would
+            chosen["labels"] = prepare(chosen["source"], (chosen["validation"] or {}).get("path"), chosen["text"],
+                                       chosen["pair"], chosen["label"]).renamed(chosen["label_names"]).labels
+        method = values["method"]
+        shown = [gr.update(visible=m == method) for m in methods.names()]
+        return (gr.Tabs(selected="train"), chosen, method_cards(method), *shown,
+                *[values.get(names[c], gr.skip()) for c in filled],
+                note(f"Settings copied from job {job_id}: change what you want and launch.", "info"))
+
+    jobs_tab.clone.click(clone, jobs_tab.picker, [tabs, data.chosen, train.cards, *train.groups, *filled,
+                                                  train.status])
     data.balance_button.click(lambda: (True, gr.Tabs(selected="train")), None, [train.form["balance_classes"], tabs])
