@@ -1,4 +1,5 @@
-"""Job commands: `submit`, `jobs`, `job`, `cancel`, `retry`, `delete`, and the `worker` that runs the jobs."""
+"""Job commands: `submit`, `compare`, `jobs`, `job`, `cancel`, `retry`, `delete`, and the `worker` that runs the
+jobs."""
 
 from __future__ import annotations
 
@@ -33,6 +34,38 @@ def cmd_submit(args: argparse.Namespace) -> int:
         _print_json({"job_id": job_id})
     else:
         print(job_id)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from app.compare_views import compare
+    from engine.errors import ConfigError
+    from worker import api
+
+    if len(args.ids) < 2:
+        raise ConfigError("compare needs two job ids or more.")
+    result = compare([api.get_job(job_id) for job_id in args.ids])
+    if args.json:
+        _print_json(result)
+        return 0
+
+    def shown(value: object, digits: int = 4) -> str:
+        return "—" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else f"{value:,}" \
+            if isinstance(value, int) else str(value)
+
+    width = max(14, *(len(j["name"]) for j in result["jobs"]))
+    print(f"{'':<22}" + "".join(f"{j['id']:>{width + 2}}" for j in result["jobs"]))
+    for key, words in (("name", "name"), ("state", "state"), ("macro_f1", "macro-F1"), ("accuracy", "accuracy"),
+                       ("trainable_params", "trainable params"), ("size_mb", "size (MB)"),
+                       ("train_seconds", "training (s)"), ("samples_per_second", "samples/s")):
+        digits = 1 if key in ("train_seconds", "samples_per_second") else 4
+        print(f"{words:<22}" + "".join(f"{shown(j[key], digits):>{width + 2}}" for j in result["jobs"]))
+    if result["differences"]:
+        print("settings that differ:")
+        for name, values in result["differences"].items():
+            print(f"  {name:<20}" + "".join(f"{v:>{width + 2}}" for v in values))
+    else:
+        print("the settings are the same")
     return 0
 
 
@@ -131,6 +164,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "them (another --method starts from its own defaults)")
     p.add_argument("--name", help="display name (default: data file and method)")
     p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("compare", help="several jobs side by side: results and the settings that differ")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("jobs", help="list jobs, newest first")
     p.add_argument("--json", action="store_true")

@@ -12,7 +12,7 @@ from app.cli import main
 from app.tabs import train as train_tab
 from engine import methods
 from tests.test_jobs import home, spec  # noqa: F401  (fixtures, used by name)
-from worker import api
+from worker import api, runner
 
 
 def _last_job_id(capsys) -> str:
@@ -64,3 +64,26 @@ def test_the_train_tab_is_filled_with_the_job_s_values(home, spec):  # noqa: F81
     again = api.submit(train_tab.build_spec(chosen, form), like=chosen["like"])
     assert api.get_job(again)["spec"] == api.get_job(job_id)["spec"]
     assert api.get_job(again)["data"]["filename"] == "sentiment.csv"
+
+
+def test_compare_two_trained_jobs(home, spec, capsys):  # noqa: F811
+    """`adapterlab compare A B --json`: each job's results and only the settings that differ, in words."""
+    first = api.submit({**spec, "epochs": 1, "name": "one"})
+    second = api.submit({**spec, "epochs": 1, "method": "ia3", "name": "two"})
+    for job_id in (first, second):
+        assert runner.run_job(job_id) == "succeeded"
+    assert main(["compare", first, second, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [j["id"] for j in out["jobs"]] == [first, second]
+    for job in out["jobs"]:
+        assert 0 <= job["macro_f1"] <= 1 and job["trainable_params"] > 0 and job["size_mb"] > 0
+        assert job["train_seconds"] > 0 and len(job["history"]) == 1
+    assert out["differences"]["Method"] == ["Pfeiffer", "IA3"]
+    assert "Reduction factor" in out["differences"]  # Pfeiffer reads it, IA3 does not: "—"
+    assert out["differences"]["Reduction factor"][1] == "—"
+    assert "Epochs" not in out["differences"] and "Data" not in out["differences"]
+    assert main(["compare", first, second]) == 0
+    text = capsys.readouterr().out
+    assert "settings that differ:" in text and "macro-F1" in text
+    assert main(["compare", first]) == 2
+    assert "compare needs two job ids or more" in capsys.readouterr().err
