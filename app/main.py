@@ -23,6 +23,9 @@ CSS = """
 .al-progress-fill {height: 100%; background: #4f46e5;}
 .al-progress-text {font-variant-numeric: tabular-nums;}
 .al-confusion table {border-collapse: collapse; margin-top: 0.4em;}
+.al-compare table {border-collapse: collapse; margin-top: 0.4em;}
+.al-compare th, .al-compare td {border: 1px solid #d0d5dd; padding: 0.35em 0.7em; text-align: left;}
+.al-compare td.al-differs {background: #fff4d6; font-weight: 600;}
 .al-confusion th, .al-confusion td {border: 1px solid #d0d5dd; padding: 0.35em 0.7em; text-align: center;}
 .al-caption {font-size: 0.9em; opacity: 0.8;}
 /* Word attributions in the Playground: the text with each word's background tinted by its pull */
@@ -90,7 +93,7 @@ def build_app() -> gr.Blocks:
         train.connect(train_tab, data_tab, tabs, jobs_tab)
         playground_tab.select(playground.refresh_menus, menus[:3], menus)
         demo.load(playground.refresh_menus, menus[:3], menus)
-        page_url.connect(demo, tabs, jobs_tab.picker)
+        page_url.connect(demo, tabs, jobs_tab)
     _keep_only_named_api(demo)
     return demo
 

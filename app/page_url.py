@@ -1,4 +1,5 @@
-"""The page's address keeps where the user is (`?tab=jobs&job=ID`), so a reload or a shared link lands there.
+"""The page's address keeps where the user is (`?tab=jobs&job=ID`, `&compare=ID,ID`), so a reload or a shared
+link lands there.
 
 The browser writes the address with history.replaceState, keeping every other parameter (Gradio's `view=api`);
 the server only reads it when the page loads.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app.tabs import jobs
+from app.tabs import compare, jobs
 
 TAB_IDS = ("data", "train", "jobs", "playground")
 
@@ -28,16 +29,19 @@ OPEN_API_JS = ("() => { if (new URLSearchParams(location.search).get('view') !==
 
 
 def landing(request: gr.Request):
-    """On load: select the tab and open the job that the address names (a job alone means the Jobs tab)."""
+    """On load: select the tab, open the job and the comparison that the address names (a job or a comparison
+    alone means the Jobs tab)."""
     params = request.query_params
     job = jobs.find_job(params.get("job"))
-    tab = params.get("tab") if params.get("tab") in TAB_IDS else "jobs" if job else None
+    compared = params.get("compare")
+    tab = params.get("tab") if params.get("tab") in TAB_IDS else "jobs" if job or compared else None
     return (gr.Tabs(selected=tab) if tab else gr.skip(),
-            gr.update(choices=jobs.choices(), value=job["id"]) if job else gr.skip())
+            gr.update(choices=jobs.choices(), value=job["id"]) if job else gr.skip(), *compare.landing(compared))
 
 
-def connect(demo: gr.Blocks, tabs: gr.Tabs, picker: gr.Dropdown) -> None:
+def connect(demo: gr.Blocks, tabs: gr.Tabs, jobs_tab: jobs.JobsTab) -> None:
     """Read the address on load; write it from the browser alone (no server round trip) as the user moves."""
-    demo.load(landing, None, [tabs, picker], show_progress="hidden")
+    picker = jobs_tab.picker
+    demo.load(landing, None, [tabs, picker, jobs_tab.compare_section, jobs_tab.compare], show_progress="hidden")
     tabs.change(None, None, None, js=TAB_JS)
     picker.change(None, picker, None, js=JOB_JS)

@@ -133,3 +133,25 @@ def test_train_again_with_a_job_s_settings(page, app_server, finished):
         original = api.get_job(finished)
         assert newest["id"] != finished and newest["spec"] == {**original["spec"], "epochs": 1}
         assert newest["data"]["filename"] == "reviews.csv"
+
+
+def test_compare_two_jobs_from_a_shared_address(page, app_server, finished):
+    """`?tab=jobs&compare=A,B` opens the comparison: overlaid curves, both results, the differing settings."""
+    client = Client(app_server.url, verbose=False, download_files=False)
+    other = client.predict(data_file=handle_file(str(app_server.sentiment_csv)), text_column="review",
+                           label_column="sentiment", method="ia3", epochs=2, base_model=str(app_server.tiny_model),
+                           batch_size=8, name="trust-ia3", api_name="/submit_job")
+    assert wait_for_job(lambda j: client.predict(job_id=j, api_name="/job_status"), other)["state"] == "succeeded"
+    page.goto(f"{app_server.url}?tab=jobs&compare={finished},{other}")
+    results = page.locator("#compare-results")
+    expect(results).to_contain_text(finished, timeout=30_000)
+    expect(results).to_contain_text(other)
+    settings = page.locator("#compare-settings")
+    expect(settings.locator("tr", has_text="Method")).to_contain_text("IA3")
+    expect(settings.locator("td.al-differs", has_text="IA3")).to_be_visible()
+    expect(settings).not_to_contain_text("Batch size")  # the same in both
+    expect(page.locator("#compare-macro_f1")).to_contain_text("Macro-F1 per epoch")
+    expect(page.locator("#compare-loss")).to_contain_text("0.69")  # both losses, near ln 2 on the tiny model
+    expect(page.locator("#compare-accuracy")).to_contain_text("trust-ia3")
+    shot(page, "compare-two-jobs")
+    assert f"compare={finished}%2C{other}" in page.url or f"compare={finished},{other}" in page.url

@@ -16,7 +16,7 @@ import gradio as gr
 from app import job_views as views
 from app import services
 from app.security import check_job_id, safe_filename
-from app.tabs import trust
+from app.tabs import compare, trust
 from app.ui import friendly, note
 from engine.errors import AdapterLabError
 from worker import api as jobs
@@ -43,6 +43,8 @@ class JobsTab:
     table: gr.Dataframe
     picker: gr.Dropdown
     clone: gr.Button  # "Train again with these settings": the Train tab fills its form from the job
+    compare_section: gr.Accordion  # the comparison of several jobs, and its job menu (`?compare=ID,ID`)
+    compare: gr.Dropdown
 
 
 def choices(all_jobs: list[dict] | None = None) -> list[tuple[str, str]]:
@@ -149,6 +151,7 @@ def build() -> JobsTab:
     table = gr.Dataframe(lambda: views.table(jobs.list_jobs()), headers=views.TABLE_COLUMNS,
                          datatype=["str", "str", "str", "html", "str", "str", "str", "str", "str"], interactive=False,
                          label="All jobs", max_height=360, elem_id="jobs-table")
+    compare_section, compare_picker = compare.build([])
     picker = gr.Dropdown([], label="Job", elem_id="job-picker", info="The job shown below.")
     header = gr.Markdown(elem_id="job-header")
     error = gr.Markdown(elem_id="job-error")
@@ -191,4 +194,4 @@ def build() -> JobsTab:
     delete_btn.click(lambda: gr.update(visible=True), None, confirm_row)
     keep_btn.click(lambda: gr.update(visible=False), None, confirm_row)
     confirm_btn.click(delete, picker, [picker, confirm_row])
-    return JobsTab(table, picker, clone_btn)
+    return JobsTab(table, picker, clone_btn, compare_section, compare_picker)
