@@ -15,6 +15,7 @@ import torch
 
 from app import job_views as views
 from app import page_url
+from app.tabs import compare as compare_tab
 from app.tabs import jobs as jobs_tab
 from engine.training import Pace, Progress, TrainConfig, train
 from tests.test_app import job
@@ -86,15 +87,20 @@ def _request(**params) -> SimpleNamespace:
 def test_the_address_opens_the_tab_and_job(monkeypatch):
     monkeypatch.setattr(jobs_tab, "find_job", lambda job_id: job() if job_id == "abc123" else None)
     monkeypatch.setattr(jobs_tab, "choices", lambda: [("tickets", "abc123")])
-    tabs, picker = page_url.landing(_request(tab="jobs", job="abc123"))
+    tabs, picker, section, compared = page_url.landing(_request(tab="jobs", job="abc123"))
     assert tabs.selected == "jobs" and picker["value"] == "abc123"
-    tabs, picker = page_url.landing(_request(job="abc123"))  # a job alone opens the Jobs tab
+    assert section == gr.skip() and compared == gr.skip()  # no comparison asked for
+    tabs, picker, *_ = page_url.landing(_request(job="abc123"))  # a job alone opens the Jobs tab
     assert tabs.selected == "jobs"
-    tabs, picker = page_url.landing(_request(tab="playground", job="gone", view="api"))
+    tabs, picker, *_ = page_url.landing(_request(tab="playground", job="gone", view="api"))
     assert tabs.selected == "playground" and picker == gr.skip()
-    assert page_url.landing(_request(tab="nope")) == (gr.skip(), gr.skip())
-    assert page_url.landing(_request()) == (gr.skip(), gr.skip())
-
+    assert page_url.landing(_request(tab="nope")) == (gr.skip(),) * 4
+    assert page_url.landing(_request()) == (gr.skip(),) * 4
+    monkeypatch.setattr(compare_tab, "chosen_jobs", lambda ids: [{"id": i} for i in ids if i != "gone"])
+    monkeypatch.setattr(compare_tab, "menu", lambda: [("a", "abc123"), ("b", "def456")])
+    tabs, picker, section, compared = page_url.landing(_request(compare="abc123,def456,gone"))
+    assert tabs.selected == "jobs" and section.open is True  # a comparison alone opens the Jobs tab
+    assert compared.value == ["abc123", "def456"]
 
 def test_malformed_job_ids_in_the_address_are_ignored():
     assert jobs_tab.find_job("../../etc") is None and jobs_tab.find_job(None) is None
