@@ -85,8 +85,7 @@ def evaluate(adapter: str, data_file: FileData, text_column: str | None = None, 
     Columns default to those the adapter was trained on."""
     path = uploaded_path(data_file.get("path") if isinstance(data_file, dict) else None, get_upload_folder())
     found = services.find_adapter(adapter)
-    text, pair = services.text_columns(found)
-    label = services.label_column(found)
+    text, pair, label = services.trained_columns(found)
     name = (data_file.get("orig_name") if isinstance(data_file, dict) else None) or path.name
     return _plain(services.evaluate_file(found["id"], path, name, text_column or text,
                                          text_pair_column or pair, label_column or label))

@@ -226,10 +226,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from engine.inference import Predictor
 
-    result = Predictor().evaluate(args.adapter, args.data, args.text_column, args.text_pair_column,
-                                  args.label_column)
+    predictor = Predictor()
+    result = predictor.evaluate(args.adapter, args.data, args.text_column, args.text_pair_column,
+                                args.label_column)
     if args.output:
-        _write_rows(result.frame, args.output, args.adapter)
+        _write_rows(predictor, result.frame, args.output, args.adapter)
     if args.json:
         _print_json(result.as_dict())
         return 0
@@ -247,14 +248,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_rows(frame, output: str, adapter: str) -> None:
-    """An evaluation's rows as a spreadsheet-safe CSV, with the predictions predict would give."""
-    from engine.inference import Predictor, spreadsheet_safe
+def _write_rows(predictor, frame, output: str, adapter: str) -> None:
+    """An evaluation's rows as a spreadsheet-safe CSV, with the predictions predict would give (the adapter is
+    already loaded in `predictor`)."""
+    from engine.inference import spreadsheet_safe
     from engine.review import scored
 
-    p = Predictor()
-    temperature, threshold = p.decision(adapter)
-    scored(frame, p.labels(adapter), temperature, threshold).map(spreadsheet_safe).to_csv(output, index=False)
+    temperature, threshold = predictor.decision(adapter)
+    scored(frame, predictor.labels(adapter), temperature, threshold).map(spreadsheet_safe).to_csv(output,
+                                                                                                   index=False)
 
 
 def cmd_label_issues(args: argparse.Namespace) -> int:

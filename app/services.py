@@ -68,21 +68,19 @@ def find_adapter(key: str) -> dict:
     raise ConfigError(f"There is no finished adapter '{key}'. Train one on the Train tab, or pick one from the list.")
 
 
-def text_columns(adapter: dict) -> tuple[str, str | None]:
-    """(text column, second text column or None) the adapter was trained on; batch files need the same."""
+def trained_columns(adapter: dict) -> tuple[str, str | None, str]:
+    """(text column, second text column or None, label column) the adapter was trained on; files it reads (a
+    batch to predict, a test file) default to them."""
     try:
         meta = read_metadata(adapter["adapter_dir"])
     except (ConfigError, OSError):
-        return "text", None
-    return meta.get("text_column") or "text", meta.get("text_pair_column")
+        return "text", None, "label"
+    return meta.get("text_column") or "text", meta.get("text_pair_column"), meta.get("label_column") or "label"
 
 
-def label_column(adapter: dict) -> str:
-    """The label column the adapter was trained on (a test file's default)."""
-    try:
-        return read_metadata(adapter["adapter_dir"]).get("label_column") or "label"
-    except (ConfigError, OSError):
-        return "label"
+def text_columns(adapter: dict) -> tuple[str, str | None]:
+    """(text column, second text column or None) the adapter was trained on; batch files need the same."""
+    return trained_columns(adapter)[:2]
 
 
 def pair_column(adapter: dict) -> str | None:

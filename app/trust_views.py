@@ -12,9 +12,10 @@ from pathlib import Path
 import pandas as pd
 
 from engine.adapter_io import read_metadata
+from engine.calibration import temperature_in_use
 from engine.inference import spreadsheet_safe
 from engine.review import scored
-from engine.thresholds import curve, temperature_in_use
+from engine.thresholds import curve
 from worker import evaluations
 
 PAGE_ROWS = 50

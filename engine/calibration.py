@@ -16,6 +16,12 @@ BINS = 10
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0
 
 
+def temperature_in_use(meta: dict) -> float:
+    """The temperature predict divides by, from an adapter's metadata: its fitted one unless switched off, else 1
+    (also for adapters saved elsewhere, which have none)."""
+    return float(meta.get("temperature") or 1.0) if meta.get("apply_temperature", True) else 1.0
+
+
 def reliability(probs: torch.Tensor, labels: list[int], bins: int = BINS) -> list[dict]:
     """Rows of confidence (the top probability) in `bins` equal-width bins: count, mean confidence, accuracy."""
     confidence, predicted = probs.max(-1)

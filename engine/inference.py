@@ -14,7 +14,7 @@ import torch
 from engine.adapter_io import METADATA, load_adapter, read_metadata
 from engine.adapter_model import AdapterModel
 from engine.base_models import resolve_base_model
-from engine.calibration import Calibration, calibrate, decide, nll
+from engine.calibration import Calibration, calibrate, decide, nll, temperature_in_use
 from engine.data import DataReport, Split, fingerprint, load_labelled, read_table
 from engine.errors import ConfigError, DataError
 from engine.evaluation import classification_metrics, predict_logits
@@ -120,8 +120,7 @@ class Predictor:
             model.adapters[name].meta = read_metadata(folder)
             self._stamps[str(path)] = stamp
         meta = model.adapters[name].meta
-        temperature = float(meta.get("temperature") or 1.0) if meta.get("apply_temperature", True) else 1.0
-        return temperature, meta.get("threshold")
+        return temperature_in_use(meta), meta.get("threshold")
 
     def logits(self, folder: str | Path, texts: list[str], pairs: list[str] | None = None) -> torch.Tensor:
         """Raw logits, one row per text, columns in the adapter's label order."""

@@ -14,13 +14,9 @@ import pandas as pd
 import torch
 
 from engine.adapter_io import read_metadata, update_metadata
-from engine.calibration import choose_threshold, pr_curve
+from engine.calibration import choose_threshold, pr_curve, temperature_in_use
 from engine.errors import ConfigError, DataError
 from engine.review import logits_of
-
-
-def temperature_in_use(meta: dict) -> float:
-    return float(meta.get("temperature") or 1.0) if meta.get("apply_temperature", True) else 1.0
 
 
 def curve(frame: pd.DataFrame, labels: list[str], label: str, temperature: float) -> list[dict]:
