@@ -30,6 +30,7 @@ from engine.errors import ConfigError, DataError
 from engine.inference import Predictor
 from worker import api, db, example_db, recovery, runner, settings, store
 from worker.job_queue import get_huey, pending_job_ids
+from worker.db import include_name
 from worker.models import Base, Job, utcnow
 
 
@@ -256,7 +257,8 @@ def test_waiting_jobs_missing_from_the_queue_are_queued_again(home, spec):
 
 def test_the_database_is_migrated_to_the_models_with_wal_and_a_busy_timeout(home):
     with db.get_engine().connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(connection, opts={"compare_type": True, "version_table": db.VERSION_TABLE,
+                                                                  "include_name": include_name})
         assert compare_metadata(context, Base.metadata) == [], "models changed: add an Alembic migration"
         assert context.get_current_revision() == ScriptDirectory.from_config(Config(db.ALEMBIC_INI)).get_current_head()
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -285,7 +287,8 @@ def test_jobs_db_example_is_current(home, tmp_path):
     shutil.copy(example_db.EXAMPLE, copy)
     stale = "jobs.db.example is out of date: regenerate it with `python -m worker.example_db`"
     with db.make_engine(f"sqlite:///{copy}").connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(connection, opts={"compare_type": True, "version_table": db.VERSION_TABLE,
+                                                                  "include_name": include_name})
         assert context.get_current_revision() == \
             ScriptDirectory.from_config(Config(db.ALEMBIC_INI)).get_current_head(), stale
         assert compare_metadata(context, Base.metadata) == [], stale

@@ -1,4 +1,5 @@
-"""The jobs API the web app and the command line share: submit, list, get, cancel, retry, delete.
+"""The jobs API the web app and the command line share: submit (a job or a search), list, get, cancel, retry,
+delete.
 
 Every function reads and writes the job store; none needs a worker to be running.
 """
@@ -14,9 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, defer
 
 from engine.errors import AdapterLabError
-from worker import db, settings
+from worker import db, search, settings
 from worker.job_queue import enqueue
-from worker.models import ACTIVE, FINAL, WAITING, Job, JobEpoch, JobState, JobStep, utcnow
+from worker.models import ACTIVE, FINAL, WAITING, Job, JobEpoch, JobKind, JobState, JobStep, utcnow
 from worker.spec import prepare_job
 
 
@@ -63,6 +64,7 @@ def to_dict(job: Job, epochs: list[JobEpoch], steps: list[JobStep] | None) -> di
         "data_report": job.data_report, "worker_id": job.worker_id, "device": job.device,
         "created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at), "heartbeat_at": _iso(job.heartbeat_at), "history": _history(epochs),
+        "kind": job.kind, "parent_id": job.parent_id, "trial": job.trial, "search": job.search,
     }
     if steps is not None:
         out["steps"] = _steps(steps)
@@ -127,9 +129,30 @@ def get_job(job_id: str) -> dict:
         return to_dict(job, list(job.epochs), list(job.steps))
 
 
+def submit_search(spec: dict, values: dict) -> str:
+    """Queue a search (worker/search.py): `spec` as `submit` takes it, less what the search chooses, and
+    `values` its SearchConfig settings (budget_minutes, methods, max_trials, parallel); return its id."""
+    return search.submit(spec, values)
+
+
 def cancel(job_id: str) -> dict:
     """A waiting job is cancelled at once (it never runs); a running one stops at its next step, keeping the
-    best adapter so far (a running job whose worker has gone silent is cancelled at once)."""
+    best adapter so far (a running job whose worker has gone silent is cancelled at once). A search starts no
+    more trials and cancels the ones it has; a search moves on when one of its waiting trials is cancelled."""
+    job = get_job(job_id)
+    if job["kind"] == JobKind.SEARCH:
+        if job["state"] in FINAL:
+            raise JobStateError(f"Search {job_id} already {job['state']}; there is nothing to cancel.")
+        search.cancel(job_id)
+    else:
+        cancel_one(job_id)
+        if job["parent_id"]:
+            search.advance(job["parent_id"])
+    return get_job(job_id)
+
+
+def cancel_one(job_id: str) -> None:
+    """Cancel one training job (see `cancel`)."""
     with db.session() as s:
         job = _load(s, job_id)
         if job.state in FINAL:
@@ -140,13 +163,17 @@ def cancel(job_id: str) -> dict:
             job.state, job.finished_at, job.eta_seconds = JobState.CANCELLED, utcnow(), None
         else:
             job.state = JobState.CANCELLING
-    return get_job(job_id)
 
 
 def retry(job_id: str) -> str:
     """Queue a failed, cancelled or interrupted job again; it resumes from its last epoch checkpoint if any."""
     with db.session() as s:
         job = _load(s, job_id)
+        if job.kind == JobKind.SEARCH or job.parent_id:
+            what = "A search" if job.kind == JobKind.SEARCH else \
+                f"Job {job_id} is a trial of search {job.parent_id}: it"
+            raise JobStateError(f"{what} cannot be retried; start a new search (`adapterlab search`), or train "
+                                "these settings again with `adapterlab submit --like`.")
         if job.state not in (JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED):
             raise JobStateError(f"Job {job_id} is {job.state}; only failed, cancelled or interrupted jobs can be "
                                 "retried.")
@@ -160,7 +187,18 @@ def retry(job_id: str) -> str:
 
 
 def delete(job_id: str) -> None:
-    """Delete a job that is not running, with its adapter, checkpoints and upload (unless another job uses it)."""
+    """Delete a job that is not running, with its adapter, checkpoints and upload (unless another job uses it);
+    a search that has ended, with its trials and study."""
+    with db.session() as s:
+        job = _load(s, job_id, lock=False)
+        kind, state, study = job.kind, job.state, job.search
+        trials = s.scalars(select(Job.id).where(Job.parent_id == job_id)).all()
+    if kind == JobKind.SEARCH:
+        if state not in FINAL:
+            raise JobStateError(f"Search {job_id} is {state}; cancel it and wait until it stops before deleting.")
+        for trial_id in trials:
+            delete(trial_id)
+        search.forget(study)
     with db.session() as s:
         job = _load(s, job_id)
         if job.state in ACTIVE:
@@ -174,6 +212,7 @@ def delete(job_id: str) -> None:
     shutil.rmtree(settings.adapters_dir() / job_id, ignore_errors=True)
     shutil.rmtree(settings.checkpoints_dir() / job_id, ignore_errors=True)
     shutil.rmtree(settings.reviews_dir() / job_id, ignore_errors=True)
+    (settings.data_dir() / "searches" / f"{job_id}.lock").unlink(missing_ok=True)
     for relative in uploads:
         (home / relative).unlink(missing_ok=True)
 

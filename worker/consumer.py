@@ -10,7 +10,7 @@ import threading
 from huey.consumer import Consumer
 
 from engine.errors import ConfigError
-from worker import db, recovery, runner, settings
+from worker import db, recovery, runner, search, settings
 from worker.job_queue import get_huey, location
 
 log = logging.getLogger("adapterlab.worker")
@@ -44,7 +44,8 @@ def choose_device(gpu: int | None, cpu: bool) -> str:
 
 
 def _watch(me: str, parent_pid: int | None) -> None:
-    """Every heartbeat: re-queue jobs of dead workers; stop this worker if the app that started it is gone."""
+    """Every heartbeat: re-queue jobs of dead workers and move stalled searches on; stop this worker if the app
+    that started it is gone."""
     while not runner.shutdown.wait(settings.heartbeat_seconds()):
         if parent_pid and os.getppid() != parent_pid:
             log.warning("parent process %d is gone; stopping", parent_pid)
@@ -52,6 +53,7 @@ def _watch(me: str, parent_pid: int | None) -> None:
             return
         try:
             recovery.recover(me)
+            search.resume_stalled()
         except Exception:  # the database may be briefly away; the next round tries again
             log.exception("checking for dead workers failed")
 
@@ -68,5 +70,6 @@ def run_worker(gpu: int | None = None, cpu: bool = False, parent_pid: int | None
              db.get_engine().url.render_as_string(hide_password=True), location())
     recovery.recover(me, starting=True)
     recovery.requeue_orphans()
+    search.resume_stalled()
     threading.Thread(target=_watch, args=(me, parent_pid), name="watchdog", daemon=True).start()
     GracefulConsumer(get_huey(), workers=1, periodic=False, max_delay=1.0, shutdown_timeout=60).run()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -17,6 +17,9 @@ from engine.errors import ConfigError
 from worker import settings
 
 ALEMBIC_INI = Path(__file__).parent / "alembic.ini"
+# Our Alembic revision, in a table of our own: Optuna's storage (searches) keeps its own in `alembic_version`
+VERSION_TABLE = "adapterlab_version"
+OUR_REVISIONS = ("0001", "0002")  # what stores made before searches recorded in `alembic_version`
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
@@ -43,12 +46,33 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def include_name(name: str | None, kind: str, parent_names: object) -> bool:
+    """For Alembic: only our tables; Optuna's (a search's study) live in the same database and migrate themselves."""
+    from worker.models import Base
+
+    return kind != "table" or name in Base.metadata.tables
+
+
+def _move_version_table(connection: Connection) -> None:
+    """A store made before searches keeps our revision in `alembic_version`, the table Optuna wants: move it."""
+    tables = inspect(connection).get_table_names()
+    if "alembic_version" not in tables or VERSION_TABLE in tables:
+        return
+    revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    if revision not in OUR_REVISIONS:
+        return
+    connection.execute(text(f"CREATE TABLE {VERSION_TABLE} (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
+    connection.execute(text(f"INSERT INTO {VERSION_TABLE} VALUES (:revision)"), {"revision": revision})
+    connection.execute(text("DROP TABLE alembic_version"))
+
+
 def upgrade(engine: Engine) -> None:
     """Run the Alembic migrations up to the newest revision (an existing database upgrades in place)."""
     config = Config(str(ALEMBIC_INI))
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":  # workers starting together migrate one at a time
             connection.execute(text("SELECT pg_advisory_xact_lock(727274)"))
+        _move_version_table(connection)
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

@@ -1,4 +1,7 @@
-"""The job store's tables: jobs, their progress steps and their per-epoch evaluations."""
+"""The job store's tables: jobs (training runs and searches), their progress steps and per-epoch evaluations.
+
+A search (worker/search.py) is a job of kind `search` whose trials are training jobs pointing at it; its Optuna
+study lives in Optuna's own tables in the same database."""
 
 from __future__ import annotations
 
@@ -41,6 +44,11 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=UTC) if value is not None else None
 
 
+class JobKind(StrEnum):
+    TRAIN = "train"
+    SEARCH = "search"
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -52,6 +60,12 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16), default=JobKind.TRAIN, server_default=JobKind.TRAIN)
+    # A search's trial: the search it belongs to, and the trial's number, settings and outcome (worker/search.py)
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    trial: Mapped[dict | None] = mapped_column(JSON)
+    # A search's own settings and findings: budget, methods, deadline, best trial, importances
+    search: Mapped[dict | None] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED, index=True)
     # The input snapshot: TrainConfig fields (data paths relative to the data directory) and where the data came from.
     spec: Mapped[dict] = mapped_column(JSON)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from worker import db, settings, store
 from worker.job_queue import pending_job_ids, requeue
-from worker.models import ACTIVE, WAITING, Job, JobState, utcnow
+from worker.models import ACTIVE, WAITING, Job, JobKind, JobState, utcnow
 
 log = logging.getLogger("adapterlab.worker")
 
@@ -44,7 +44,7 @@ def _worker_dead(job: Job, me: str, starting: bool) -> bool:
 def recover(me: str, starting: bool = False) -> list[str]:
     """Release the jobs of dead workers (interrupted and re-queued, or failed after too many attempts)."""
     with db.session() as s:
-        candidates = s.scalars(select(Job.id).where(Job.state.in_(ACTIVE))).all()
+        candidates = s.scalars(select(Job.id).where(Job.kind == JobKind.TRAIN, Job.state.in_(ACTIVE))).all()
     released = []
     for job_id in candidates:
         with db.session() as s:
@@ -64,7 +64,8 @@ def requeue_orphans() -> list[str]:
     """Queue waiting jobs that have no queue message (the queue was lost, or was away at submit)."""
     pending = pending_job_ids()
     with db.session() as s:
-        waiting = s.scalars(select(Job.id).where(Job.state.in_(WAITING)).order_by(Job.created_at)).all()
+        waiting = s.scalars(select(Job.id).where(Job.kind == JobKind.TRAIN, Job.state.in_(WAITING))
+                            .order_by(Job.created_at)).all()
     orphans = [job_id for job_id in waiting if job_id not in pending]
     for job_id in orphans:
         requeue(job_id)

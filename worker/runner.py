@@ -15,7 +15,7 @@ import torch
 
 from engine.errors import AdapterLabError
 from engine.training import Progress, TrainConfig, TrainResult, pick_device, train
-from worker import settings, store
+from worker import search, settings, store
 from worker.models import Job, JobState
 
 log = logging.getLogger("adapterlab.worker")
@@ -98,8 +98,9 @@ def _source_name(source: dict) -> str | None:
     return source.get("filename")
 
 
-def _train(job: Job, me: str, beat: Heartbeat, dev: str) -> TrainResult:
-    """Train, resuming from the job's checkpoint; out of GPU memory, try once more with half the batch."""
+def _train(job: Job, me: str, beat: Heartbeat, dev: str, hooks: search.TrialHooks | None) -> TrainResult:
+    """Train, resuming from the job's checkpoint; out of GPU memory, try once more with half the batch.
+    A search's trial also reports each epoch to its study (`hooks`), which may stop it."""
     last_stored = 0.0
 
     def on_progress(p: Progress) -> None:
@@ -109,12 +110,19 @@ def _train(job: Job, me: str, beat: Heartbeat, dev: str) -> TrainResult:
             store.record_progress(job.id, me, job.attempts, p)
             last_stored = time.monotonic()
 
+    def on_epoch(epoch: int, metrics: dict) -> None:
+        store.record_epoch(job.id, me, epoch, metrics)
+        if hooks:
+            hooks.on_epoch(epoch, metrics)
+
+    def should_stop() -> bool:
+        return beat.should_stop() or (hooks is not None and hooks.should_stop())
+
     checkpoint_dir = settings.checkpoints_dir() / job.id
     config = _config(job, dev)
     halve = job.batch_size == job.spec["batch_size"] and job.batch_size > 1
     try:
-        return train(config, on_progress=on_progress, should_cancel=beat.should_stop,
-                     on_epoch=lambda epoch, metrics: store.record_epoch(job.id, me, epoch, metrics),
+        return train(config, on_progress=on_progress, should_cancel=should_stop, on_epoch=on_epoch,
                      checkpoint_dir=str(checkpoint_dir), review_dir=str(settings.reviews_dir() / job.id))
     except Exception as exc:
         if not (halve and is_out_of_memory(exc)):
@@ -126,40 +134,53 @@ def _train(job: Job, me: str, beat: Heartbeat, dev: str) -> TrainResult:
     log.warning("job %s: out of GPU memory, retrying with batch size %d", job.id, job.batch_size)
     store.restart_with_batch_size(job.id, me, job.batch_size)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    return _train(job, me, beat, dev)
+    return _train(job, me, beat, dev, hooks)
 
 
 def run_job(job_id: str) -> str | None:
     """Run job `job_id` to its end in this worker, unless it is no longer waiting (cancelled, deleted, taken).
 
     Returns the state it left the job in (None: not this worker's to say); the queue puts an `interrupted` job
-    back, so this module needs no queue."""
+    back, so this module needs no queue. A search's trial moves its search on when it ends."""
     me, dev = worker_id(), device()
     job = store.claim(job_id, me, dev)
     if job is None:
         log.info("job %s: not waiting any more, skipped", job_id)
         return None
     log.info("job %s: running on %s (attempt %d)", job_id, dev, job.attempts)
-    beat = Heartbeat(job_id, me)
+    state = _run(job, me, dev)
+    if job.parent_id and state != JobState.INTERRUPTED:
+        try:
+            search.advance(job.parent_id)
+        except Exception:  # the next worker start, or the watchdog, moves the search on
+            log.exception("search %s: could not move on after trial %s", job.parent_id, job_id)
+    return state
+
+
+def _run(job: Job, me: str, dev: str) -> str | None:
+    beat = Heartbeat(job.id, me)
     beat.start()
     try:
-        result = _train(job, me, beat, dev)
+        hooks = search.trial_hooks(job)
+        result = _train(job, me, beat, dev, hooks)
     except Exception as exc:
         kind, message = failure(exc, job)
-        store.fail(job_id, me, kind, message, traceback.format_exc())
-        log.warning("job %s: failed: %s: %s", job_id, kind, message)
+        store.fail(job.id, me, kind, message, traceback.format_exc())
+        log.warning("job %s: failed: %s: %s", job.id, kind, message)
         return JobState.FAILED
     finally:
         beat.stop()
     if beat.lost.is_set():
-        log.warning("job %s: taken from this worker while training; its result is dropped", job_id)
+        log.warning("job %s: taken from this worker while training; its result is dropped", job.id)
         return None
-    if result.cancelled and not beat.cancelled.is_set():
-        state = store.release_held(job_id, me)
-        log.info("job %s: worker stopping, job %s", job_id, state)
+    stopped = hooks.stopped if hooks and result.cancelled and not beat.cancelled.is_set() else None
+    if result.cancelled and not beat.cancelled.is_set() and not stopped:
+        state = store.release_held(job.id, me)
+        log.info("job %s: worker stopping, job %s", job.id, state)
         return state
-    state = store.finish(job_id, me, result, f"adapters/{job_id}")
+    trial = {**job.trial, "stopped": stopped} if stopped else None
+    state = store.finish(job.id, me, result, f"adapters/{job.id}", trial)
     if state == JobState.SUCCEEDED:
-        shutil.rmtree(settings.checkpoints_dir() / job_id, ignore_errors=True)
-    log.info("job %s: %s", job_id, state)
+        shutil.rmtree(settings.checkpoints_dir() / job.id, ignore_errors=True)
+    log.info("job %s: %s%s", job.id, state, f" ({stopped})" if stopped else "")
     return state

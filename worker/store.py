@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from engine.training import Progress, TrainResult
 from worker import db, settings
-from worker.models import ACTIVE, WAITING, Job, JobEpoch, JobState, JobStep, utcnow
+from worker.models import ACTIVE, WAITING, Job, JobEpoch, JobKind, JobState, JobStep, utcnow
 
 
 def _held(job_id: str, worker_id: str):
@@ -19,11 +19,13 @@ def _held(job_id: str, worker_id: str):
 
 
 def claim(job_id: str, worker_id: str, device: str) -> Job | None:
-    """Take a waiting job for this worker (one more attempt); None if it is cancelled, deleted or taken."""
+    """Take a waiting job for this worker (one more attempt); None if it is cancelled, deleted or taken.
+
+    A search's first trial to start starts the search (and its budget's clock)."""
     now = utcnow()
     with db.session() as s:
         taken = s.execute(
-            update(Job).where(Job.id == job_id, Job.state.in_(WAITING))
+            update(Job).where(Job.id == job_id, Job.kind == JobKind.TRAIN, Job.state.in_(WAITING))
             .values(state=JobState.RUNNING, worker_id=worker_id, device=device, heartbeat_at=now,
                     attempts=Job.attempts + 1, error=None, error_kind=None, traceback=None)
         ).rowcount
@@ -32,6 +34,9 @@ def claim(job_id: str, worker_id: str, device: str) -> Job | None:
         job = s.get(Job, job_id)
         if job.started_at is None:
             job.started_at = now
+        if job.parent_id:
+            s.execute(update(Job).where(Job.id == job.parent_id, Job.state == JobState.QUEUED).values(
+                state=JobState.RUNNING, started_at=now))
         return job
 
 
@@ -75,13 +80,15 @@ def restart_with_batch_size(job_id: str, worker_id: str, batch_size: int) -> Non
         s.execute(delete(JobEpoch).where(JobEpoch.job_id == job_id))
 
 
-def finish(job_id: str, worker_id: str, result: TrainResult, adapter_dir: str) -> str | None:
-    """Record a finished training: `succeeded`, or `cancelled` with the best adapter so far."""
-    state = JobState.CANCELLED if result.cancelled else JobState.SUCCEEDED
+def finish(job_id: str, worker_id: str, result: TrainResult, adapter_dir: str,
+           trial: dict | None = None) -> str | None:
+    """Record a finished training: `succeeded`, or `cancelled` with the best adapter so far. A search's trial
+    that its search stopped early (`trial["stopped"]`: pruned, or out of time) succeeded with its best epoch."""
+    state = JobState.CANCELLED if result.cancelled and not (trial or {}).get("stopped") else JobState.SUCCEEDED
     values = {"state": state, "finished_at": utcnow(), "adapter_dir": adapter_dir, "labels": result.labels,
               "metrics": result.metrics, "best_epoch": result.best_epoch, "train_seconds": result.train_seconds,
               "samples_per_second": result.train_samples_per_second, "data_report": result.data_report,
-              "eta_seconds": None}
+              "eta_seconds": None, **({"trial": trial} if trial else {})}
     if not result.cancelled:
         values["progress"] = 1.0
     with db.session() as s:

@@ -43,6 +43,7 @@ class Method:
     Options: ClassVar[type]
     defaults: ClassVar[dict[str, float]]  # learning_rate, epochs: chosen by measurement (docs/defaults.md)
     head: ClassVar[str] = "task"
+    searched: ClassVar[bool] = False  # tried by a search that names no methods (engine/search_space.py)
 
     def options(self, values: dict | None = None) -> Any:
         """The method's options from `values` (names -> values, missing ones at their default), checked."""

@@ -102,6 +102,7 @@ class Houlsby(Bottleneck):
     description = ("Two small bottleneck layers in every block (after attention and after feed-forward): the most "
                    "capacity of the bottleneck adapters, about 2x Pfeiffer's parameters.")
     defaults: ClassVar[dict[str, float]] = {"learning_rate": 3e-3, "epochs": 3}
+    searched = True
 
 
 class Pfeiffer(Bottleneck):
@@ -110,6 +111,7 @@ class Pfeiffer(Bottleneck):
     description = ("One bottleneck layer after each feed-forward block: nearly Houlsby's accuracy with half the "
                    "parameters and faster training.")
     defaults: ClassVar[dict[str, float]] = {"learning_rate": 3e-3, "epochs": 3}
+    searched = True
 
 
 @dataclass(frozen=True)

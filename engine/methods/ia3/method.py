@@ -31,6 +31,7 @@ class IA3(Method):
                    "(a few thousand); needs a higher learning rate.")
     Options: ClassVar[type] = IA3Options
     defaults: ClassVar[dict[str, float]] = {"learning_rate": 2e-2, "epochs": 3}
+    searched = True
 
     def count(self, options: Any, config: PretrainedConfig, num_labels: int) -> tuple[int, int]:
         target = ia3_config(config.model_type, "")
