@@ -97,12 +97,33 @@ def add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     _later(p, lambda: (_add_method_args(p, required), _add_setting_args(p)))
 
 
-def _add_setting_args(p: argparse.ArgumentParser) -> None:
+def add_search_train_args(p: argparse.ArgumentParser) -> None:
+    """The training flags of `search`: the data and base model, and every hyperparameter but those the search
+    chooses (method, its options, learning rate, epochs)."""
+    _add_data_args(p)
+    p.add_argument("--base-model", default=None, help="hub id or local folder (default: bundled all-MiniLM-L6-v2)")
+    _later(p, lambda: _add_setting_args(p, skip=("epochs", "learning_rate")))
+
+
+def search_spec(args: argparse.Namespace) -> dict:
+    """The training settings a `search` shares with all its trials, checked as a job's are."""
+    from engine.options import check_all
+    from engine.training import TrainConfig
+
+    given = {k: v for k, v in vars(args).items() if v is not None and v is not False}
+    out = {key: given[key] for key in ("data", "validation", "text_column", "text_pair_column", "label_column",
+                                       "base_model", "name") if key in given}
+    return {**out, **check_all(TrainConfig, given)}
+
+
+def _add_setting_args(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """One flag per hyperparameter, with TrainConfig's help and default; values are checked as a job's are."""
     from engine.options import default_of, option_fields
     from engine.training import TrainConfig
 
     for f, spec in option_fields(TrainConfig):
+        if f.name in skip:
+            continue
         flag = f"--{f.name.replace('_', '-')}"
         default = default_of(f)
         if isinstance(default, bool):

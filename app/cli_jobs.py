@@ -1,10 +1,16 @@
-"""Job commands: `submit`, `compare`, `jobs`, `job`, `cancel`, `retry`, `delete`, and the `worker` that runs the
-jobs."""
+"""Job commands: `submit`, `search`, `compare`, `jobs`, `job`, `cancel`, `retry`, `delete`, and the `worker` that
+runs the jobs."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
+
+SEARCH_FLAGS = {"budget_minutes": "--budget-minutes", "methods": "--methods", "max_trials": "--trials",
+                "parallel": "--parallel"}  # SearchConfig field -> flag (scripts rely on these names)
+POLL_SECONDS = 1.0
 
 
 def _print_json(data: object) -> None:
@@ -35,6 +41,60 @@ def cmd_submit(args: argparse.Namespace) -> int:
     else:
         print(job_id)
     return 0
+
+
+def _trial_line(row: dict) -> str:
+    options = ", ".join(f"{words} {value:g}" if isinstance(value, float) else f"{words} {value}"
+                        for words, value in row["options"] if value not in ([], None, ""))
+    score = f"macro-F1 {row['macro_f1']:.4f}" if row["macro_f1"] is not None else "no score"
+    return (f"trial {row['number']:>3}  {row['method']:<9} lr {row['learning_rate']:.2g}, {row['epochs']} epochs"
+            f"{', ' + options if options else ''}: {score} ({row['outcome']}, {row['epochs_run']} epochs run)")
+
+
+def _wait_for_search(search_id: str) -> dict:
+    """Poll until the search ends, printing each trial as it ends (on stderr: stdout keeps the result)."""
+    from app.search_views import search_result
+    from worker import api
+
+    print(f"search {search_id}: waiting for it to end (it needs a running worker: `adapterlab worker`)",
+          file=sys.stderr)
+    shown: set[str] = set()
+    while True:
+        search = api.get_job(search_id)
+        result = search_result(search, api.trials(search_id))
+        for row in result["trials"]:
+            if row["job_id"] not in shown and row["ended"]:
+                shown.add(row["job_id"])
+                print(_trial_line(row), file=sys.stderr)
+        if search["state"] in ("succeeded", "failed", "cancelled"):
+            return result
+        time.sleep(POLL_SECONDS)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from app.cli import search_spec
+    from worker import api
+
+    values = {field: getattr(args, field) for field in SEARCH_FLAGS}
+    if args.methods is not None:
+        values["methods"] = [m for m in args.methods.split(",") if m.strip()]
+    search_id = api.submit_search(search_spec(args), values)
+    if not args.wait:
+        if args.json:
+            _print_json({"search_id": search_id, "state": api.get_job(search_id)["state"]})
+        else:
+            print(search_id)
+        return 0
+    result = _wait_for_search(search_id)
+    if args.json:
+        _print_json(result)
+        return 0
+    best = result["best"]
+    print(f"search {search_id}: {result['state']}, {len(result['trials'])} trials ({result['pruned']} pruned)")
+    if best:
+        print(f"best: trial {best['number']} ({best['method']}), macro-F1 {best['macro_f1']:.4f}, job "
+              f"{best['job_id']}, adapter {best['adapter_dir']}")
+    return 0 if result["state"] == "succeeded" else 1
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -93,6 +153,8 @@ def cmd_job(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(job)
         return 0
+    if job["kind"] == "search":
+        return _print_search(job)
     eta = f", about {job['eta_seconds']:.0f}s left" if job["eta_seconds"] else ""
     print(f"{job['id']}  {job['name']}")
     print(f"  state      {job['state']} ({_percent(job)}{eta}), attempts {job['attempts']}")
@@ -108,6 +170,30 @@ def cmd_job(args: argparse.Namespace) -> int:
               f"(best epoch {job['best_epoch']})")
     if job["adapter_dir"]:
         print(f"  adapter    {job['adapter_dir']}")
+    if job["error"]:
+        print(f"  error      {job['error_kind']}: {job['error']}")
+    return 0
+
+
+def _print_search(job: dict) -> int:
+    from app.search_views import search_result
+    from worker import api
+
+    result = search_result(job, api.trials(job["id"]))
+    eta = f", about {job['eta_seconds']:.0f}s of the budget left" if job["eta_seconds"] else ""
+    print(f"{job['id']}  {job['name']}")
+    print(f"  state      search {job['state']} ({_percent(job)}{eta}); budget {result['budget_minutes']:g} min, "
+          f"methods {', '.join(result['methods'])}")
+    print(f"  data       {job['data'].get('filename') or job['data'].get('name')}, base model {job['base_model']}")
+    for row in result["trials"]:
+        print(f"  {_trial_line(row)}" if row["ended"] else f"  trial {row['number']:>3}  {row['method']:<9} "
+              f"{row['state']}")
+    if result["best"]:
+        best = result["best"]
+        print(f"  best       trial {best['number']}, job {best['job_id']}, macro-F1 {best['macro_f1']:.4f}, "
+              f"adapter {best['adapter_dir']}")
+    for name, value in result["importance"].items():
+        print(f"  importance {result['importance_labels'][name]}: {value:.2f}")
     if job["error"]:
         print(f"  error      {job['error_kind']}: {job['error']}")
     return 0
@@ -153,9 +239,24 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_search_args(p: argparse.ArgumentParser) -> None:
+    """The search's own flags, with the help and limits of worker.search.SearchConfig."""
+    from engine.options import field_spec
+    from worker.search import SearchConfig
+
+    for field, flag in SEARCH_FLAGS.items():
+        spec = field_spec(SearchConfig, field)
+        default = getattr(SearchConfig(), field)
+        extra = " Comma-separated." if field == "methods" else f" (default {default:g})" if default else ""
+        p.add_argument(flag, dest=field, default=None, metavar=field.split("_")[-1].upper(), help=spec.help + extra)
+    p.add_argument("--name", help="display name (default: data file and 'search')")
+    p.add_argument("--wait", action="store_true", help="return when the search ends, printing each trial")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the job and worker sub-commands to `adapterlab`."""
-    from app.cli import add_train_args
+    from app.cli import add_search_train_args, add_train_args
     from worker.flags import add_worker_args
 
     p = sub.add_parser("submit", help="check a training and queue it as a job (the flags of train, no --output)")
@@ -164,6 +265,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "them (another --method starts from its own defaults)")
     p.add_argument("--name", help="display name (default: data file and method)")
     p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("search", help="find the best method and settings for the data within a time budget: "
+                       "trials run as jobs, chosen by Optuna")
+    add_search_train_args(p)
+    _add_search_args(p)
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("compare", help="several jobs side by side: results and the settings that differ")
     p.add_argument("ids", nargs="+", metavar="ID")

@@ -96,11 +96,40 @@ def job_label(job: dict) -> str:
     return f"{job.get('name') or 'job'} · {methods.label(job.get('method'))} · {job['id']}"
 
 
+SORTS = {"Newest first": lambda j: j.get("created_at") or "", "Oldest first": lambda j: j.get("created_at") or "",
+         "Name": lambda j: (j.get("name") or "").lower(), "State": lambda j: j["state"],
+         "Best macro-F1 first": lambda j: (j.get("metrics") or {}).get("macro_f1") or -1.0}
+DESCENDING = ("Newest first", "Best macro-F1 first")
+
+
+def data_name(job: dict) -> str:
+    """The data set a job trained on, as the user knows it (the uploaded file's name, the hub dataset's)."""
+    source = job.get("data") or {}
+    return str(source.get("filename") or source.get("name") or "—")
+
+
+def method_name(job: dict) -> str:
+    return "Search" if job.get("kind") == "search" else methods.label(job.get("method"))
+
+
+def filter_jobs(jobs: list[dict], find: str = "", states: list[str] | None = None,
+                methods_shown: list[str] | None = None, data: list[str] | None = None,
+                sort: str = "Newest first") -> list[dict]:
+    """The jobs whose name or id contains `find` and whose state, method and data set are among those chosen
+    (none chosen: any), in the chosen order."""
+    words = (find or "").strip().lower()
+    shown = [j for j in jobs if (not words or words in (j.get("name") or "").lower() or words in j["id"])
+             and (not states or j["state"] in states) and (not methods_shown or method_name(j) in methods_shown)
+             and (not data or data_name(j) in data)]
+    key = SORTS.get(sort, SORTS["Newest first"])
+    return sorted(shown, key=key, reverse=sort in DESCENDING)
+
+
 def table(jobs: list[dict]) -> pd.DataFrame:
     """One row per job, newest first, with an HTML progress bar."""
     rows = []
     for job in jobs:
-        method = methods.label(job.get("method")) if job.get("method") else "—"
+        method = method_name(job) if job.get("method") else "—"
         rows.append([html.escape(str(job.get("name") or job["id"])), method,
                      state_text(job["state"]), progress_bar(job.get("progress")), time_left(job),
                      _score(job.get("metrics"), "macro_f1"),

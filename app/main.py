@@ -9,7 +9,7 @@ import gradio as gr
 
 from app import api, page_url
 from app.security import DEFAULT_MAX_UPLOAD_MB, auth_from_env
-from app.tabs import data, jobs, playground, train
+from app.tabs import data, jobs, playground, search, train
 
 CSS = """
 .al-note {padding: 0.6em 0.9em; border-radius: 8px; margin: 0.3em 0; border: 1px solid transparent;}
@@ -91,6 +91,7 @@ def build_app() -> gr.Blocks:
             with gr.Tab("4 · Playground", id="playground") as playground_tab:
                 menus = playground.build()
         train.connect(train_tab, data_tab, tabs, jobs_tab)
+        search.connect(jobs_tab.search, tabs, menus[0])
         playground_tab.select(playground.refresh_menus, menus[:3], menus)
         demo.load(playground.refresh_menus, menus[:3], menus)
         page_url.connect(demo, tabs, jobs_tab)

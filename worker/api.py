@@ -66,6 +66,10 @@ def to_dict(job: Job, epochs: list[JobEpoch], steps: list[JobStep] | None) -> di
         "finished_at": _iso(job.finished_at), "heartbeat_at": _iso(job.heartbeat_at), "history": _history(epochs),
         "kind": job.kind, "parent_id": job.parent_id, "trial": job.trial, "search": job.search,
     }
+    if job.kind == JobKind.SEARCH and job.state in ACTIVE and job.started_at:
+        budget = job.search["budget_minutes"] * 60  # a search's progress is its budget's clock
+        left = max(0.0, budget - (utcnow() - job.started_at).total_seconds())
+        out.update(progress=1 - left / budget, eta_seconds=left)
     if steps is not None:
         out["steps"] = _steps(steps)
     return out
@@ -120,6 +124,13 @@ def list_jobs() -> list[dict]:
                                                                                        JobEpoch.epoch)):
             epochs.setdefault(e.job_id, []).append(e)
         return [to_dict(job, epochs.get(job.id, []), None) for job in jobs]
+
+
+def trials(search_id: str) -> list[dict]:
+    """A search's trials, in the order they started, with their learning curves."""
+    with db.session() as s:
+        found = s.scalars(select(Job).where(Job.parent_id == search_id).order_by(Job.created_at, Job.id)).all()
+        return [to_dict(job, list(job.epochs), None) for job in found]
 
 
 def get_job(job_id: str) -> dict:

@@ -38,8 +38,6 @@ from worker.spec import check_method, prepare_job
 
 log = logging.getLogger("adapterlab.worker")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-# TPE's `group` (conditional settings: a reduction factor only for bottleneck methods) is marked experimental
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 SEARCHED = ("method", "method_options", "learning_rate", "epochs")  # what the search chooses for each trial
 SKIPS_BEFORE_STOPPING = 3  # sampled trials in a row that would not finish in the budget: the budget is spent
@@ -81,8 +79,10 @@ def _storage() -> optuna.storages.RDBStorage:
 def _study(search: dict, trials_so_far: int = 0) -> optuna.Study:
     """The search's study with its sampler and pruner (neither is stored: each process builds them the same)."""
     n_defaults = len(search["methods"])
-    sampler = optuna.samplers.TPESampler(seed=search["seed"] + trials_so_far, n_startup_trials=n_defaults,
-                                         multivariate=True, group=True, constant_liar=True)
+    with warnings.catch_warnings():  # TPE's `group` (conditional settings: a reduction factor only for
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # bottlenecks) is "experimental"
+        sampler = optuna.samplers.TPESampler(seed=search["seed"] + trials_so_far, n_startup_trials=n_defaults,
+                                             multivariate=True, group=True, constant_liar=True)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=n_defaults, n_warmup_steps=0, n_min_trials=2)
     return optuna.load_study(study_name=search["study"], storage=_storage(), sampler=sampler, pruner=pruner)
 
@@ -197,15 +197,17 @@ def _start_trials(search: Job, cfg: dict, trials: list[Job], study: optuna.Study
     while in_flight + len(started) < cfg["parallel"] and not cfg.get("spent"):
         if cfg["max_trials"] and len(trials) + len(started) >= cfg["max_trials"]:
             break
+        left = _seconds_left(search)
+        if left <= 0:
+            cfg["spent"] = True
+            break
         trial = study.ask()
         chosen = suggest(trial, cfg["methods"])
         per_epoch = _seconds_per_epoch(trials, chosen["method"])
-        left = _seconds_left(search)
-        if left <= 0 or (per_epoch is not None and per_epoch * chosen["epochs"] > left):
+        if per_epoch is not None and per_epoch * chosen["epochs"] > left:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             skipped += 1
-            if left <= 0 or skipped >= SKIPS_BEFORE_STOPPING:
-                cfg["spent"] = True
+            cfg["spent"] = skipped >= SKIPS_BEFORE_STOPPING
             continue
         started.append(_new_trial(search, trial.number, trial._trial_id, trial.params, chosen))
     return started

@@ -16,7 +16,7 @@ import gradio as gr
 from app import job_views as views
 from app import services
 from app.security import check_job_id, safe_filename
-from app.tabs import compare, trust
+from app.tabs import compare, search, trust
 from app.ui import friendly, note
 from engine.errors import AdapterLabError
 from worker import api as jobs
@@ -45,6 +45,12 @@ class JobsTab:
     clone: gr.Button  # "Train again with these settings": the Train tab fills its form from the job
     compare_section: gr.Accordion  # the comparison of several jobs, and its job menu (`?compare=ID,ID`)
     compare: gr.Dropdown
+    search: search.SearchSection  # a search's page: its trials, plots and best adapter
+
+
+def filter_choices(all_jobs: list[dict]) -> tuple[list[str], list[str]]:
+    """The methods and data sets the jobs have, for the table's filters."""
+    return (sorted({views.method_name(j) for j in all_jobs}), sorted({views.data_name(j) for j in all_jobs}))
 
 
 def choices(all_jobs: list[dict] | None = None) -> list[tuple[str, str]]:
@@ -74,23 +80,24 @@ def _detail(job: dict | None):
     """Everything the job page shows, in the order of the `detail` components in `build`."""
     if job is None:
         hidden = gr.update(visible=False)
-        return (note("Choose a job above, or launch one on the Train tab.", "info"), "", *(hidden,) * 12)
-    state = job["state"]
+        return (note("Choose a job above, or launch one on the Train tab.", "info"), "", *(hidden,) * 12,
+                *search.detail(None))
+    state, is_search = job["state"], job.get("kind") == "search"
     error = note(f"{job.get('error_kind') or 'error'}: {job['error']}", "error") if job.get("error") else ""
-    metrics = job.get("metrics")
+    metrics = None if is_search else job.get("metrics")  # a search's are its best trial's: that trial's page
     done = state in ("succeeded", "cancelled") and job.get("adapter_dir") and Path(job["adapter_dir"]).is_dir()
     loss = views.loss_frame(job)
-    return (views.header(job), error,
+    return (search.header(job) if is_search else views.header(job), error,
             gr.update(value=loss, visible=views.training_points(job) >= 2, y_lim=views.loss_y_lim(loss)),
             gr.update(value=views.metrics_frame(job), visible=len(job.get("history") or []) >= 2),
             _shown(views.epoch_figures(job)), _shown(views.confusion_html(metrics)),
             gr.update(value=views.per_class_frame(metrics), visible=bool(metrics)),
             _shown(views.settings_html(job)),
             gr.update(visible=state in ("queued", "running", "interrupted")),
-            gr.update(visible=state in ("failed", "cancelled")),
+            gr.update(visible=state in ("failed", "cancelled") and not is_search and not job.get("parent_id")),
             gr.update(visible=state not in ("running", "cancelling")),
             gr.update(value=str(adapter_zip(job)) if done else None, visible=bool(done)),
-            gr.update(visible=False), gr.update(visible=True))
+            gr.update(visible=False), gr.update(visible=not is_search), *search.detail(job))
 
 
 def find_job(job_id: str | None) -> dict | None:
@@ -103,14 +110,22 @@ def find_job(job_id: str | None) -> dict | None:
         return None
 
 
-def refresh(job_id: str | None, table_seen: str, detail_seen: str):
+def _table_outputs(all_jobs: list[dict], filters: tuple) -> tuple:
+    """The table as filtered and sorted; every job in the menus; the filters' choices."""
+    method_choices, data_choices = filter_choices(all_jobs)
+    menu = choices(all_jobs)
+    return (views.table(views.filter_jobs(all_jobs, *filters)), gr.update(choices=menu), gr.update(choices=menu),
+            gr.update(choices=method_choices), gr.update(choices=data_choices))
+
+
+def refresh(job_id: str | None, table_seen: str, detail_seen: str, *filters):
     """One timer tick: redraw the table and the job page only where the store changed (no flicker)."""
     all_jobs = jobs.list_jobs()
-    table_sig = _signature(all_jobs)
+    table_sig = _signature([all_jobs, filters])
     job = find_job(job_id)
     detail_sig = _signature(job)
-    skip_table = (gr.skip(),) * 2
-    table_out = (views.table(all_jobs), gr.update(choices=choices(all_jobs)))
+    skip_table = (gr.skip(),) * 5
+    table_out = _table_outputs(all_jobs, filters)
     detail_out = _detail(job) if detail_sig != detail_seen else (gr.skip(),) * len(_detail(None))
     return (*(table_out if table_sig != table_seen else skip_table), table_sig, *detail_out, detail_sig)
 
@@ -138,6 +153,54 @@ def retry(job_id: str):
     return gr.update(choices=choices(), value=new_id)
 
 
+def filtered(*filters):
+    """The table after a filter or the order changed."""
+    all_jobs = jobs.list_jobs()
+    return (*_table_outputs(all_jobs, filters), _signature([all_jobs, filters]))
+
+
+def select_shown(*filters) -> list[str]:
+    return [j["id"] for j in views.filter_jobs(jobs.list_jobs(), *filters)]
+
+
+def _each(ids: list[str] | None, action, done: str) -> None:
+    """Apply `action` to every selected job; say how many it did and why the others were left."""
+    if not ids:
+        raise gr.Error("Select jobs first (the menu above the buttons, or “Select all shown”).")
+    problems = []
+    for job_id in ids:
+        try:
+            action(check_job_id(job_id))
+        except AdapterLabError as exc:
+            problems.append(str(exc))
+    count = len(ids) - len(problems)
+    gr.Info(f"{done.format(count=count, s='' if count == 1 else 's')}" + (
+        f" Left {len(problems)}: {' '.join(problems[:3])}" if problems else ""))
+
+
+@friendly
+def cancel_selected(ids: list[str] | None):
+    _each(ids, jobs.cancel, "Cancelled {count} job{s} (running ones stop at their next step).")
+
+
+@friendly
+def delete_selected(ids: list[str] | None):
+    def delete_one(job_id: str) -> None:
+        try:
+            jobs.delete(job_id)
+        except jobs.JobNotFound:  # a trial deleted with its search, selected too
+            pass
+
+    _each(ids, delete_one, "Deleted {count} job{s}.")
+    return gr.update(choices=choices(), value=[]), gr.update(visible=False)
+
+
+def compare_selected(ids: list[str] | None):
+    if not ids or len(ids) < 2:
+        raise gr.Error("Select two jobs or more to compare them.")
+    return gr.Accordion(open=True), gr.Dropdown(choices=choices(), value=list(ids))
+
+
 @friendly
 def delete(job_id: str):
     jobs.delete(check_job_id(job_id))
@@ -148,9 +211,31 @@ def delete(job_id: str):
 def build() -> JobsTab:
     gr.Markdown("## Step 3 · Watch your jobs\nThe table updates by itself. Click a row to see its details.")
     table_seen, detail_seen = gr.State(""), gr.State("")
+    with gr.Row(elem_id="jobs-filters"):
+        find = gr.Textbox(label="Find", placeholder="name or id", elem_id="jobs-find", scale=2)
+        states = gr.Dropdown([(views.state_text(s), s) for s in views.STATES], multiselect=True, label="State",
+                             elem_id="jobs-state-filter", scale=2)
+        method_filter = gr.Dropdown([], multiselect=True, label="Method", elem_id="jobs-method-filter", scale=2)
+        data_filter = gr.Dropdown([], multiselect=True, label="Data set", elem_id="jobs-data-filter", scale=2)
+        sort = gr.Dropdown(list(views.SORTS), value="Newest first", label="Sort by", elem_id="jobs-sort", scale=1)
+    filters = [find, states, method_filter, data_filter, sort]
     table = gr.Dataframe(lambda: views.table(jobs.list_jobs()), headers=views.TABLE_COLUMNS,
                          datatype=["str", "str", "str", "html", "str", "str", "str", "str", "str"], interactive=False,
                          label="All jobs", max_height=360, elem_id="jobs-table")
+    with gr.Row(elem_id="jobs-bulk"):
+        selected = gr.Dropdown([], multiselect=True, label="Selected jobs", elem_id="jobs-selected", scale=4,
+                               info="For the buttons beside: cancel, delete or compare several jobs at once.")
+        select_btn = gr.Button("Select all shown", size="md", elem_id="jobs-select-shown", scale=0, min_width=150)
+        compare_btn = gr.Button("Compare selected", size="md", elem_id="jobs-compare-selected", scale=0,
+                                min_width=170)
+        cancel_many = gr.Button("■ Cancel selected", size="md", variant="stop", elem_id="jobs-cancel-selected",
+                                scale=0, min_width=170)
+        delete_many = gr.Button("Delete selected", size="md", elem_id="jobs-delete-selected", scale=0,
+                                min_width=160)
+    with gr.Row(visible=False) as confirm_many:
+        gr.Markdown("Delete the selected jobs and their adapters for good (a search with its trials)?")
+        confirm_many_btn = gr.Button("Yes, delete them", variant="stop", size="md", elem_id="jobs-delete-confirm")
+        keep_many_btn = gr.Button("No, keep them", size="md")
     compare_section, compare_picker = compare.build([])
     picker = gr.Dropdown([], label="Job", elem_id="job-picker", info="The job shown below.")
     header = gr.Markdown(elem_id="job-header")
@@ -177,21 +262,32 @@ def build() -> JobsTab:
     with gr.Row():
         confusion = gr.HTML(elem_id="job-confusion")
         per_class = gr.Dataframe(label="Scores per label", visible=False, interactive=False, elem_id="job-per-class")
+    search_section = search.build()
     settings = gr.HTML(elem_id="job-settings")
     trust.build(picker, header)
     with gr.Accordion("About jobs", open=False, elem_id="jobs-help"):
         gr.Markdown(ABOUT_JOBS)
 
     detail = [header, error, loss_plot, metrics_plot, figures, confusion, per_class, settings, cancel_btn, retry_btn,
-              delete_btn, download, confirm_row, clone_btn]
+              delete_btn, download, confirm_row, clone_btn, *search_section.outputs]
     timer = gr.Timer(REFRESH_SECONDS)
-    timer.tick(refresh, [picker, table_seen, detail_seen], [table, picker, table_seen, *detail, detail_seen],
-               show_progress="hidden")
+    table_outputs = [table, picker, selected, method_filter, data_filter]
+    timer.tick(refresh, [picker, table_seen, detail_seen, *filters],
+               [*table_outputs, table_seen, *detail, detail_seen], show_progress="hidden")
+    for control in filters:
+        control.change(filtered, filters, [*table_outputs, table_seen], show_progress="hidden")
+    select_btn.click(select_shown, filters, selected)
+    compare_btn.click(compare_selected, selected, [compare_section, compare_picker])
+    cancel_many.click(cancel_selected, selected, None)
+    delete_many.click(lambda ids: gr.update(visible=bool(ids)), selected, confirm_many)
+    keep_many_btn.click(lambda: gr.update(visible=False), None, confirm_many)
+    confirm_many_btn.click(delete_selected, selected, [selected, confirm_many])
     picker.change(show, picker, [*detail, detail_seen], show_progress="hidden")
     table.select(pick_row, None, picker)
+    search_section.trials.select(pick_row, None, picker)
     cancel_btn.click(cancel, picker, None)
     retry_btn.click(retry, picker, picker)
     delete_btn.click(lambda: gr.update(visible=True), None, confirm_row)
     keep_btn.click(lambda: gr.update(visible=False), None, confirm_row)
     confirm_btn.click(delete, picker, [picker, confirm_row])
-    return JobsTab(table, picker, clone_btn, compare_section, compare_picker)
+    return JobsTab(table, picker, clone_btn, compare_section, compare_picker, search_section)

@@ -1,6 +1,7 @@
-"""Step 2: choose the adapter method, base model and hyperparameters, see the trainable-parameter count, launch.
+"""Step 2: choose the adapter method, base model and hyperparameters, see the trainable-parameter count, launch;
+or let a search choose the method and settings within a time budget.
 
-Launching only queues a job through worker.api and opens it on the Jobs tab; the worker process trains.
+Launching only queues a job (or a search) through worker.api and opens it on the Jobs tab; the workers train.
 """
 
 from __future__ import annotations
@@ -23,11 +24,17 @@ from engine.base_models import DEFAULT_BASE_MODEL
 from engine.data import prepare
 from engine.errors import AdapterLabError, ConfigError
 from engine.methods.base import OptionSpec, option_fields
-from engine.options import check_value, default_of
+from engine.options import check_value, default_of, field_spec
+from engine.search_space import default_methods
 from engine.training import TrainConfig
 from worker import api as jobs
+from worker.search import SearchConfig
 
 DEFAULT_METHOD = "pfeiffer"
+TRAIN_ONE, SEARCH = "Train one adapter", "Search for the best method and settings"
+SEARCH_HELP = ("AdapterLab tries each method at its defaults first, then settings Optuna chooses (method, "
+               "reduction factor, learning rate, epochs), stopping weak trials after an epoch. Each trial is a job "
+               "on the Jobs tab; the search page shows them as they end.")
 BASE_MODELS = [("all-MiniLM-L6-v2 (bundled, small and fast, works offline)", DEFAULT_BASE_MODEL)]
 
 
@@ -36,7 +43,7 @@ class TrainTab:
     """The form's components by setting name (what the launch button reads), the button and its status line.
     A method's own options are named "method.option" (e.g. "lora.lora_r"): each method has its own controls."""
 
-    form: dict[str, gr.components.Component]
+    form: dict[str, gr.components.Component]  # the search's own settings are "search.<field>"
     launch: gr.Button
     status: gr.Markdown
     cards: gr.HTML  # the method cards, and each method's options column (a clone shows its method's)
@@ -175,22 +182,54 @@ def data_summary(data: dict | None) -> str:
                 f"({', '.join(labels[:6])}{'…' if len(labels) > 6 else ''}).", "ok")
 
 
+def _search_controls() -> dict[str, gr.components.Component]:
+    """The search's budget, methods, trial limit and parallelism, in SearchConfig's words."""
+    def spec(name: str) -> OptionSpec:
+        return field_spec(SearchConfig, name)
+
+    defaults = SearchConfig()
+    return {
+        "search.methods": gr.CheckboxGroup(method_choices(), value=default_methods(), label=spec("methods").label,
+                                           info="The methods to try.", elem_id="search-methods"),
+        "search.budget_minutes": gr.Number(defaults.budget_minutes, label=spec("budget_minutes").label,
+                                           info=spec("budget_minutes").help, elem_id="search-budget"),
+        "search.max_trials": gr.Textbox("", label=spec("max_trials").label, info=spec("max_trials").help,
+                                        placeholder="as many as fit", elem_id="search-max-trials"),
+        "search.parallel": gr.Number(defaults.parallel, label=spec("parallel").label, info=spec("parallel").help,
+                                     precision=0, elem_id="search-parallel"),
+    }
+
+
+def on_mode(mode: str) -> tuple:
+    """Searching hides what the search chooses (method, its options, epochs, learning rate) and shows its own
+    settings."""
+    searching = mode == SEARCH
+    return (gr.update(visible=not searching), gr.update(visible=searching), gr.update(visible=not searching),
+            gr.update(visible=not searching), gr.update(visible=not searching),
+            gr.update(value="Start the search" if searching else "Launch training"))
+
+
 def build(data: DataTab) -> TrainTab:
     gr.Markdown("## Step 2 · Choose how to train")
     summary = gr.Markdown(data_summary(None), elem_id="train-data-summary")
+    mode = gr.Radio([TRAIN_ONE, SEARCH], value=TRAIN_ONE, show_label=False, elem_id="train-mode")
+    with gr.Column(visible=False, elem_id="search-settings") as search_column:
+        gr.Markdown(SEARCH_HELP, elem_classes=["al-card"])
+        search_controls = _search_controls()
     option_controls: dict[str, gr.components.Component] = {}
     groups = []
     with gr.Row():
         with gr.Column(scale=3):
-            method = gr.Radio(method_choices(), value=DEFAULT_METHOD, label="Method", elem_id="train-method")
-            for m in methods.REGISTRY.values():
-                with gr.Column(visible=m.name == DEFAULT_METHOD, elem_id=f"train-options-{m.name}") as group:
-                    defaults = m.options()
-                    for f, spec in option_fields(m.Options):
-                        option_controls[f"{m.name}.{f.name}"] = option_control(m.name, f.name, spec,
-                                                                               getattr(defaults, f.name))
-                groups.append(group)
-            cards = gr.HTML(method_cards(DEFAULT_METHOD), elem_id="train-method-cards")
+            with gr.Column(elem_id="train-method-choice", visible=True) as method_column:
+                method = gr.Radio(method_choices(), value=DEFAULT_METHOD, label="Method", elem_id="train-method")
+                for m in methods.REGISTRY.values():
+                    with gr.Column(visible=m.name == DEFAULT_METHOD, elem_id=f"train-options-{m.name}") as group:
+                        defaults = m.options()
+                        for f, spec in option_fields(m.Options):
+                            option_controls[f"{m.name}.{f.name}"] = option_control(m.name, f.name, spec,
+                                                                                   getattr(defaults, f.name))
+                    groups.append(group)
+                cards = gr.HTML(method_cards(DEFAULT_METHOD), elem_id="train-method-cards")
             base_model = gr.Dropdown(BASE_MODELS, value=DEFAULT_BASE_MODEL, allow_custom_value=True,
                                      label="Base model", elem_id="train-base-model",
                                      info="Or type a Hugging Face model id (e.g. bert-base-uncased) or a model "
@@ -218,6 +257,7 @@ def build(data: DataTab) -> TrainTab:
     status = gr.Markdown(elem_id="train-status")
 
     method.input(on_method, method, [cards, *groups, epochs, learning_rate])  # by the user: a clone sets its own
+    mode.change(on_mode, mode, [method_column, search_column, count, epochs, learning_rate, launch])
     # On load and on every change; one at a time and newest last, so the count always matches the form.
     labels = gr.State([])
     data.chosen.change(lambda chosen: (chosen or {}).get("labels") or [], data.chosen, labels)
@@ -234,20 +274,31 @@ def build(data: DataTab) -> TrainTab:
     form = {**option_controls, "method": method, "base_model": base_model, "epochs": epochs,
             "learning_rate": learning_rate, "batch_size": batch_size, "max_length": max_length,
             "max_train_samples": max_train_samples, "seed": seed, "early_stopping_patience": patience,
-            "base_dropout": base_dropout, "balance_classes": balance, "name": name}
+            "base_dropout": base_dropout, "balance_classes": balance, "name": name, "mode": mode,
+            **search_controls}
     return TrainTab(form, launch, status, cards, groups)
+
+
+def search_values(form: dict) -> dict:
+    """The search's own settings from the form's "search.<field>" entries."""
+    return {key.removeprefix("search."): value for key, value in form.items() if key.startswith("search.")}
 
 
 @friendly
 def launch_job(data: dict | None, form: dict):
-    """Queue the job and open it on the Jobs tab; a setting to fix is said under the button, and nothing queued."""
+    """Queue the job (or the search) and open it on the Jobs tab; a setting to fix is said under the button, and
+    nothing is queued."""
+    searching = form.get("mode") == SEARCH
     try:
-        job_id = jobs.submit(build_spec(data, form), like=(data or {}).get("like"))
+        spec = build_spec(data, form)
+        job_id = jobs.submit_search(spec, search_values(form)) if searching else \
+            jobs.submit(spec, like=(data or {}).get("like"))
     except AdapterLabError as exc:
         return gr.skip(), gr.skip(), gr.skip(), note(str(exc), "error")
     all_jobs = jobs.list_jobs()
+    what = "Search" if searching else "Job"
     return (gr.Tabs(selected="jobs"), views.table(all_jobs), gr.update(choices=choices(all_jobs), value=job_id),
-            note(f"Job {job_id} queued. Opening it on the Jobs tab.", "ok"))
+            note(f"{what} {job_id} queued. Opening it on the Jobs tab.", "ok"))
 
 
 def clone_values(job: dict) -> tuple[dict, dict]:
@@ -264,7 +315,7 @@ def clone_values(job: dict) -> tuple[dict, dict]:
     options = {**dataclasses.asdict(method.options()), **(spec.get("method_options") or {})}
     form = {f"{method.name}.{key}": ", ".join(v) if isinstance(v, list) else v for key, v in options.items()}
     form.update({key: spec.get(key) for key in SETTINGS})
-    form.update(method=method.name, base_model=spec.get("base_model") or DEFAULT_BASE_MODEL, name="",
+    form.update(method=method.name, base_model=spec.get("base_model") or DEFAULT_BASE_MODEL, name="", mode=TRAIN_ONE,
                 base_dropout=bool(spec.get("base_dropout")), balance_classes=bool(spec.get("balance_classes")),
                 max_train_samples=spec.get("max_train_samples") or "",
                 early_stopping_patience=spec.get("early_stopping_patience") or "")
