@@ -1,5 +1,5 @@
-"""The app's named Gradio API for scripts and tests: /submit_job, /job_status, /list_adapters, /predict,
-/explain, /evaluate, /label_issues, /set_threshold.
+"""The app's named Gradio API for scripts and tests: /submit_job, /submit_search, /job_status, /search_status,
+/list_adapters, /predict, /explain, /evaluate, /label_issues, /set_threshold.
 
 Each endpoint is a thin call into worker.api or the shared Predictor. Gradio derives the parameter names and
 types from these signatures, so this module keeps its annotations evaluated (no `from __future__`).
@@ -12,13 +12,14 @@ from gradio.data_classes import FileData
 from gradio.utils import get_upload_folder
 
 from app import services
+from app.search_views import search_result
 from app.security import check_job_id, uploaded_path
 from app.tabs.train import build_spec
 from app.ui import friendly
 from worker import api as jobs
 
-API_NAMES = ("submit_job", "job_status", "list_adapters", "predict", "explain", "evaluate", "label_issues",
-             "set_threshold")
+API_NAMES = ("submit_job", "submit_search", "job_status", "search_status", "list_adapters", "predict", "explain",
+             "evaluate", "label_issues", "set_threshold")
 
 
 def _plain(value: object) -> object:
@@ -45,6 +46,31 @@ def submit_job(data_file: FileData, text_column: str, label_column: str, method:
                              "max_train_samples": max_train_samples, "name": name,
                              "balance_classes": balance_classes})
     return jobs.submit(spec)
+
+
+@friendly
+def submit_search(data_file: FileData, text_column: str, label_column: str, budget_minutes: float = 15,
+                  methods: list[str] | None = None, max_trials: int | None = None, parallel: int = 1,
+                  text_pair_column: str | None = None, base_model: str | None = None, batch_size: int = 16,
+                  max_train_samples: int | None = None, name: str | None = None) -> str:
+    """Queue a search for the best method and settings on an uploaded table within `budget_minutes`; returns its
+    id (`/search_status` follows it). `methods`: names to try (default: Houlsby, Pfeiffer, IA3)."""
+    path = uploaded_path(data_file.get("path") if isinstance(data_file, dict) else None, get_upload_folder())
+    data = {"source": str(path), "text": text_column, "pair": text_pair_column or None, "label": label_column}
+    spec = build_spec(data, {"method": (methods or ["pfeiffer"])[0], "base_model": base_model,
+                             "batch_size": batch_size, "max_train_samples": max_train_samples, "name": name})
+    return jobs.submit_search(spec, {"budget_minutes": budget_minutes, "methods": methods,
+                                     "max_trials": max_trials, "parallel": parallel})
+
+
+@friendly
+def search_status(search_id: str) -> dict:
+    """A search as `adapterlab search --json` prints it: `state`, `best` and every trial (`job_id`, `state`,
+    `method`, `macro_f1`, settings, outcome)."""
+    found = jobs.get_job(check_job_id(search_id))
+    if found["kind"] != "search":
+        raise gr.Error(f"Job {search_id} is not a search; /job_status shows it.")
+    return _plain(search_result(found, jobs.trials(found["id"])))
 
 
 @friendly
@@ -113,5 +139,6 @@ def set_threshold(adapter: str, rule: str | None = "max_f1", target: float | Non
 
 def register() -> None:
     """Add the endpoints to the Blocks being built; call before the tabs so these names stay unsuffixed."""
-    for fn in (submit_job, job_status, list_adapters, predict, explain, evaluate, label_issues, set_threshold):
+    for fn in (submit_job, submit_search, job_status, search_status, list_adapters, predict, explain, evaluate,
+               label_issues, set_threshold):
         gr.api(fn, api_name=fn.__name__)

@@ -116,7 +116,8 @@ def header(result: dict, search: dict) -> str:
                      "pruning.")
     best = result["best"]
     if best:
-        lines.append(f"**Best so far: trial {best['number']}, {method_label(best['method'])}, macro-F1 "
+        so_far = "Best so far" if state in ("running", "cancelling") else "Best"
+        lines.append(f"**{so_far}: trial {best['number']}, {method_label(best['method'])}, macro-F1 "
                      f"{best['macro_f1']:.3f}**" + (f" (accuracy {best['accuracy']:.3f})" if best["accuracy"]
                                                      is not None else ""))
     return "\n\n".join(lines)

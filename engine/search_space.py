@@ -7,6 +7,7 @@ that offers a list of values (a bottleneck's reduction factor).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from engine.errors import ConfigError
@@ -49,14 +50,24 @@ def _choice_options(method: str) -> list[tuple[str, tuple, Any]]:
             if spec.choices]
 
 
-def suggest(trial: Suggests, methods: list[str]) -> dict:
-    """One trial's training settings: `method`, `learning_rate`, `epochs` and `method_options`."""
+def option_space(methods: list[str], fits: Callable[[str, dict], bool]) -> dict[str, list]:
+    """The values searched for each method option that offers a list, by parameter name ("pfeiffer.
+    reduction_factor"): those that `fits(method, {option: value})` says work on the base model (a reduction
+    factor of 64 leaves a 32-wide model no units)."""
+    return {f"{m}.{name}": [v for v in choices if fits(m, {name: v})]
+            for m in methods for name, choices, _ in _choice_options(m)}
+
+
+def suggest(trial: Suggests, methods: list[str], space: dict[str, list]) -> dict:
+    """One trial's training settings: `method`, `learning_rate`, `epochs` and `method_options` (`space`: the
+    option values, from `option_space`)."""
     method = trial.suggest_categorical("method", list(methods))
     scale = trial.suggest_float("learning_rate_scale", *LEARNING_RATE_SCALE, log=True)
     epochs = trial.suggest_int("epochs", 1, max_epochs(methods))
-    options = {name: trial.suggest_categorical(f"{method}.{name}", list(choices))
-               for name, choices, _ in _choice_options(method)}
-    return {"method": method, "learning_rate": get_method(method).defaults["learning_rate"] * scale,
+    options = {name: trial.suggest_categorical(f"{method}.{name}", space[f"{method}.{name}"])
+               for name, _, _ in _choice_options(method)}
+    learning_rate = float(f"{get_method(method).defaults['learning_rate'] * scale:.3g}")  # 0.00389, not 0.003891...
+    return {"method": method, "learning_rate": learning_rate,
             "epochs": epochs, "method_options": options}
 
 

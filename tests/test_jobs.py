@@ -29,8 +29,8 @@ from engine import methods
 from engine.errors import ConfigError, DataError
 from engine.inference import Predictor
 from worker import api, db, example_db, recovery, runner, settings, store
-from worker.job_queue import get_huey, pending_job_ids
 from worker.db import include_name
+from worker.job_queue import get_huey, pending_job_ids
 from worker.models import Base, Job, utcnow
 
 

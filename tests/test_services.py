@@ -8,15 +8,19 @@ queue has a name of its own, both removed afterwards.
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import optuna
 import pytest
+from conftest import ROOT
 from test_worker import WORKER_ENV, resumed_after_an_epoch, start_worker, stop, wait_final, wait_for
 
-from worker import api, db
+from worker import api, db, settings
 
 pytestmark = pytest.mark.services
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -132,3 +136,27 @@ def test_a_job_whose_worker_is_killed_is_resumed_by_the_other_worker(scaled_out,
     survivor = next(w for w in workers if w is not victim)
     assert (job["state"], job["attempts"]) == ("succeeded", 2), job["error"]
     assert job["worker_id"].endswith(f":{survivor.pid}") and resumed_after_an_epoch(job)
+
+
+def test_two_workers_run_one_search_s_trials_in_parallel_each_once(scaled_out, spec):
+    workers, logs = start_two_workers(scaled_out)
+    try:
+        done = subprocess.run([sys.executable, "-m", "app.cli", "search", "--data", spec["data"], "--base-model",
+                               spec["base_model"], "--batch-size", "4", "--max-length", "32", "--methods",
+                               "pfeiffer,ia3", "--trials", "4", "--parallel", "2", "--budget-minutes", "5", "--wait",
+                               "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    finally:
+        codes = [stop(w) for w in workers]
+    assert done.returncode == 0, done.stderr + logs[0].read_text()[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["state"] == "succeeded" and len(result["trials"]) == 4 and codes == [0, 0]
+    assert {"job_id", "method", "macro_f1"} <= set(result["best"]) and result["best"]["job_id"] in \
+        [t["job_id"] for t in result["trials"]]
+    assert all({"job_id", "state", "method", "macro_f1"} <= set(t) for t in result["trials"])
+    trials = [api.get_job(t["job_id"]) for t in result["trials"]]
+    assert [(t["state"], t["attempts"]) for t in trials] == [("succeeded", 1)] * 4, [t["error"] for t in trials]
+    assert len({t["worker_id"] for t in trials}) == 2  # two at a time: both workers ran trials
+    assert sorted(t["trial"]["number"] for t in trials) == [0, 1, 2, 3]
+    study = optuna.load_study(study_name=api.get_job(result["search_id"])["search"]["study"],
+                              storage=settings.database_url())  # in PostgreSQL, beside the jobs
+    assert len(study.trials) == 4 and db.get_engine().dialect.name == "postgresql"

@@ -10,12 +10,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import optuna
 import pytest
-from conftest import ROOT
+from conftest import NEGATIVE, POSITIVE, ROOT, write_csv
 
-from worker import api
+from worker import api, settings
 from worker.embedded import start_embedded_worker, stop_embedded_worker
 
 TIMEOUT = 240  # seconds a test waits for a state before it fails (a deadline, not a measured assertion)
@@ -184,3 +186,37 @@ def _alive(pid: int) -> bool:
             return f.read().split(") ")[1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_search_whose_worker_is_killed_resumes_its_trial_and_finishes_within_its_budget(tmp_path, monkeypatch,
+                                                                                          tiny_bert):
+    set_env(monkeypatch, tmp_path / "home")
+    log = tmp_path / "worker.log"
+    rows = [{"text": t, "label": "pos"} for t in POSITIVE * 25] + [{"text": t, "label": "neg"} for t in NEGATIVE * 25]
+    data = write_csv(tmp_path / "reviews.csv", rows)  # 400 rows: an epoch lasts long enough to be killed in
+    search_id = api.submit_search({"data": str(data), "base_model": str(tiny_bert), "batch_size": 4,
+                                   "max_length": 32}, {"budget_minutes": 4, "methods": ["pfeiffer"], "max_trials": 3})
+    first = start_worker(log)
+    try:
+        wait_for(lambda: any(t["state"] == "running" and t["history"] for t in api.trials(search_id)),
+                 "a trial's first epoch to end", log)
+    finally:
+        first.kill()
+        first.wait()
+    (killed,) = [t for t in api.trials(search_id) if t["state"] == "running"]  # as the dead worker left it
+
+    second = start_worker(log)
+    try:
+        found = wait_for(lambda: (job := api.get_job(search_id))["state"] in FINAL and job, "the search to end", log)
+    finally:
+        stop(second)
+    trials = api.trials(search_id)
+    assert found["state"] == "succeeded" and len(trials) == 3, found["error"]
+    assert sorted(t["trial"]["number"] for t in trials) == [0, 1, 2]  # each trial once
+    assert all(t["state"] == "succeeded" and t["trial"]["outcome"] in ("complete", "pruned") for t in trials)
+    resumed = api.get_job(killed["id"])
+    assert resumed["attempts"] == 2 and resumed["worker_id"].endswith(f":{second.pid}")
+    started, ended = (datetime.fromisoformat(found[k]) for k in ("started_at", "finished_at"))
+    assert ended <= started + timedelta(minutes=4)
+    study = optuna.load_study(study_name=found["search"]["study"], storage=settings.database_url())
+    assert [t.state.name in ("COMPLETE", "PRUNED") for t in study.trials] == [True] * 3

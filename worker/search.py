@@ -27,9 +27,11 @@ import optuna
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import selectinload
 
-from engine.methods import label as method_label
+from engine.base_models import load_config, resolve_base_model
+from engine.errors import ConfigError
+from engine.methods import get as get_method
 from engine.options import check_all, option
-from engine.search_space import check_methods, default_params, suggest
+from engine.search_space import check_methods, default_params, option_space, suggest
 from engine.training import TrainConfig, run_settings
 from worker import db, settings
 from worker.job_queue import requeue
@@ -119,13 +121,13 @@ def submit(spec: dict, values: dict) -> str:
     spec = {k: v for k, v in spec.items() if k not in SEARCHED}
     name = str(spec.pop("name", None) or "").strip()
     fields = prepare_job({**spec, "method": config.methods[0]})
-    for method in config.methods[1:]:
-        check_method(TrainConfig(output="", **{**fields["spec"], "data": "", "method": method,
-                                               "method_options": None}).resolved())
     shared = {k: v for k, v in fields["spec"].items() if k not in SEARCHED}
+    for method in config.methods[1:]:
+        check_method(TrainConfig(output="", **{**shared, "data": "", "method": method}).resolved())
     source = fields["data_source"]
     job_id = uuid.uuid4().hex[:12]
-    search = {**asdict(config), "study": f"adapterlab-search-{job_id}", "seed": int(shared.get("seed") or 42)}
+    search = {**asdict(config), "study": f"adapterlab-search-{job_id}", "seed": int(shared.get("seed") or 42),
+              "space": _option_space(config.methods, shared)}
     study = optuna.create_study(storage=_storage(), study_name=search["study"], direction="maximize")
     for method in config.methods:
         study.enqueue_trial(default_params(method))
@@ -137,6 +139,20 @@ def submit(spec: dict, values: dict) -> str:
         s.add(job)
     advance(job_id)
     return job_id
+
+
+def _option_space(methods: list[str], shared: dict) -> dict[str, list]:
+    """The method option values that work on this search's base model and max length."""
+    model_config = load_config(resolve_base_model(shared.get("base_model")))
+
+    def fits(method: str, options: dict) -> bool:
+        try:
+            get_method(method).check(get_method(method).options(options), model_config, shared["max_length"])
+        except ConfigError:
+            return False
+        return True
+
+    return option_space(methods, fits)
 
 
 # --- moving on -------------------------------------------------------------------------------------------------
@@ -182,7 +198,7 @@ def _new_trial(search: Job, number: int, trial_id: int, params: dict, chosen: di
     config = TrainConfig(output="", **{**search.spec, **chosen}).resolved()
     spec = {**search.spec, **{k: v for k, v in run_settings(config).items() if k in SEARCHED}}
     return Job(id=uuid.uuid4().hex[:12], kind=JobKind.TRAIN, parent_id=search.id, state=JobState.QUEUED,
-               name=f"{search.name} · trial {number + 1} · {method_label(config.method)}"[:200], spec=spec,
+               name=f"{search.name} · trial {number + 1}"[:200], spec=spec,
                data_source=search.data_source, validation_source=search.validation_source, method=config.method,
                base_model=search.base_model, batch_size=search.batch_size,
                trial={"number": number, "id": trial_id, "params": params})
@@ -202,7 +218,7 @@ def _start_trials(search: Job, cfg: dict, trials: list[Job], study: optuna.Study
             cfg["spent"] = True
             break
         trial = study.ask()
-        chosen = suggest(trial, cfg["methods"])
+        chosen = suggest(trial, cfg["methods"], cfg["space"])
         per_epoch = _seconds_per_epoch(trials, chosen["method"])
         if per_epoch is not None and per_epoch * chosen["epochs"] > left:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
