@@ -359,14 +359,16 @@ def test_live_refresh_redraws_only_what_changed(monkeypatch):
     state = {"job": job("running")}
     monkeypatch.setattr(jobs_tab.jobs, "list_jobs", lambda: [state["job"]])
     monkeypatch.setattr(jobs_tab.jobs, "get_job", lambda i: state["job"])
-    first = jobs_tab.refresh("abc123", "", "")
-    table_seen, detail_seen = first[2], first[-1]
-    assert isinstance(first[0], pd.DataFrame) and "Running" in first[3]
+    first = jobs_tab.refresh("abc123", "", "")  # outputs: the table and its 4 menus, its signature, the job page
+    table_seen, detail_seen = first[5], first[-1]
+    assert isinstance(first[0], pd.DataFrame) and "Running" in first[6]
     again = jobs_tab.refresh("abc123", table_seen, detail_seen)
-    assert all(out == gr.skip() for out in again[:2] + again[3:-1])
+    assert all(out == gr.skip() for out in again[:5] + again[6:-1])
     state["job"] = job("succeeded", progress=1.0)
     later = jobs_tab.refresh("abc123", table_seen, detail_seen)
-    assert "Succeeded" in later[3] and later[0]["State"].tolist() == ["✔ Succeeded"]
+    assert "Succeeded" in later[6] and later[0]["State"].tolist() == ["✔ Succeeded"]
+    filtered = jobs_tab.refresh("abc123", table_seen, detail_seen, "", ["failed"], [], [], "Newest first")
+    assert filtered[0].empty  # a filter that matches no job: an empty table
 
 
 def test_submit_job_api_refuses_files_that_were_not_uploaded(home, tmp_path):
@@ -382,8 +384,8 @@ def test_page_has_four_tabs_and_only_the_named_api(home):
 
     demo = build_app()
     public = {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"}
-    assert public == {"submit_job", "job_status", "list_adapters", "predict", "explain", "evaluate", "label_issues",
-                      "set_threshold"}
+    assert public == {"submit_job", "submit_search", "job_status", "search_status", "list_adapters", "predict",
+                      "explain", "evaluate", "label_issues", "set_threshold"}
     steps = [b.label for b in demo.blocks.values() if isinstance(b, gr.Tab) and b.label[0].isdigit()]
     assert steps == ["1 · Data", "2 · Train", "3 · Jobs", "4 · Playground"]
     assert isinstance(views.table([]), pd.DataFrame)

@@ -157,3 +157,22 @@ def test_a_resumed_run_does_not_count_earlier_attempts_time(sentiment_csv, tiny_
           on_progress=resumed.append, progress_every=1)
     assert resumed and resumed[0].step == 7
     assert max(p.eta_seconds for p in resumed) < 360  # the old estimate: 5 steps left x 3600 s / 1 step
+
+
+def test_the_job_table_filters_by_name_state_method_and_data_set_and_sorts():
+    jobs = [job("succeeded", id="a1", name="tickets v1", created_at="2025-01-01T00:00:00+00:00"),
+            job("failed", id="b2", name="reviews", method="ia3", data={"kind": "hub", "name": "sst2"},
+                created_at="2025-01-02T00:00:00+00:00"),
+            job("succeeded", id="c3", name="tickets v2", kind="search", method="search",
+                metrics={"macro_f1": 0.95, "accuracy": 0.96}, created_at="2025-01-03T00:00:00+00:00")]
+    ids = lambda shown: [j["id"] for j in shown]  # noqa: E731
+    assert ids(views.filter_jobs(jobs)) == ["c3", "b2", "a1"]  # newest first
+    assert ids(views.filter_jobs(jobs, "TICKETS")) == ["c3", "a1"] and ids(views.filter_jobs(jobs, "b2")) == ["b2"]
+    assert ids(views.filter_jobs(jobs, states=["failed"])) == ["b2"]
+    assert ids(views.filter_jobs(jobs, methods_shown=["Search", "IA3"])) == ["c3", "b2"]
+    assert ids(views.filter_jobs(jobs, data=["sst2"])) == ["b2"]
+    assert ids(views.filter_jobs(jobs, sort="Oldest first")) == ["a1", "b2", "c3"]
+    assert ids(views.filter_jobs(jobs, sort="Best macro-F1 first")) == ["c3", "a1", "b2"]  # no score: last
+    assert ids(views.filter_jobs(jobs, sort="Name")) == ["b2", "a1", "c3"]
+    assert jobs_tab.filter_choices(jobs) == (["IA3", "Pfeiffer", "Search"], ["sst2", "tickets.csv"])
+    assert views.table(jobs)["Method"].tolist() == ["Pfeiffer", "IA3", "Search"]

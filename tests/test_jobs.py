@@ -16,13 +16,16 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import optuna
 import pytest
 import torch
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from conftest import NEGATIVE, POSITIVE, write_csv
+from sqlalchemy import inspect
 
 from app.cli import main
 from engine import methods
@@ -353,3 +356,25 @@ def test_job_command_errors_are_one_line_with_exit_2(home, spec, capsys, argv, m
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_store_made_before_searches_moves_its_revision_out_of_optunas_table(home):
+    home.mkdir(parents=True)
+    url = settings.database_url()
+    old = db.make_engine(url)
+    config = Config(str(db.ALEMBIC_INI))
+    with old.begin() as connection:  # the store as 0002 left it: our revision in `alembic_version`
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0002")
+        connection.exec_driver_sql(f"ALTER TABLE {db.VERSION_TABLE} RENAME TO alembic_version")
+    old.dispose()
+    with db.get_engine().connect() as connection:
+        columns = {c["name"] for c in inspect(connection).get_columns("jobs")}
+        assert "alembic_version" not in inspect(connection).get_table_names() and "kind" in columns
+        assert connection.exec_driver_sql(f"SELECT version_num FROM {db.VERSION_TABLE}").scalar() == \
+            ScriptDirectory.from_config(config).get_current_head()
+    study = optuna.create_study(storage=url, study_name="after-the-move")  # Optuna now stamps its own
+    assert study.study_name in optuna.get_all_study_names(storage=url)
+    with db.get_engine().connect() as connection:
+        assert connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() != \
+            connection.exec_driver_sql(f"SELECT version_num FROM {db.VERSION_TABLE}").scalar()
