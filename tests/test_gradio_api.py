@@ -42,8 +42,9 @@ def trained(client, app_server) -> dict:
 
 def test_only_the_named_endpoints_are_public(client):
     api = client.view_api(return_format="dict", print_info=False)
-    assert set(api["named_endpoints"]) == {"/submit_job", "/job_status", "/list_adapters", "/predict", "/explain",
-                                           "/evaluate", "/label_issues", "/set_threshold"}
+    assert set(api["named_endpoints"]) == {"/submit_job", "/submit_search", "/job_status", "/search_status",
+                                           "/list_adapters", "/predict", "/explain", "/evaluate", "/label_issues",
+                                           "/set_threshold"}
     assert not api["unnamed_endpoints"]
     submit = [p["parameter_name"] for p in api["named_endpoints"]["/submit_job"]["parameters"]]
     assert submit[:6] == ["data_file", "text_column", "label_column", "method", "reduction_factor", "epochs"]
