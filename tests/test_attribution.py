@@ -19,7 +19,7 @@ from engine.adapter_model import AdapterModel
 from engine.attribution import MAX_STEPS, N_STEPS, ROUND_OFF, TOLERANCE, baseline_ids, explain, off_labels
 from engine.inference import Predictor
 from tests.conftest import NEGATIVE, POSITIVE, make_tiny_model
-from tests.test_cli import run
+from tests.test_cli import here
 from tests.test_method_contract import OPTIONS
 
 LABELS = ["neg", "pos"]
@@ -124,15 +124,15 @@ def test_predictor_explain_gives_the_prediction_and_each_labels_words(folder) ->
     assert pushes["neg"] != pushes["pos"]
 
 
-def test_cli_explain_json_and_plain(folder) -> None:
-    out = json.loads(run("predict", "--adapter", str(folder), "--text", TEXT, "--explain", "--json").stdout)
+def test_cli_explain_json_and_plain(folder, capsys) -> None:
+    out = json.loads(here(capsys, "predict", "--adapter", str(folder), "--text", TEXT, "--explain", "--json").stdout)
     assert set(out) == {"label", "probabilities", "attributions"} and out["label"] in LABELS
     assert [w for w, _ in out["attributions"]] == ["I", "found", "it", "unbelievably", "good", ",", "but", "the",
                                                    "delivery", "was", "slow", "!"]
     assert all(isinstance(w, str) and isinstance(x, float) for w, x in out["attributions"])
-    plain = run("predict", "--adapter", str(folder), "--text", "i love it", "--explain").stdout.splitlines()
+    plain = here(capsys, "predict", "--adapter", str(folder), "--text", "i love it", "--explain").stdout.splitlines()
     assert plain[0] in LABELS and f"words toward {plain[0]} (+) and away from it (-):" in plain
     assert [line.split()[0] for line in plain[-3:]] == ["i", "love", "it"]
-    wrong = run("predict", "--adapter", str(folder), "--input", "x.csv", "--output", "y.csv", "--explain",
-                check=False)
+    wrong = here(capsys, "predict", "--adapter", str(folder), "--input", "x.csv", "--output", "y.csv", "--explain",
+                 check=False)
     assert wrong.returncode == 2 and "--explain needs --text" in wrong.stderr

@@ -1,4 +1,7 @@
-"""The `adapterlab` command line, run as a user would: JSON for scripts, one-line errors, exit codes."""
+"""The `adapterlab` command line, run as a user would: JSON for scripts, one-line errors, exit codes.
+
+Training runs the real console entry point in a new process; the quick commands run `app.cli.main` in this
+process (`here`), which is what the entry point calls, without a second interpreter start-up each time."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import sys
 
 import pytest
 
+from app.cli import main
 from tests.conftest import ROOT
 
 
@@ -18,6 +22,19 @@ def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     if check:
         assert result.returncode == 0, result.stderr
     return result
+
+
+def here(capsys: pytest.CaptureFixture, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """`adapterlab ARGS` through `app.cli.main` in this process (run from the project's root, as `run`)."""
+    capsys.readouterr()
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    if check:
+        assert code == 0, err
+    return subprocess.CompletedProcess(list(args), code, out, err)
 
 
 @pytest.fixture(scope="module")
@@ -50,23 +67,25 @@ def test_progress_bar_without_json(tiny_bert, sentiment_csv, tmp_path) -> None:
     assert "saved to" in result.stdout and "trainable with the head" in result.stdout
 
 
-def test_predict_text_and_csv(adapter, tmp_path) -> None:
+def test_predict_text_and_csv(adapter, tmp_path, capsys) -> None:
     folder, _, _ = adapter
-    out = json.loads(run("predict", "--adapter", str(folder / "adapter"), "--text", "i love it", "--json").stdout)
+    adapter_dir = str(folder / "adapter")
+    out = json.loads(here(capsys, "predict", "--adapter", adapter_dir, "--text", "i love it", "--json").stdout)
     assert out["label"] in ("pos", "neg") and set(out["probabilities"]) == {"neg", "pos"}
     src = tmp_path / "in.csv"
     src.write_text("review,id\ni love it,1\n@SUM(A1),2\n")
-    run("predict", "--adapter", str(folder / "adapter"), "--input", str(src), "--output", str(tmp_path / "o.csv"))
+    here(capsys, "predict", "--adapter", str(folder / "adapter"), "--input", str(src), "--output",
+         str(tmp_path / "o.csv"))
     with open(tmp_path / "o.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["review", "id", "prediction", "prob_neg", "prob_pos"]
     assert rows[1]["review"] == "'@SUM(A1)"
 
 
-def test_evaluate_json(adapter) -> None:
+def test_evaluate_json(adapter, capsys) -> None:
     folder, _, _ = adapter
-    out = json.loads(run("evaluate", "--adapter", str(folder / "adapter"), "--data", str(folder / "reviews.csv"),
-                         "--json").stdout)
+    out = json.loads(here(capsys, "evaluate", "--adapter", str(folder / "adapter"), "--data",
+                          str(folder / "reviews.csv"), "--json").stdout)
     assert out["rows"] == 48 and 0 <= out["metrics"]["accuracy"] <= 1 and len(out["metrics"]["confusion_matrix"]) == 2
     assert out["calibration"]["temperature"] > 0 and 0 <= out["calibration"]["ece"] <= 1
 
@@ -79,13 +98,14 @@ def test_evaluate_json(adapter) -> None:
     (["train", "--data", "engine/demo_data/support_tickets.csv", "--method", "pfeiffer", "--output", "x",
       "--label-column", "category"], "no column 'category'; the columns are 'text', 'label'"),
 ])
-def test_errors_are_one_line_with_exit_2(args, message) -> None:
-    result = run(*args, check=False)
+def test_errors_are_one_line_with_exit_2(args, message, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(ROOT)
+    result = here(capsys, *args, check=False)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_unknown_method_is_a_usage_error() -> None:
-    result = run("train", "--data", "x.csv", "--method", "adamix", "--output", "x", check=False)
+def test_unknown_method_is_a_usage_error(capsys) -> None:
+    result = here(capsys, "train", "--data", "x.csv", "--method", "adamix", "--output", "x", check=False)
     assert result.returncode == 2 and "invalid choice: 'adamix'" in result.stderr

@@ -51,12 +51,12 @@ def study_of(search_id: str) -> optuna.Study:
 
 def test_a_search_tries_the_defaults_first_then_sampled_trials_and_keeps_the_best(home, spec):
     search_id = api.submit_search({**spec, "method": "houlsby", "epochs": 50},  # chosen by the search, ignored
-                                  {"budget_minutes": 5, "methods": ["pfeiffer", "ia3"], "max_trials": 4})
+                                  {"budget_minutes": 5, "methods": ["pfeiffer", "ia3"], "max_trials": 3})
     assert api.get_job(search_id)["state"] == "queued"  # the budget counts from its first trial's start
     ran = run_queued(search_id)
     found = api.get_job(search_id)
     trials = api.trials(search_id)
-    assert [t["id"] for t in trials] == ran and len(ran) == 4 and found["state"] == "succeeded"
+    assert [t["id"] for t in trials] == ran and len(ran) == 3 and found["state"] == "succeeded"
     assert [t["trial"]["params"] for t in trials[:2]] == [default_params("pfeiffer"), default_params("ia3")]
     assert [(t["method"], t["spec"]["epochs"], t["spec"]["learning_rate"]) for t in trials[:2]] == \
         [("pfeiffer", 3, 3e-3), ("ia3", 3, 2e-2)]
