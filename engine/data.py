@@ -60,13 +60,15 @@ class DataReport:
     label_counts: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
     validation_source: str = "split"
+    validation_sampled_from: int = 0  # the validation rows there were, when a sample of them is evaluated
 
     def lines(self) -> list[str]:
         if not self.train_rows and self.validation_source == "all rows":  # a file evaluated, not trained on
             out = [f"{self.source}: {self.rows} rows, {self.validation_rows} evaluated"]
         else:
+            sampled = f", a seeded sample of {self.validation_sampled_from}" if self.validation_sampled_from else ""
             out = [f"{self.source}: {self.rows} rows, {self.train_rows} for training, "
-                   f"{self.validation_rows} for validation ({self.validation_source})"]
+                   f"{self.validation_rows} for validation ({self.validation_source}{sampled})"]
         out.append("labels: " + ", ".join(f"{k} {v}" for k, v in self.label_counts.items()))
         out += [f"dropped {n} rows: {why}" for why, n in self.dropped.items()]
         return out
@@ -358,6 +360,7 @@ def prepare(
     seed: int = 42,
     max_train_samples: int | None = None,
     split: str = "train",
+    max_eval_samples: int | None = None,
     validation_split: str = "validation",
     label_names: dict[str, str] | None = None,
     name: str | None = None,
@@ -366,7 +369,8 @@ def prepare(
     """Read, clean and split the data, or raise a `DataError` that says what to fix.
 
     `label_names` renames labels (0/1 -> negative/positive); `name` and `validation_name` are how the report
-    names the files (default: their file names)."""
+    names the files (default: their file names). `max_eval_samples` caps the validation rows at a seeded
+    stratified sample, so a big file's evaluation stays a small part of each epoch."""
     source = str(data)
     name = name or Path(source).name or source
     rows, dropped = _clean(read_columns(data, split), name, text_column, text_pair_column, label_column)
@@ -399,6 +403,9 @@ def prepare(
         train, valid = _split(train, validation_fraction, seed)
     if max_train_samples and len(train) > max_train_samples:
         train = _subsample(train, max_train_samples, seed)
+    if max_eval_samples and len(valid) > max_eval_samples:
+        report.validation_sampled_from = len(valid)
+        valid = _subsample(valid, max_eval_samples, seed)
     report.train_rows, report.validation_rows = len(train), len(valid)
     counts = Counter(train.labels)
     report.label_counts = {labels[i]: counts[i] for i in range(len(labels))}

@@ -54,6 +54,9 @@ class TrainConfig:
                              high=8192, whole=True)
     max_train_samples: int | None = option(None, "Max training rows", "Train on at most this many rows (a seeded "
                                            "sample). Empty: every row.", low=2, whole=True, say_empty=True)
+    max_eval_samples: int = option(2000, "Max validation rows", "Evaluate each epoch on at most this many "
+                                   "validation rows (a seeded, stratified sample), so a big file's evaluation stays "
+                                   "a small part of the job; a larger number evaluates more.", low=2, whole=True)
     seed: int = option(42, "Random seed", "Same seed, same result.", low=0, whole=True)
     warmup_ratio: float = option(0.06, "Warm-up", "Share of the steps over which the learning rate rises.", low=0,
                                  high=0.5)
@@ -218,6 +221,13 @@ def _checkpoint_path(checkpoint_dir: str | None) -> Path | None:
     return Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
 
 
+def _save_checkpoint(path: Path, state: dict) -> None:
+    """Write atomically: a kill -9 mid-write leaves the previous checkpoint whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
+
+
 def train(
     config: TrainConfig,
     on_progress: Callable[[Progress], None] | None = None,
@@ -228,11 +238,17 @@ def train(
     progress_every: int = 10,
     progress_seconds: float = 1.0,
     review_dir: str | None = None,
+    checkpoint_seconds: float | None = None,
 ) -> TrainResult:
     """Train one adapter and save it to `config.output`; resume from `checkpoint_dir` if it holds a checkpoint.
 
     `on_progress` hears every `progress_every` steps, at each epoch's end, and at least every `progress_seconds`
     (a time check; the loss is read from the device only on those steps).
+
+    With `checkpoint_dir`, a checkpoint is written after every epoch and, with `checkpoint_seconds`, also within
+    an epoch once that much training time has passed since the last one. A resumed run goes on from the step
+    after the checkpoint with the same batches, dropout, optimizer and schedule, so it trains the same adapter
+    as a run that was never stopped.
 
     `should_cancel` is polled every step: when it returns True the loop stops, the best epoch so far is saved
     and the result says `cancelled`.
@@ -245,7 +261,8 @@ def train(
     seed_everything(cfg.seed)
     data = data or prepare(cfg.data, cfg.validation, cfg.text_column, cfg.text_pair_column, cfg.label_column,
                            cfg.validation_fraction, cfg.seed, cfg.max_train_samples, label_names=cfg.label_names,
-                           name=cfg.data_name, validation_name=cfg.validation_name)
+                           name=cfg.data_name, validation_name=cfg.validation_name,
+                           max_eval_samples=cfg.max_eval_samples)
     device = pick_device(cfg.device)
     bf16 = uses_bf16(device)
     model = AdapterModel(cfg.base_model, mmap=not bf16)
@@ -273,6 +290,7 @@ def train(
     history: list[dict] = []
     best: tuple[float, int, dict] | None = None  # (score, epoch, adapter state)
     start_epoch, train_seconds, samples_seen = 0, 0.0, 0
+    resume_batch, resume_loss = 0, 0.0  # a checkpoint taken within an epoch: the batches done, their loss sum
     ckpt = _checkpoint_path(checkpoint_dir)
     if ckpt and ckpt.is_file():
         state = torch.load(ckpt, map_location=device, weights_only=False)
@@ -281,22 +299,35 @@ def train(
         scheduler.load_state_dict(state["scheduler"])
         history, best = state["history"], state["best"]
         start_epoch, train_seconds, samples_seen = state["epoch"], state["train_seconds"], state["samples_seen"]
+        resume_batch, resume_loss = state.get("batches_done", 0), state.get("running_loss", 0.0)
         torch.set_rng_state(state["rng"].cpu())  # dropout continues exactly as if never interrupted
+
+    def checkpoint(epoch: int, batches_done: int = 0, running_loss: float = 0.0, seconds: float = 0.0) -> None:
+        """The run so far: `epoch` epochs finished, and `batches_done` batches of the next one."""
+        _save_checkpoint(ckpt, {
+            "adapter": model.adapter_state(name), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "history": history, "best": best, "epoch": epoch,
+            "batches_done": batches_done, "running_loss": running_loss, "train_seconds": seconds,
+            "samples_seen": samples_seen, "rng": torch.get_rng_state()})
 
     if device.type == "cpu" and bf16:
         # oneDNN keeps a bf16 kernel per matrix shape and dynamic padding makes dozens: a small cache keeps the
         # speed and saves ~200 MB (read when oneDNN first runs, which bf16 training is on CPU)
         os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
     cancelled = False
-    step = start_epoch * steps_per_epoch
+    step = start_epoch * steps_per_epoch + resume_batch
     reported_at = time.perf_counter()
     pace = Pace(reported_at, step)
+    checkpointed_at = reported_at
     model.train()
     try:
         for epoch in range(start_epoch, cfg.epochs):
             epoch_start = time.perf_counter()
-            running = torch.zeros((), device=device)
+            skip, resume_batch = resume_batch, 0  # only the resumed epoch starts part-way
+            running = torch.full((), resume_loss if skip else 0.0, device=device)
             for i, idx in enumerate(length_grouped_batches(lengths, cfg.batch_size, cfg.seed + epoch)):
+                if i < skip:  # done before the checkpoint: the order is the seed's, so the rest is as it was
+                    continue
                 if should_cancel and should_cancel():
                     raise TrainingCancelled
                 batch = batcher.collate([encoded[j] for j in idx])
@@ -321,6 +352,11 @@ def train(
                     rate = samples_seen / elapsed if elapsed else 0.0
                     on_progress(Progress(step, total_steps, epoch + (i + 1) / steps_per_epoch, loss_so_far,
                                          scheduler.get_last_lr()[0], rate, pace.seconds_left(total_steps - step)))
+                now = time.perf_counter()
+                if ckpt and checkpoint_seconds and now - checkpointed_at >= checkpoint_seconds \
+                        and i < steps_per_epoch - 1:  # the epoch's end writes its own
+                    checkpoint(epoch, i + 1, float(running), train_seconds + now - epoch_start)
+                    checkpointed_at = time.perf_counter()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # once per epoch (never per step), so the epoch's time is complete
             train_seconds += time.perf_counter() - epoch_start
@@ -333,13 +369,8 @@ def train(
             if on_epoch:
                 on_epoch(epoch + 1, metrics)
             if ckpt:
-                ckpt.parent.mkdir(parents=True, exist_ok=True)
-                torch.save({"adapter": model.adapter_state(name), "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), "history": history, "best": best,
-                            "epoch": epoch + 1, "train_seconds": train_seconds, "samples_seen": samples_seen,
-                            "rng": torch.get_rng_state()},
-                           ckpt.with_suffix(".tmp"))
-                ckpt.with_suffix(".tmp").replace(ckpt)
+                checkpoint(epoch + 1, seconds=train_seconds)
+                checkpointed_at = time.perf_counter()
             patience = cfg.early_stopping_patience
             if patience and epoch + 1 - best[1] >= patience:
                 break

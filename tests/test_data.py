@@ -134,3 +134,16 @@ def test_training_reads_csv_without_pandas(tmp_path) -> None:
             "import engine.training; print('pandas' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"
+
+
+def test_validation_is_capped_at_a_seeded_stratified_sample_and_the_report_says_so(tmp_path) -> None:
+    rows = [{"text": f"row {i}", "label": "rare" if i % 10 == 0 else "common"} for i in range(1000)]
+    data = write_csv(tmp_path / "big.csv", rows)
+    full = prepare(data, validation_fraction=0.2)
+    capped = prepare(data, validation_fraction=0.2, max_eval_samples=50)
+    assert len(full.validation) == 200 and len(capped.validation) == 50
+    assert capped.validation.labels.count(capped.labels.index("rare")) == 5  # each label in proportion
+    assert set(capped.validation.texts) <= set(full.validation.texts) and capped.train.texts == full.train.texts
+    assert capped.validation.texts == prepare(data, validation_fraction=0.2, max_eval_samples=50).validation.texts
+    assert "50 for validation (split, a seeded sample of 200)" in capped.report.lines()[0]
+    assert "200 for validation (split)" in full.report.lines()[0]

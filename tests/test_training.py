@@ -93,6 +93,33 @@ def test_resume_from_checkpoint_matches_uninterrupted(sentiment_csv, tiny_bert, 
     assert resumed.metrics["accuracy"] == full.metrics["accuracy"]
 
 
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return torch.load(folder / "pytorch_adapter.bin", weights_only=True)
+
+
+def test_a_run_stopped_mid_epoch_resumes_from_its_timed_checkpoint_to_the_same_adapter(sentiment_csv, tiny_bert,
+                                                                                     tmp_path) -> None:
+    settings = {"epochs": 2, "base_dropout": True}  # dropout on: the random stream must continue exactly
+    full = train(_config(sentiment_csv, tiny_bert, tmp_path / "full", **settings))
+    ckpt, steps = tmp_path / "ckpt", []
+    first = train(_config(sentiment_csv, tiny_bert, tmp_path / "part", **settings), checkpoint_dir=str(ckpt),
+                  checkpoint_seconds=1e-9, on_progress=steps.append, progress_every=1,
+                  should_cancel=lambda: bool(steps) and steps[-1].epoch > 1 and steps[-1].epoch % 1 > 0.3)
+    per_epoch = steps[0].total_steps // 2
+    saved = torch.load(ckpt / "checkpoint.pt", weights_only=False)  # written after every step, mid-epoch too
+    assert first.cancelled and saved["epoch"] == 1 and steps[-1].step == per_epoch + saved["batches_done"]
+    assert 0 < saved["batches_done"] < per_epoch - 1
+    resumed_steps = []
+    resumed = train(_config(sentiment_csv, tiny_bert, tmp_path / "part", **settings), checkpoint_dir=str(ckpt),
+                    on_progress=resumed_steps.append, progress_every=1)
+    assert resumed_steps[0].step == steps[-1].step + 1 and [h["epoch"] for h in resumed.history] == [1, 2]
+    assert resumed.history == full.history  # the same losses and scores, epoch by epoch
+    ours, theirs = _weights(tmp_path / "part"), _weights(tmp_path / "full")
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("model_type", ["roberta", "distilbert", "electra", "xlm-roberta"])
 def test_bert_family_architectures(model_type, sentiment_csv, tmp_path) -> None:
     from engine.inference import Predictor

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from conftest import NEGATIVE, POSITIVE, ROOT, write_csv
 
 from worker import api, settings
@@ -121,27 +122,41 @@ def resumed_after_an_epoch(job: dict) -> bool:
     return bool(second) and min(second) > per_epoch
 
 
-def test_kill_9_mid_training_and_a_restart_resume_the_job(tmp_path, monkeypatch, spec):
-    set_env(monkeypatch, tmp_path / "home")
+def test_kill_9_mid_epoch_and_a_restart_resume_from_the_timed_checkpoint_to_the_same_adapter(tmp_path, monkeypatch,
+                                                                                              tiny_bert):
+    home = tmp_path / "home"
+    set_env(monkeypatch, home)
+    monkeypatch.setenv("ADAPTERLAB_CHECKPOINT_MINUTES", "0.002")  # a checkpoint every 0.12 s of training
     log = tmp_path / "worker.log"
-    job_id = api.submit({**spec, "epochs": 12})
+    rows = [{"text": t, "label": "pos"} for t in POSITIVE * 38] + [{"text": t, "label": "neg"} for t in NEGATIVE * 38]
+    spec = {"data": str(write_csv(tmp_path / "reviews.csv", rows)), "method": "pfeiffer", "base_model": str(tiny_bert),
+            "epochs": 2, "batch_size": 4, "max_length": 32, "base_dropout": True}  # dropout: the RNG must resume
+    killed, uninterrupted = api.submit({**spec, "name": "killed"}), api.submit({**spec, "name": "uninterrupted"})
+    checkpoint = home / "checkpoints" / killed / "checkpoint.pt"
     first = start_worker(log)
     try:
-        wait_for(lambda: any(s["epoch"] > 2 for s in api.get_job(job_id)["steps"]), "epoch 3 to start", log)
+        wait_for(lambda: any(1.3 < s["epoch"] < 1.8 for s in api.get_job(killed)["steps"]) and checkpoint.is_file(),
+                 "the second epoch to be under way", log)
     finally:
         first.kill()
         first.wait()
-    assert api.get_job(job_id)["state"] == "running"  # as the dead worker left it
+    saved = torch.load(checkpoint, weights_only=False)
+    assert saved["epoch"] == 1 and saved["batches_done"] > 0  # taken within the second epoch
+    assert api.get_job(killed)["state"] == "running"  # as the dead worker left it
 
     second = start_worker(log)
     try:
-        job = wait_final(job_id, log)
+        jobs = [wait_final(job_id, log) for job_id in (killed, uninterrupted)]
     finally:
         stop(second)
-    assert (job["state"], job["attempts"]) == ("succeeded", 2), job["error"]
-    assert job["worker_id"].endswith(f":{second.pid}") and resumed_after_an_epoch(job)
-    assert [h["epoch"] for h in job["history"]] == list(range(1, 13))
-    assert "is gone; job interrupted" in log.read_text()
+    assert [(j["state"], j["attempts"]) for j in jobs] == [("succeeded", 2), ("succeeded", 1)], jobs[0]["error"]
+    per_epoch = jobs[0]["steps"][-1]["total_steps"] // 2
+    assert min(s["step"] for s in jobs[0]["steps"] if s["attempt"] == 2) > per_epoch + saved["batches_done"]
+    assert jobs[0]["history"] == jobs[1]["history"] and "is gone; job interrupted" in log.read_text()
+    ours, theirs = (torch.load(Path(j["adapter_dir"]) / "pytorch_adapter.bin", weights_only=True) for j in jobs)
+    for key in theirs:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-6)
+    assert not checkpoint.parent.exists()  # removed once the job succeeded
 
 
 def test_stopping_the_embedded_worker_requeues_its_job_and_a_new_one_resumes_it(tmp_path, monkeypatch, spec):

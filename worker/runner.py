@@ -123,7 +123,8 @@ def _train(job: Job, me: str, beat: Heartbeat, dev: str, hooks: search.TrialHook
     halve = job.batch_size == job.spec["batch_size"] and job.batch_size > 1
     try:
         return train(config, on_progress=on_progress, should_cancel=should_stop, on_epoch=on_epoch,
-                     checkpoint_dir=str(checkpoint_dir), review_dir=str(settings.reviews_dir() / job.id))
+                     checkpoint_dir=str(checkpoint_dir), review_dir=str(settings.reviews_dir() / job.id),
+                     checkpoint_seconds=settings.checkpoint_seconds())
     except Exception as exc:
         if not (halve and is_out_of_memory(exc)):
             raise

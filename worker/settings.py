@@ -120,6 +120,12 @@ def max_attempts() -> int:
     return int(_number("ADAPTERLAB_MAX_ATTEMPTS", 3))
 
 
+def checkpoint_seconds() -> float:
+    """How much training time a killed worker can lose at most: a running job also saves its checkpoint within
+    an epoch this often (`ADAPTERLAB_CHECKPOINT_MINUTES`, default 5), besides after every epoch."""
+    return 60 * _number("ADAPTERLAB_CHECKPOINT_MINUTES", 5.0)
+
+
 def progress_seconds() -> float:
     """The least time between two stored progress rows (epoch ends are always stored)."""
     return _number("ADAPTERLAB_PROGRESS_SECONDS", 1.0)

@@ -142,7 +142,8 @@ def prepare_job(spec: dict, like: dict | None = None) -> dict:
     config = TrainConfig(output="", **normalise(spec)).resolved()
     base_model = check_method(config)
     prepare(config.data, config.validation, config.text_column, config.text_pair_column, config.label_column,
-            config.validation_fraction, config.seed, config.max_train_samples, label_names=config.label_names)
+            config.validation_fraction, config.seed, config.max_train_samples, label_names=config.label_names,
+            max_eval_samples=config.max_eval_samples)
     like = like or {}
     data_source = snapshot(config.data, "train", like.get("data"))
     validation_source = snapshot(config.validation, "validation", like.get("validation_data")) \

@@ -7,6 +7,7 @@ failure replaces the whole of what the tab shows in one step, so nothing from an
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from app import services
 from app.ui import friendly, note
 from engine.data import DEMO_DATA, DEMO_PAIR_DATA, guess_columns, prepare, read_table
 from engine.errors import AdapterLabError, DataError
+from engine.options import default_of
+from engine.training import TrainConfig
 
 SOURCES = ["Upload a file", "Built-in demo data", "Server datasets folder", "Hugging Face Hub"]
 DEMOS = {"Support tickets: sort a message into 4 topics": DEMO_DATA,
@@ -30,6 +33,8 @@ GUESS_ROWS = 1000
 IMBALANCE_RATIO = 5
 FEW_ROWS = 5
 RENAME_HEADERS = ["Label in the data", "Name to use"]
+# The report says what training will use: its default cap on validation rows included
+MAX_EVAL_SAMPLES = default_of(next(f for f in dataclasses.fields(TrainConfig) if f.name == "max_eval_samples"))
 # What a check and a load return, in order (the components in `build` follow these names)
 CHECKED = ("report", "chart", "renames", "chosen", "next_button", "next_hint")
 SHOWN = ("loaded", "preview", "text", "pair", "label", "status", "validation", "val_upload", *CHECKED)
@@ -139,7 +144,8 @@ def _checked(loaded: dict | None, text: str | None, pair: str | None, label: str
         if text == label or (pair and pair in (text, label)):
             raise DataError("The text, second text and label must be three different columns.")
         raw = prepare(loaded["source"], validation["path"] if validation else None, text, pair or None, label,
-                      name=loaded["name"], validation_name=validation["name"] if validation else None)
+                      name=loaded["name"], validation_name=validation["name"] if validation else None,
+                      max_eval_samples=MAX_EVAL_SAMPLES)
         names = {k: v for k, v in names.items() if k in raw.labels}  # a new label column keeps no old names
         data = raw.renamed(names)
     except AdapterLabError as exc:

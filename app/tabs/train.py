@@ -126,8 +126,8 @@ def option_control(method: str, name: str, spec: OptionSpec, default: object) ->
 
 # The hyperparameters the form shows, with their words, limits and defaults from TrainConfig (engine/options.py)
 SETTINGS = {f.name: (f, spec) for f, spec in option_fields(TrainConfig)
-            if f.name in ("epochs", "learning_rate", "batch_size", "max_length", "max_train_samples", "seed",
-                          "early_stopping_patience", "balance_classes")}
+            if f.name in ("epochs", "learning_rate", "batch_size", "max_length", "max_train_samples",
+                          "max_eval_samples", "seed", "early_stopping_patience", "balance_classes")}
 
 
 def _checked(key: str, value: object) -> object:
@@ -246,6 +246,7 @@ def build(data: DataTab) -> TrainTab:
             with gr.Accordion("Advanced", open=False, elem_id="train-advanced"):
                 max_length = _number_box("max_length", "train-max-length")
                 max_train_samples = _optional_box("max_train_samples", "train-max-samples", "all rows")
+                max_eval_samples = _number_box("max_eval_samples", "train-max-eval-samples")
                 seed = _number_box("seed", "train-seed")
                 patience = _optional_box("early_stopping_patience", "train-patience", "never")
                 base_dropout = gr.Checkbox(False, label="Keep the base model's dropout while training",
@@ -273,7 +274,8 @@ def build(data: DataTab) -> TrainTab:
     data.chosen.change(data_summary, data.chosen, summary)
     form = {**option_controls, "method": method, "base_model": base_model, "epochs": epochs,
             "learning_rate": learning_rate, "batch_size": batch_size, "max_length": max_length,
-            "max_train_samples": max_train_samples, "seed": seed, "early_stopping_patience": patience,
+            "max_train_samples": max_train_samples, "max_eval_samples": max_eval_samples, "seed": seed,
+            "early_stopping_patience": patience,
             "base_dropout": base_dropout, "balance_classes": balance, "name": name, "mode": mode,
             **search_controls}
     return TrainTab(form, launch, status, cards, groups)
@@ -318,6 +320,7 @@ def clone_values(job: dict) -> tuple[dict, dict]:
     form.update(method=method.name, base_model=spec.get("base_model") or DEFAULT_BASE_MODEL, name="", mode=TRAIN_ONE,
                 base_dropout=bool(spec.get("base_dropout")), balance_classes=bool(spec.get("balance_classes")),
                 max_train_samples=spec.get("max_train_samples") or "",
+                max_eval_samples=spec.get("max_eval_samples") or default_of(SETTINGS["max_eval_samples"][0]),
                 early_stopping_patience=spec.get("early_stopping_patience") or "")
     return data, form
 
