@@ -70,12 +70,18 @@ def check_config(values: dict) -> SearchConfig:
 
 # --- the study -------------------------------------------------------------------------------------------------
 
+_storages: dict[str, optuna.storages.RDBStorage] = {}
+
+
 def _storage() -> optuna.storages.RDBStorage:
+    """Optuna's storage in the job store's database, one per database URL (each holds a connection pool)."""
     url = settings.database_url()
-    db.get_engine()  # our migrations first: they hand `alembic_version` to Optuna
-    kwargs = {"connect_args": {"timeout": db.SQLITE_BUSY_TIMEOUT_MS / 1000}} if url.startswith("sqlite") else \
-        {"pool_pre_ping": True}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    if url not in _storages:
+        db.get_engine()  # our migrations first: they hand `alembic_version` to Optuna
+        kwargs = {"connect_args": {"timeout": db.SQLITE_BUSY_TIMEOUT_MS / 1000}} if url.startswith("sqlite") else \
+            {"pool_pre_ping": True}
+        _storages[url] = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    return _storages[url]
 
 
 def _study(search: dict, trials_so_far: int = 0) -> optuna.Study:
