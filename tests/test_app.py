@@ -239,7 +239,8 @@ def form(**overrides) -> dict:
 def test_build_spec():
     spec = train_tab.build_spec(DATA, form())
     assert spec == {"data": "/data/x.csv", "text_column": "text", "label_column": "label", "method": "ia3",
-                    "epochs": 2, "batch_size": 16, "max_length": 128, "seed": 42, "name": "my job"}
+                    "epochs": 2, "batch_size": 16, "max_length": 128, "max_eval_samples": 2000, "seed": 42,
+                    "name": "my job"}
     pfeiffer = train_tab.build_spec(DATA, form(method="pfeiffer", method_options={"reduction_factor": "8"}))
     assert pfeiffer["method_options"] == {"reduction_factor": 8.0}
     lora = train_tab.build_spec(DATA, form(method="lora", method_options={"lora_r": 16, "lora_targets": "query, key"}))

@@ -131,7 +131,7 @@ def test_kill_9_mid_epoch_and_a_restart_resume_from_the_timed_checkpoint_to_the_
     rows = [{"text": t, "label": "pos"} for t in POSITIVE * 38] + [{"text": t, "label": "neg"} for t in NEGATIVE * 38]
     spec = {"data": str(write_csv(tmp_path / "reviews.csv", rows)), "method": "pfeiffer", "base_model": str(tiny_bert),
             "epochs": 2, "batch_size": 4, "max_length": 32, "base_dropout": True}  # dropout: the RNG must resume
-    killed, uninterrupted = api.submit({**spec, "name": "killed"}), api.submit({**spec, "name": "uninterrupted"})
+    killed, uninterrupted = api.submit(spec), api.submit(spec)  # one name: the adapters' weights share their keys
     checkpoint = home / "checkpoints" / killed / "checkpoint.pt"
     first = start_worker(log)
     try:
