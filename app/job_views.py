@@ -93,7 +93,7 @@ def _score(metrics: dict | None, key: str) -> str:
 
 def job_label(job: dict) -> str:
     """How a job appears in menus: its name and short id."""
-    return f"{job.get('name') or 'job'} · {methods.label(job.get('method'))} · {job['id']}"
+    return f"{job.get('name') or 'job'} · {method_name(job)} · {job['id']}"
 
 
 SORTS = {"Newest first": lambda j: j.get("created_at") or "", "Oldest first": lambda j: j.get("created_at") or "",
