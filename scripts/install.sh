@@ -26,13 +26,16 @@ fi
 "$PY" -c "import torch" || { echo "torch failed to install" >&2; exit 1; }
 
 if [[ "${1:-}" == "--test" ]]; then
+  # The reference venv is separate from this environment: it builds while the rest installs.
+  (scripts/make_reference_venv.sh >/dev/null || echo "reference venv not built: interop tests will skip") &
+  reference=$!
   pip_q -e ".[test]"
   if ! [ -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing Chromium for the browser tests"
     (apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 &&
       apt-get install -y -q chromium >/dev/null 2>&1; }) || echo "Chromium not installed: browser tests will skip"
   fi
-  scripts/make_reference_venv.sh >/dev/null || echo "reference venv not built: interop tests will skip"
+  wait "$reference"
 else
   pip_q -e .
 fi

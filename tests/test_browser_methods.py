@@ -38,6 +38,8 @@ def test_each_new_method_trains_on_the_demo_data(page, app_server):
         expect(page.locator("#train-method-cards")).to_contain_text(group)
 
     count = page.locator("#train-param-count")
+    page.locator("#train-advanced").click()  # open for every method below: 60 rows train each in a moment
+    page.locator("#train-max-samples textarea, #train-max-samples input").first.fill("60")
     for name, (option, value, shown) in NEW_METHODS.items():
         method = methods.get(name)
         open_tab(page, "2 · Train")
@@ -66,7 +68,6 @@ def test_each_new_method_trains_on_the_demo_data(page, app_server):
         if name == "full":
             expect(count).to_contain_text("every weight of the model")
         if name == "prompt":  # the tiny model has 128 positions: the virtual tokens need some of them
-            page.locator("#train-advanced").click()
             page.locator("#train-max-length input").fill("128")
             page.locator("#train-launch").click()
             expect(page.locator("#train-status")).to_contain_text("exceed the model's 128 positions")
