@@ -157,18 +157,25 @@ def prepare_data(a: argparse.Namespace, work: Path) -> dict:
             "validation_rows": len(valid), "train_csv": str(paths["train"]), "validation_csv": str(paths["validation"])}
 
 
+# The CPU features that decide which kernels run (bf16 and int8 matrix units): recorded with every result, as the
+# same lever can win on one CPU family and lose on another
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
+    cpu, flags = platform.processor() or platform.machine(), set()
     try:
         for line in open("/proc/cpuinfo"):
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
                 break
         mem = next(int(x.split()[1]) for x in open("/proc/meminfo") if x.startswith("MemTotal"))
     except (OSError, StopIteration):
         mem = 0
-    info = {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem / 2**20, 1), "os": platform.platform(),
-            "python": platform.python_version()}
+    info = {"cpu": cpu, "cpu_flags": [f for f in SPEED_FLAGS if f in flags], "cores": os.cpu_count(),
+            "memory_gib": round(mem / 2**20, 1), "os": platform.platform(), "python": platform.python_version()}
     try:
         import torch
 
@@ -342,7 +349,9 @@ def markdown(report: dict) -> str:
     peft_v = report["versions"].get("reference-peft", {})
     lines = [f"Recorded {report['date']} with `{report['command']}` "
              f"({report['wall_minutes']:.0f} minutes; {a['repeats']} interleaved repeat(s), medians shown).", ""]
-    lines += [f"- Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB RAM, {info['os']}; "
+    flags = ", ".join(info.get("cpu_flags") or []) or "not recorded"
+    lines += [f"- Machine: {info['cpu']} (flags: {flags}), {info['cores']} cores, {info['memory_gib']} GiB RAM, "
+              f"{info['os']}; "
               f"device `{report['device']}`; torch threads: {a['threads'] or 'torch default'}"
               f" ({info.get('torch_threads_default')}).",
               f"- AdapterLab: torch {info.get('torch')}, transformers {al_v.get('transformers')}. "
