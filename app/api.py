@@ -14,7 +14,7 @@ from gradio.utils import get_upload_folder
 from app import services
 from app.search_views import search_result
 from app.security import check_job_id, uploaded_path
-from app.tabs.train import build_spec
+from app.tabs.train import DEFAULT_METHOD, build_spec
 from app.ui import friendly
 from worker import api as jobs
 
@@ -57,7 +57,7 @@ def submit_search(data_file: FileData, text_column: str, label_column: str, budg
     id (`/search_status` follows it). `methods`: names to try (default: Houlsby, Pfeiffer, IA3)."""
     path = uploaded_path(data_file.get("path") if isinstance(data_file, dict) else None, get_upload_folder())
     data = {"source": str(path), "text": text_column, "pair": text_pair_column or None, "label": label_column}
-    spec = build_spec(data, {"method": (methods or ["pfeiffer"])[0], "base_model": base_model,
+    spec = build_spec(data, {"method": (methods or [DEFAULT_METHOD])[0], "base_model": base_model,
                              "batch_size": batch_size, "max_train_samples": max_train_samples, "name": name})
     return jobs.submit_search(spec, {"budget_minutes": budget_minutes, "methods": methods,
                                      "max_trials": max_trials, "parallel": parallel})

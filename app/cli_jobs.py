@@ -44,8 +44,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _trial_line(row: dict) -> str:
-    options = ", ".join(f"{words} {value:g}" if isinstance(value, float) else f"{words} {value}"
-                        for words, value in row["options"] if value not in ([], None, ""))
+    from app.search_views import options_words
+
+    options = options_words(row)
     score = f"macro-F1 {row['macro_f1']:.4f}" if row["macro_f1"] is not None else "no score"
     return (f"trial {row['number']:>3}  {row['method']:<9} lr {row['learning_rate']:.2g}, {row['epochs']} epochs"
             f"{', ' + options if options else ''}: {score} ({row['outcome']}, {row['epochs_run']} epochs run)")

@@ -35,6 +35,12 @@ def trial_row(job: dict) -> dict:
             "seconds": _seconds(job), "adapter_dir": job.get("adapter_dir"), "ended": "outcome" in trial}
 
 
+def options_words(row: dict) -> str:
+    """A trial's method options in the page's words ('Reduction factor 8'), the unset ones left out."""
+    return ", ".join(f"{words} {value:g}" if isinstance(value, float) else f"{words} {value}"
+                     for words, value in row["options"] if value not in ([], None, ""))
+
+
 def search_result(search: dict, trials: list[dict]) -> dict:
     """The search's settings, state, trials, best trial (the highest validation macro-F1) and importances."""
     cfg = search.get("search") or {}
@@ -46,7 +52,7 @@ def search_result(search: dict, trials: list[dict]) -> dict:
             "started_at": search.get("started_at"), "finished_at": search.get("finished_at"),
             "seconds": _seconds(search), "best": best, "trials": rows,
             "pruned": sum(r["outcome"] == "pruned" for r in rows),
-            "importance": {name: value for name, value in (cfg.get("importance") or {}).items()},
+            "importance": cfg.get("importance") or {},
             "importance_labels": {name: param_label(name) for name in cfg.get("importance") or {}},
             "error": search.get("error")}
 
@@ -77,8 +83,7 @@ def trials_frame(result: dict) -> pd.DataFrame:
     best = (result["best"] or {}).get("job_id")
     rows = []
     for r in result["trials"]:
-        options = ", ".join(f"{words} {value:g}" if isinstance(value, float) else f"{words} {value}"
-                            for words, value in r["options"] if value not in ([], None, ""))
+        options = options_words(r)
         rows.append([f"★ {r['number']}" if r["job_id"] == best else str(r["number"]), method_label(r["method"]),
                      options or "—", f"{r['learning_rate']:.2g}" if r["learning_rate"] else "—",
                      f"{r['epochs_run']} of {r['epochs']}", OUTCOME_WORDS.get(r["outcome"], r["outcome"]),

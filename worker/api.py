@@ -66,9 +66,8 @@ def to_dict(job: Job, epochs: list[JobEpoch], steps: list[JobStep] | None) -> di
         "finished_at": _iso(job.finished_at), "heartbeat_at": _iso(job.heartbeat_at), "history": _history(epochs),
         "kind": job.kind, "parent_id": job.parent_id, "trial": job.trial, "search": job.search,
     }
-    if job.kind == JobKind.SEARCH and job.state in ACTIVE and job.started_at:
-        budget = job.search["budget_minutes"] * 60  # a search's progress is its budget's clock
-        left = max(0.0, budget - (utcnow() - job.started_at).total_seconds())
+    if job.kind == JobKind.SEARCH and job.state in ACTIVE:  # a search's progress is its budget's clock
+        budget, left = job.search["budget_minutes"] * 60, max(0.0, search.seconds_left(job))
         out.update(progress=1 - left / budget, eta_seconds=left)
     if steps is not None:
         out["steps"] = _steps(steps)

@@ -174,8 +174,9 @@ def _run(job: Job, me: str, dev: str) -> str | None:
     if beat.lost.is_set():
         log.warning("job %s: taken from this worker while training; its result is dropped", job.id)
         return None
-    stopped = hooks.stopped if hooks and result.cancelled and not beat.cancelled.is_set() else None
-    if result.cancelled and not beat.cancelled.is_set() and not stopped:
+    not_by_user = result.cancelled and not beat.cancelled.is_set()  # the worker stopping, or the search
+    stopped = hooks.stopped if hooks and not_by_user else None
+    if not_by_user and not stopped:
         state = store.release_held(job.id, me)
         log.info("job %s: worker stopping, job %s", job.id, state)
         return state

@@ -168,7 +168,8 @@ def deadline(search: Job) -> datetime | None:
     return search.started_at + timedelta(minutes=search.search["budget_minutes"]) if search.started_at else None
 
 
-def _seconds_left(search: Job) -> float:
+def seconds_left(search: Job) -> float:
+    """The budget left: all of it before the first trial starts."""
     end = deadline(search)
     return search.search["budget_minutes"] * 60 if end is None else (end - utcnow()).total_seconds()
 
@@ -219,7 +220,7 @@ def _start_trials(search: Job, cfg: dict, trials: list[Job], study: optuna.Study
     while in_flight + len(started) < cfg["parallel"] and not cfg.get("spent"):
         if cfg["max_trials"] and len(trials) + len(started) >= cfg["max_trials"]:
             break
-        left = _seconds_left(search)
+        left = seconds_left(search)
         if left <= 0:
             cfg["spent"] = True
             break
@@ -289,10 +290,8 @@ def _advance(search_id: str) -> list[str]:
     best = _best(trials)
     cfg.update(best_job=best.id if best else None, importance=_importance(study) or cfg.get("importance", {}))
     values = {"search": cfg, "metrics": best.metrics if best else None, "labels": best.labels if best else None}
-    if any(t.state not in FINAL for t in trials) or new:
-        left = max(0.0, _seconds_left(search))
-        values.update(progress=min(1.0, 1 - left / (cfg["budget_minutes"] * 60)), eta_seconds=left)
-    else:
+    # Nothing left to run: the search ends (while it runs, api.to_dict derives its progress from the budget)
+    if not new and all(t.state in FINAL for t in trials):
         state = JobState.CANCELLED if search.state == JobState.CANCELLING else \
             JobState.SUCCEEDED if best else JobState.FAILED
         values.update(state=state, finished_at=utcnow(), progress=1.0, eta_seconds=None)
@@ -354,7 +353,7 @@ def resume_stalled() -> list[str]:
 
 
 def forget(search: dict) -> None:
-    """Delete a search's study and lock (the search is being deleted)."""
+    """Delete a search's study (the search is being deleted)."""
     try:
         optuna.delete_study(study_name=search["study"], storage=_storage())
     except KeyError:  # never created, or deleted already
