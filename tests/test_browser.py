@@ -24,11 +24,13 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed "
                                      "(pip install playwright)")
-pytestmark = [
+# Every browser test module's marks: `pytestmark = BROWSER`
+BROWSER = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is not installed at /usr/bin/chromium "
                        "(apt-get install -y chromium)"),
 ]
+pytestmark = BROWSER
 expect = playwright_api.expect
 
 

@@ -16,10 +16,9 @@ import pytest
 
 from tests.conftest import write_csv
 from tests.test_app_server import JOB_TIMEOUT
-from tests.test_browser import CHROMIUM, app_server, browser, choose, expect, open_tab, shot
+from tests.test_browser import BROWSER, app_server, browser, choose, expect, open_tab, shot
 
-pytestmark = [pytest.mark.browser, pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is not installed at "
-                                                      "/usr/bin/chromium (apt-get install -y chromium)")]
+pytestmark = BROWSER
 TOAST = ".toast-body"
 __all__ = ["app_server", "browser"]  # the shared fixtures, used by name below
 

@@ -13,16 +13,12 @@ import pytest
 from gradio_client import Client, handle_file
 
 from tests.test_app_server import JOB_TIMEOUT
-from tests.test_browser import CHROMIUM, app_server, browser, open_tab, page, playwright_api, shot
+from tests.test_browser import BROWSER, app_server, browser, open_tab, page, playwright_api, shot
 from worker import api as job_api
 
 __all__ = ["app_server", "browser", "page"]  # the shared fixtures, used by name below
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is not installed at /usr/bin/chromium "
-                       "(apt-get install -y chromium)"),
-]
+pytestmark = BROWSER
 expect = playwright_api.expect
 DONE = JOB_TIMEOUT * 1000
 # Everything Gradio's status announcer (an aria-live region for screen readers) says, recorded from the start.

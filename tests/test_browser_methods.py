@@ -7,9 +7,10 @@ import re
 
 from engine import methods
 from tests.test_app_server import JOB_TIMEOUT
-from tests.test_browser import app_server, browser, choose, expect, open_tab, page, shot
+from tests.test_browser import BROWSER, app_server, browser, choose, expect, open_tab, page, shot
 
 __all__ = ["app_server", "browser", "page"]  # the shared fixtures, used by name below
+pytestmark = BROWSER
 
 # method -> (the option control to set, the value to pick or type, the words the job page shows)
 NEW_METHODS = {"parallel": ("reduction-factor", "8", ("Reduction factor", "8")),

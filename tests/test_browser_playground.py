@@ -19,10 +19,9 @@ from gradio_client import Client, handle_file
 
 from engine.data import DEMO_PAIR_DATA
 from tests.test_app_server import wait_for_job
-from tests.test_browser import CHROMIUM, app_server, browser, choose, expect, open_tab, shot
+from tests.test_browser import BROWSER, app_server, browser, choose, expect, open_tab, shot
 
-pytestmark = [pytest.mark.browser, pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is not installed at "
-                                                      "/usr/bin/chromium (apt-get install -y chromium)")]
+pytestmark = BROWSER
 REVIEWS = re.compile("pg-reviews")
 PAIRS = re.compile("pg-pairs")
 __all__ = ["app_server", "browser"]  # the shared fixtures, used by name below

@@ -13,12 +13,11 @@ import pytest
 from gradio_client import Client, handle_file
 
 from tests.test_app_server import wait_for_job
-from tests.test_browser import CHROMIUM, app_server, browser, choose, expect, open_tab, shot
+from tests.test_browser import BROWSER, app_server, browser, choose, expect, open_tab, shot
 from tests.test_browser_playground import page  # its checks wait up to 20 s: the 2 cores are busy
 
 __all__ = ["app_server", "browser", "page"]  # the shared fixtures, used by name below
-pytestmark = [pytest.mark.browser, pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is not installed at "
-                                                      "/usr/bin/chromium (apt-get install -y chromium)")]
+pytestmark = BROWSER
 
 
 @pytest.fixture(scope="module")
