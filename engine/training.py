@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import random
 import time
 from collections import deque
@@ -20,6 +19,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from engine.adapter_io import adapter_name_for, save_adapter
 from engine.adapter_model import AdapterModel
+from engine.base_models import load_config, resolve_base_model
 from engine.batching import length_grouped_batches
 from engine.calibration import calibrate
 from engine.data import PreparedData, prepare
@@ -28,6 +28,7 @@ from engine.evaluation import evaluate, predict_logits
 from engine.methods import all_options
 from engine.methods import get as get_method
 from engine.options import check_value, option, option_fields
+from engine.precision import choose as choose_precision
 
 
 @dataclass
@@ -183,24 +184,7 @@ def _lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
     return f
 
 
-def cpu_has_native_bf16() -> bool:
-    """True on x86 CPUs with bf16 matrix instructions (AVX512-BF16 or AMX), unless ADAPTERLAB_CPU_BF16=0."""
-    if os.environ.get("ADAPTERLAB_CPU_BF16", "1").strip().lower() in ("0", "false", "no"):
-        return False
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def uses_bf16(device: torch.device) -> bool:
-    """Train (and evaluate while training, as the HF Trainer does) in bf16 autocast on CUDA and on CPUs with
-    native bf16, where it cuts a step by about a third: the frozen base's matrix products run in bf16, while
-    adapter weights, optimizer and loss stay fp32. Inference outside training stays full precision on CPU."""
-    return device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
-
-
-def _attention_kernel(device: torch.device, width: int) -> contextlib.AbstractContextManager:
+def attention_kernel(device: torch.device, width: int) -> contextlib.AbstractContextManager:
     """SDPA's plain (math) kernel on CPU for batches up to 128 tokens wide, where the fused flash kernel's
     backward is 1.5-6x slower (per layer at 16 tokens: 8.6 ms against 1.3); wider batches keep the fused
     kernel, which wins from ~256 tokens and needs no width-squared memory."""
@@ -264,7 +248,10 @@ def train(
                            name=cfg.data_name, validation_name=cfg.validation_name,
                            max_eval_samples=cfg.max_eval_samples)
     device = pick_device(cfg.device)
-    bf16 = uses_bf16(device)
+    base_path = resolve_base_model(cfg.base_model)
+    precision = choose_precision(device, base_path, load_config(base_path))
+    precision.apply()  # before oneDNN first runs in this process
+    bf16 = precision.bf16
     model = AdapterModel(cfg.base_model, mmap=not bf16)
     name = adapter_name_for(cfg.adapter_name or cfg.output)
     model.add_adapter(name, cfg.method, data.labels, cfg.method_options)
@@ -310,10 +297,6 @@ def train(
             "batches_done": batches_done, "running_loss": running_loss, "train_seconds": seconds,
             "samples_seen": samples_seen, "rng": torch.get_rng_state()})
 
-    if device.type == "cpu" and bf16:
-        # oneDNN keeps a bf16 kernel per matrix shape and dynamic padding makes dozens: a small cache keeps the
-        # speed and saves ~200 MB (read when oneDNN first runs, which bf16 training is on CPU)
-        os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
     cancelled = False
     step = start_epoch * steps_per_epoch + resume_batch
     reported_at = time.perf_counter()
@@ -332,7 +315,7 @@ def train(
                     raise TrainingCancelled
                 batch = batcher.collate([encoded[j] for j in idx])
                 target = batcher.to_device({"labels": labels[idx]})["labels"]  # pinned + non-blocking on CUDA
-                with batcher.autocast(), _attention_kernel(device, batch["input_ids"].shape[1]):
+                with batcher.autocast(), attention_kernel(device, batch["input_ids"].shape[1]):
                     logits = model(**batch)
                 loss = F.cross_entropy(logits.float(), target, weight=weights)
                 loss.backward()
@@ -397,6 +380,7 @@ def train(
         "metrics": final, "history": history, "best_epoch": best[1], "cancelled": cancelled,
         "data_fingerprint": data.fingerprint, "data_report": data.report.lines(),
         "train_seconds": round(train_seconds, 3), "train_samples_per_second": round(rate, 2),
+        "precision": precision.describe(),
         "temperature": calibration.temperature, "apply_temperature": True, "calibration": calibration.as_dict(),
         **({"label_issues": review} if review else {}),
         "started_at": started_at.isoformat(timespec="seconds"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# one precision probe per model shape for the whole run (engine/precision.py), not one per test's ADAPTERLAB_HOME
+os.environ.setdefault("ADAPTERLAB_PRECISION_CACHE", os.path.join(tempfile.mkdtemp(prefix="adapterlab-"),
+                                                                 "precision.json"))
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")

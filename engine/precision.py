@@ -1,0 +1,188 @@
+"""Which precision trains fastest on this machine: measured, not assumed from CPU flags.
+
+On CPUs with native bf16 (AVX512-BF16, AMX), bf16 autocast is faster on some (an AMD EPYC: 1.4x) and slower
+on others (an Intel Xeon with AMX, unless oneDNN keeps every bf16 kernel it builds; docs/benchmarks.md). So the
+first time a base model's shape is trained on a CPU model, a short probe times a few training steps in each
+candidate setting, each in a fresh process (oneDNN reads its kernel-cache size once per process), and the
+fastest is kept in `$ADAPTERLAB_HOME/precision.json` for every later run on that CPU, model shape and torch.
+
+`ADAPTERLAB_PRECISION=fp32|bf16|bf16-keep-kernels` overrides the choice (`auto`, the default, measures);
+`ONEDNN_PRIMITIVE_CACHE_CAPACITY`, when set, is left as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from engine.errors import ConfigError
+
+ENV = "ADAPTERLAB_PRECISION"
+CACHE_ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+# (name, bf16, oneDNN kernel cache): a small cache saves ~100-170 MB where it costs no speed (the EPYC); the
+# large one keeps every shape dynamic padding makes (the Xeon with AMX, where rebuilding them is slow)
+CANDIDATES = {"fp32": (False, None), "bf16": (True, 16), "bf16-keep-kernels": (True, 1024)}
+SAME_SPEED = 0.05  # within 5% of the fastest: take the one with less memory
+# the batch widths (tokens) the probe cycles through: short ones most, as length-grouped batches of sentences
+# make; ten distinct widths are more shapes than the small kernel cache holds, as in a real epoch
+WIDTHS = (8, 12, 12, 16, 16, 16, 20, 20, 24, 24, 28, 32, 40, 48, 64)
+
+
+@dataclass
+class Precision:
+    """How a run trains: bf16 autocast or fp32, and oneDNN's kernel cache size (None: oneDNN's default)."""
+
+    name: str
+    bf16: bool
+    onednn_cache: int | None
+    source: str  # "measured", "cached", "override", "cuda", "no native bf16"
+    probe: dict = field(default_factory=dict)  # candidate -> {"seconds", "peak_rss_mb"} when measured
+
+    def describe(self) -> str:
+        why = {"measured": "measured on this CPU just now", "cached": "measured on this CPU before",
+               "override": f"set by {ENV}", "cuda": "on CUDA", "no native bf16": "this CPU has no native bf16"}
+        return f"{self.name} ({why[self.source]})"
+
+    def apply(self) -> None:
+        """Set oneDNN's kernel cache size for this process (it is read when oneDNN first runs)."""
+        if self.onednn_cache:
+            os.environ.setdefault(CACHE_ENV, str(self.onednn_cache))
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def cpu_has_native_bf16() -> bool:
+    """x86 bf16 matrix instructions (AVX512-BF16 or AMX): only then is bf16 a candidate."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _requested() -> str:
+    value = os.environ.get(ENV, "auto").strip().lower() or "auto"
+    if value not in ("auto", *CANDIDATES):
+        raise ConfigError(f"{ENV}={value!r} is not a precision: set it to auto, " + ", ".join(CANDIDATES) + ".")
+    return value
+
+
+def cache_file() -> Path:
+    """`$ADAPTERLAB_HOME/precision.json`, or `$ADAPTERLAB_PRECISION_CACHE` (the tests share one across homes)."""
+    if os.environ.get("ADAPTERLAB_PRECISION_CACHE"):
+        return Path(os.environ["ADAPTERLAB_PRECISION_CACHE"]).expanduser()
+    return Path(os.environ.get("ADAPTERLAB_HOME") or "~/.adapterlab").expanduser() / "precision.json"
+
+
+def _key(config) -> str:
+    """What the choice depends on: the CPU, torch, and the model's shape (not its weights or name)."""
+    shape = "-".join(str(getattr(config, k, "")) for k in ("model_type", "hidden_size", "num_hidden_layers",
+                                                           "intermediate_size", "num_attention_heads"))
+    return f"{cpu_model()} | torch {torch.__version__} | {shape}"
+
+
+def choose(device: torch.device, base_model_path: str, config) -> Precision:
+    """The precision to train `base_model_path` (with its `config`) in on `device`, probing it if not known."""
+    if device.type == "cuda":
+        return Precision("bf16", True, None, "cuda")
+    requested = _requested()
+    if requested != "auto":
+        return Precision(requested, *CANDIDATES[requested], "override")
+    if device.type != "cpu" or not cpu_has_native_bf16():
+        return Precision("fp32", False, None, "no native bf16")
+    cache, key = cache_file(), _key(config)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with open(cache.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two workers starting at once: one probe, the other reads its answer
+        known = json.loads(cache.read_text()) if cache.is_file() else {}
+        if key in known:
+            return Precision(**{**known[key], "source": "cached"})
+        chosen = _pick(probe(base_model_path))
+        known[key] = asdict(chosen)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(known, indent=1))
+        tmp.replace(cache)
+    return chosen
+
+
+def _pick(timings: dict[str, dict]) -> Precision:
+    """The fastest candidate; of those within SAME_SPEED of it, the one with the smallest peak memory."""
+    fastest = min(t["seconds"] for t in timings.values())
+    close = [n for n, t in timings.items() if t["seconds"] <= fastest * (1 + SAME_SPEED)]
+    name = min(close, key=lambda n: timings[n]["peak_rss_mb"])
+    return Precision(name, *CANDIDATES[name], "measured", timings)
+
+
+def probe(base_model_path: str) -> dict[str, dict]:
+    """Time every candidate, each in a fresh process: {name: {"seconds", "peak_rss_mb"}}."""
+    timings = {}
+    for name, (_, onednn_cache) in CANDIDATES.items():
+        env = {k: v for k, v in os.environ.items() if k != CACHE_ENV}
+        if onednn_cache:
+            env[CACHE_ENV] = str(onednn_cache)
+        out = subprocess.run([sys.executable, "-m", "engine.precision", base_model_path, name], env=env,
+                             capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).resolve().parents[1])
+        timings[name] = json.loads(out.stdout.strip().splitlines()[-1])
+    return timings
+
+
+def _time_steps(base_model_path: str, bf16: bool, rounds: int = 3, batch_size: int = 16) -> float:
+    """Seconds for training steps of a Pfeiffer adapter over the widths of WIDTHS, after one round to warm up
+    (both precisions pay their one-time costs there; a small kernel cache pays them again every round)."""
+    from engine.adapter_model import AdapterModel
+    from engine.training import attention_kernel
+
+    torch.manual_seed(0)
+    model = AdapterModel(base_model_path, mmap=not bf16)
+    model.add_adapter("probe", "pfeiffer", ["a", "b"])
+    params = model.train_adapter("probe")
+    if bf16:
+        model.frozen_linears_to(torch.bfloat16)
+    optimizer = torch.optim.AdamW(params, lr=1e-4, fused=True)
+    vocab = model.config.vocab_size
+    model.train()
+    started = 0.0
+    for r in range(rounds):
+        if r == 1:
+            started = time.perf_counter()
+        for width in WIDTHS:
+            ids = torch.randint(min(1000, vocab // 2), vocab, (batch_size, width))
+            autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+            with autocast, attention_kernel(model.device, width):
+                logits = model(input_ids=ids, attention_mask=torch.ones_like(ids))
+            torch.nn.functional.cross_entropy(logits.float(), torch.zeros(batch_size, dtype=torch.long)).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    return time.perf_counter() - started
+
+
+def _main() -> None:
+    p = argparse.ArgumentParser(description="One precision probe (run by engine.precision.probe).")
+    p.add_argument("base_model")
+    p.add_argument("candidate", choices=list(CANDIDATES))
+    a = p.parse_args()
+    seconds = _time_steps(a.base_model, CANDIDATES[a.candidate][0])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": round(seconds, 3), "peak_rss_mb": round(peak, 1)}))
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,0 +1,68 @@
+"""The training precision is measured on the machine (engine/precision.py): probe, cache, override."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from engine.base_models import load_config
+from engine.errors import ConfigError
+from engine.precision import CANDIDATES, Precision, _pick, choose, cpu_has_native_bf16, cpu_model
+from engine.training import TrainConfig, train
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    path = tmp_path / "precision.json"
+    monkeypatch.setenv("ADAPTERLAB_PRECISION_CACHE", str(path))
+    monkeypatch.delenv("ADAPTERLAB_PRECISION", raising=False)
+    return path
+
+
+def test_the_fastest_is_picked_and_of_equal_speeds_the_smaller():
+    timings = {"fp32": {"seconds": 3.0, "peak_rss_mb": 700}, "bf16": {"seconds": 2.0, "peak_rss_mb": 720},
+               "bf16-keep-kernels": {"seconds": 1.5, "peak_rss_mb": 800}}
+    assert _pick(timings).name == "bf16-keep-kernels"
+    timings["bf16"]["seconds"] = 1.55  # within 5% of the fastest: less memory wins
+    chosen = _pick(timings)
+    assert (chosen.name, chosen.bf16, chosen.onednn_cache, chosen.source) == ("bf16", True, 16, "measured")
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16: fp32 is the only candidate")
+def test_probe_runs_once_per_cpu_and_model_shape_then_is_read(cache, tiny_bert, tmp_path):
+    config = load_config(str(tiny_bert))
+    first = choose(CPU, str(tiny_bert), config)
+    assert first.source == "measured" and set(first.probe) == set(CANDIDATES)
+    assert all(t["seconds"] > 0 and t["peak_rss_mb"] > 0 for t in first.probe.values())
+    assert first.name == _pick(first.probe).name
+    stored = json.loads(cache.read_text())
+    (key,) = stored
+    assert key.startswith(cpu_model()) and f"torch {torch.__version__}" in key and "bert-32-2-64-4" in key
+    again = choose(CPU, str(tiny_bert), config)
+    assert (again.name, again.source) == (first.name, "cached")
+    assert "measured on this CPU before" in again.describe()
+
+
+def test_override_wins_and_a_wrong_value_says_what_to_write(cache, tiny_bert, monkeypatch):
+    config = load_config(str(tiny_bert))
+    monkeypatch.setenv("ADAPTERLAB_PRECISION", "fp32")
+    assert choose(CPU, str(tiny_bert), config) == Precision("fp32", False, None, "override")
+    monkeypatch.setenv("ADAPTERLAB_PRECISION", "bf16")
+    assert choose(CPU, str(tiny_bert), config).bf16
+    assert not cache.exists()  # nothing measured
+    monkeypatch.setenv("ADAPTERLAB_PRECISION", "half")
+    with pytest.raises(ConfigError, match="set it to auto, fp32, bf16, bf16-keep-kernels"):
+        choose(CPU, str(tiny_bert), config)
+
+
+def test_a_run_records_its_precision(cache, tiny_bert, sentiment_csv, tmp_path, monkeypatch):
+    monkeypatch.setenv("ADAPTERLAB_PRECISION", "fp32")
+    result = train(TrainConfig(data=str(sentiment_csv), method="pfeiffer", output=str(tmp_path / "ad"),
+                               base_model=str(tiny_bert), epochs=1))
+    meta = json.loads((tmp_path / "ad" / "adapterlab.json").read_text())
+    assert meta["precision"] == "fp32 (set by ADAPTERLAB_PRECISION)"
+    assert result.metrics["accuracy"] >= 0
