@@ -413,7 +413,9 @@ def markdown(report: dict) -> str:
         pr = report["precision"]
         probe = "; ".join(f"{k} {v['seconds']:.2f} s, {v['peak_rss_mb']:.0f} MiB"
                           for k, v in pr.get("probe", {}).items())
-        took = f"; its probe took {pr['probe_seconds']} s once, before the timed runs ({probe})" if probe else ""
+        when = ("read from its cache, measured earlier on this CPU" if "before" in pr["chosen"]
+                else f"its probe took {pr['probe_seconds']} s, once, before the timed runs")
+        took = f"; {when} ({probe})" if probe else ""
         lines.append(f"- AdapterLab's precision (engine/precision.py): {pr['chosen']}{took}.")
     if report.get("note"):
         lines.append(f"- Note: {report['note']}")
