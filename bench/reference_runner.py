@@ -79,9 +79,9 @@ def version_arguments(arguments: type, a: argparse.Namespace) -> dict:
             "train_sampling_strategy": "group_by_length" if a.recipe == "dynamic" else "random"}
 
 
-def build_model(a: argparse.Namespace):
-    """The method's model as its reference library builds it for 2 labels, trainable parts unfrozen; and the
-    library's version."""
+def build_model(a: argparse.Namespace, num_labels: int):
+    """The method's model as its reference library builds it, trainable parts unfrozen; and the library's
+    version."""
     from transformers import AutoModelForSequenceClassification
 
     library = LIBRARY[a.method]
@@ -91,10 +91,10 @@ def build_model(a: argparse.Namespace):
         model = adapters.AutoAdapterModel.from_pretrained(a.base_model)
         options = {"reduction_factor": a.reduction_factor} if a.reduction_factor else {}
         model.add_adapter("sst2", config=adapters.AdapterConfig.load(ADAPTERHUB[a.method], **options))
-        model.add_classification_head("sst2", num_labels=2, id2label={0: "0", 1: "1"})
+        model.add_classification_head("sst2", num_labels=num_labels, id2label={i: str(i) for i in range(num_labels)})
         model.train_adapter("sst2")
         return model, {"adapters": adapters.__version__}
-    model = AutoModelForSequenceClassification.from_pretrained(a.base_model, num_labels=2)
+    model = AutoModelForSequenceClassification.from_pretrained(a.base_model, num_labels=num_labels)
     if library == "transformers":
         return model, {}
     import peft
@@ -132,7 +132,7 @@ def main() -> None:
 
     torch.manual_seed(a.seed)
     tokenizer = AutoTokenizer.from_pretrained(a.base_model)
-    model, versions = build_model(a)
+    model, versions = build_model(a, max(train_labels) + 1)  # bench/run.py writes labels as 0..n-1
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     phases.mark("load_model")
 

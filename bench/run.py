@@ -149,6 +149,9 @@ def prepare_data(a: argparse.Namespace, work: Path) -> dict:
         source = "hub glue/sst2"
         train = [{"text": r["sentence"], "label": r["label"]} for r in loaded["train"]]
         valid = [{"text": r["sentence"], "label": r["label"]} for r in loaded["validation"]]
+    ids = {v: i for i, v in enumerate(sorted({r["label"] for r in train}, key=lambda v: (len(v), v)))}
+    train = [{**r, "label": ids[r["label"]]} for r in train]  # labels 0..n-1 for every system (AG News: 1-4)
+    valid = [{**r, "label": ids[r["label"]]} for r in valid]
     rng = random.Random(a.seed)
     subset = rng.sample(train, min(a.train_samples, len(train)))  # a seeded uniform sample, same for all systems
     work.mkdir(parents=True, exist_ok=True)
