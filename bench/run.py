@@ -169,12 +169,12 @@ SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx
 
 
 def machine() -> dict:
-    cpu, flags = platform.processor() or platform.machine(), set()
+    from engine.precision import cpu_model
+
+    cpu, flags = cpu_model(), set()
     try:
         for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
+            if line.startswith("flags"):
                 flags = set(line.split(":", 1)[1].split())
                 break
         mem = next(int(x.split()[1]) for x in open("/proc/meminfo") if x.startswith("MemTotal"))

@@ -111,7 +111,7 @@ def choose(device: torch.device, base_model_path: str, config) -> Precision:
     cache.parent.mkdir(parents=True, exist_ok=True)
     with open(cache.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two workers starting at once: one probe, the other reads its answer
-        known = json.loads(cache.read_text()) if cache.is_file() else {}
+        known = _read(cache)
         if key in known:
             return Precision(**{**known[key], "source": "cached"})
         chosen = _pick(probe(base_model_path))
@@ -120,6 +120,14 @@ def choose(device: torch.device, base_model_path: str, config) -> Precision:
         tmp.write_text(json.dumps(known, indent=1))
         tmp.replace(cache)
     return chosen
+
+
+def _read(cache: Path) -> dict:
+    """The stored choices; a file that cannot be read counts as none (they are measured again)."""
+    try:
+        return json.loads(cache.read_text()) if cache.is_file() else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def _pick(timings: dict[str, dict]) -> Precision:
@@ -138,9 +146,13 @@ def probe(base_model_path: str) -> dict[str, dict]:
         if onednn_cache:
             env[CACHE_ENV] = str(onednn_cache)
         out = subprocess.run([sys.executable, "-m", "engine.precision", base_model_path, name], env=env,
-                             capture_output=True, text=True, check=True,
-                             cwd=Path(__file__).resolve().parents[1])
-        timings[name] = json.loads(out.stdout.strip().splitlines()[-1])
+                             capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+        if out.returncode == 0:  # a candidate that cannot run here (out of memory, say) is not a choice
+            timings[name] = json.loads(out.stdout.strip().splitlines()[-1])
+    if not timings:
+        raise ConfigError(f"Training could not start on this CPU with {base_model_path}: "
+                          f"{out.stderr.strip().splitlines()[-1] if out.stderr.strip() else 'the probe failed'}. "
+                          f"Set {ENV}=fp32 to skip the probe.")
     return timings
 
 

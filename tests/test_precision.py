@@ -66,3 +66,13 @@ def test_a_run_records_its_precision(cache, tiny_bert, sentiment_csv, tmp_path, 
     meta = json.loads((tmp_path / "ad" / "adapterlab.json").read_text())
     assert meta["precision"] == "fp32 (set by ADAPTERLAB_PRECISION)"
     assert result.metrics["accuracy"] >= 0
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="no probe without native bf16")
+def test_a_probe_that_cannot_run_says_how_to_skip_it_and_an_unreadable_cache_is_measured_again(cache, tiny_bert,
+                                                                                             tmp_path):
+    config = load_config(str(tiny_bert))
+    with pytest.raises(ConfigError, match="ADAPTERLAB_PRECISION=fp32 to skip the probe"):
+        choose(CPU, str(tmp_path / "no-such-model"), config)
+    cache.write_text("{not json")
+    assert choose(CPU, str(tiny_bert), config).source == "measured"
