@@ -180,12 +180,30 @@ def cmd_train(args: argparse.Namespace) -> int:
                         samples_s=f"{p.samples_per_second:.0f}", refresh=False)
         bar.refresh()
 
+    setup = None  # the bar of a counted set-up phase (tokenising)
+
+    def on_phase(what: str, done: int, total: int) -> None:
+        nonlocal setup
+        if not total:
+            if sys.stderr.isatty():  # a log or pipe gets the bars and results, not the set-up chatter
+                print(f"{what}…", file=sys.stderr)
+            return
+        if setup is None:
+            setup = tqdm(total=total, unit="row", unit_scale=True, dynamic_ncols=True, desc=what)
+        setup.n = done
+        setup.refresh()
+        if done >= total:
+            setup.close()
+            setup = None
+
     def on_epoch(epoch: int, metrics: dict) -> None:
         line = f"epoch {epoch}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}"
         (bar.write if bar else print)(line, file=sys.stderr)
 
     config = TrainConfig(output=args.output, **train_config_kwargs(args))
-    result = train(config, on_progress=None if args.json else on_progress, on_epoch=None if args.json else on_epoch)
+    quiet = args.json
+    result = train(config, on_progress=None if quiet else on_progress, on_epoch=None if quiet else on_epoch,
+                   on_phase=None if quiet else on_phase)
     if bar:
         bar.close()
     if args.json:

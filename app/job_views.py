@@ -55,15 +55,16 @@ def duration(seconds: float | None) -> str:
 
 
 def time_left(job: dict) -> str:
-    """The time left in words: a waiting job has none yet, one that has not reported a step is estimating, and
-    one past its last step is still validating and saving."""
+    """The time left in words: a waiting job has none yet, one that has not reported a step says what it is
+    setting up (tokenising, loading the base model) or that it is estimating, and one past its last step is
+    still validating and saving."""
     if job["state"] in WAITING:
         return "waiting for a worker"
     if job["state"] == "cancelling":
         return "stopping…"
     if job["state"] != "running":
         return "—"
-    return _eta_words(job.get("eta_seconds"), "estimating…", "{}")
+    return _eta_words(job.get("eta_seconds"), f"{job['phase']}…" if job.get("phase") else "estimating…", "{}")
 
 
 def _eta_words(eta: float | None, unknown: str, known: str) -> str:
@@ -175,7 +176,8 @@ def _where(job: dict, spec: dict) -> str:
         return f"{progress_bar(job.get('progress'))} stopping at the next step; the best epoch so far is kept"
     step = (job.get("steps") or [{}])[-1]
     where = f" · epoch {step['epoch']:.1f} of {spec.get('epochs') or '?'}" if step.get("epoch") else ""
-    left = _eta_words(job.get("eta_seconds"), "estimating the time left…", "{} left")
+    before = f"{job['phase']}…" if job.get("phase") else "estimating the time left…"
+    left = _eta_words(job.get("eta_seconds"), before, "{} left")
     return f"{progress_bar(job.get('progress'))} {left}{where}"
 
 

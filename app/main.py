@@ -10,6 +10,7 @@ import gradio as gr
 from app import api, page_url
 from app.security import DEFAULT_MAX_UPLOAD_MB, auth_from_env
 from app.tabs import data, jobs, playground, search, train
+from engine.data import remember_last_file
 
 CSS = """
 .al-note {padding: 0.6em 0.9em; border-radius: 8px; margin: 0.3em 0; border: 1px solid transparent;}
@@ -115,6 +116,7 @@ def launch(host: str = "127.0.0.1", port: int = 7860, max_upload_mb: int = DEFAU
     """Start the web server in the background and return: loopback by default, a login when
     ADAPTERLAB_USERNAME/PASSWORD are set. The caller keeps the process alive and closes the app."""
     auth = auth_from_env()
+    remember_last_file()
     demo = build_app()
     demo.queue(default_concurrency_limit=4)
     demo.launch(server_name=host, server_port=port, auth=auth, auth_message="Log in to AdapterLab.",

@@ -28,6 +28,8 @@ DEMO_PAIR_DATA = Path(__file__).parent / "demo_data" / "support_duplicates.csv"
 DELIMITED_SUFFIXES = {".csv", ".tsv", ".txt"}
 TABLE_SUFFIXES = DELIMITED_SUFFIXES | {".jsonl", ".json", ".parquet"}
 Columns = dict[str, list]  # column name -> cells, the table form training reads (pandas only for other formats)
+HEAD_BYTES = 1 << 20  # what a preview reads of a delimited file
+ARROW_FROM_BYTES = 16 << 20  # from this size a CSV is worth pyarrow's import (+45 MB, 0.15 s)
 
 
 @dataclass
@@ -115,40 +117,132 @@ def _unique(header: list[str]) -> list[str]:
     return out
 
 
-def _read_delimited(path: Path) -> Columns:
-    """A CSV/TSV with the standard library: text cells as written, short rows padded with None."""
-    raw = path.read_bytes()
+def _check_text(raw: bytes, name: str) -> None:
     if not raw.strip():
-        raise DataError(f"{path.name}: the file is empty.")
+        raise DataError(f"{name}: the file is empty.")
     if b"\x00" in raw[:8192] and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise DataError(f"{path.name}: this is not a text file. Upload a CSV, TSV, JSONL or Parquet file.")
-    text = raw.decode(_sniff_encoding(raw, path.name)).lstrip("\ufeff")
+        raise DataError(f"{name}: this is not a text file. Upload a CSV, TSV, JSONL or Parquet file.")
+
+
+def _delimiter(text: str, suffix: str) -> str:
+    """The separator, sniffed from the header line (later lines hold free text that fools the sniffer)."""
     sample = text[:65536]
     try:
-        dialect = csv.Sniffer().sniff(sample.split("\n", 1)[0] if "\n" in sample else sample, delimiters=",\t;|")
-        sep = dialect.delimiter
+        return csv.Sniffer().sniff(sample.split("\n", 1)[0], delimiters=",\t;|").delimiter
     except csv.Error:
-        sep = "\t" if path.suffix == ".tsv" else ","
+        return "\t" if suffix == ".tsv" else ","
+
+
+def _parse(text: str, name: str, sep: str, limit: int | None = None) -> Columns:
+    """Rows of delimited text into columns (at most `limit` rows): short rows padded with None."""
     kind = "TSV" if sep == "\t" else "CSV"
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
     try:
         header = next((row for row in reader if row), None)
         if header is None:
-            raise DataError(f"{path.name}: the file is empty.")
+            raise DataError(f"{name}: the file is empty.")
         header = _unique(header)
-        columns: Columns = {name: [] for name in header}
+        columns: Columns = {column: [] for column in header}
+        rows = 0
         for row in reader:
+            if limit is not None and rows >= limit:
+                break
             if not row:
                 continue  # a blank line
             if len(row) > len(header):
-                raise DataError(f"{path.name}: not a valid {kind} file (line {reader.line_num} has {len(row)} "
+                raise DataError(f"{name}: not a valid {kind} file (line {reader.line_num} has {len(row)} "
                                 f"fields, the header {len(header)}); quote cells that contain '{sep}'.")
             row += [None] * (len(header) - len(row))
-            for name, cell in zip(header, row, strict=True):
-                columns[name].append(cell)
+            for column, cell in zip(header, row, strict=True):
+                columns[column].append(cell)
+            rows += 1
     except csv.Error as exc:
-        raise DataError(f"{path.name}: not a valid {kind} file ({exc}).") from exc
+        raise DataError(f"{name}: not a valid {kind} file ({exc}).") from exc
     return columns
+
+
+def _read_delimited(path: Path) -> Columns:
+    """A CSV/TSV: text cells as written, short rows padded with None. A large UTF-8 file is read by Arrow's
+    multi-threaded parser (docs/benchmarks.md, Big files); anything it refuses is read again here, so every
+    file gets the standard library's answer or its error."""
+    if path.stat().st_size >= ARROW_FROM_BYTES:
+        columns = _read_with_arrow(path)
+        if columns is not None:
+            return columns
+    raw = path.read_bytes()
+    _check_text(raw, path.name)
+    text = raw.decode(_sniff_encoding(raw, path.name)).lstrip("\ufeff")
+    return _parse(text, path.name, _delimiter(text, path.suffix))
+
+
+def _head_text(path: Path) -> tuple[str, str, bool]:
+    """(text, encoding, whole): the file's first `HEAD_BYTES` decoded, cut after its last whole line; `whole`
+    when that is all of the file."""
+    with path.open("rb") as f:
+        raw = f.read(HEAD_BYTES + 1)
+    _check_text(raw, path.name)
+    whole = len(raw) <= HEAD_BYTES
+    if not whole:
+        raw = raw[: raw.rfind(b"\n", 0, HEAD_BYTES) + 1] or raw[:HEAD_BYTES]
+    encoding = _sniff_encoding(raw, path.name)
+    return raw.decode(encoding, errors="strict" if whole else "ignore").lstrip("\ufeff"), encoding, whole
+
+
+def _read_with_arrow(path: Path) -> Columns | None:
+    """The whole file through pyarrow.csv, every cell a string as written; None where it is not UTF-8 with
+    rows of the header's width (the standard library then reads it, and words any error)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    text, encoding, _ = _head_text(path)
+    if encoding not in ("utf-8", "utf-8-sig"):
+        return None
+    sep = _delimiter(text, path.suffix)
+    header = next((row for row in csv.reader(io.StringIO(text, newline=""), delimiter=sep) if row), None)
+    if not header:
+        return None
+    try:
+        table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
+                               convert_options=pacsv.ConvertOptions(
+                                   column_types={name: pa.string() for name in header}))
+    except (pa.ArrowInvalid, OSError):
+        return None
+    if table.column_names != header:
+        return None
+    return {name: column.to_pylist() for name, column in zip(_unique(header), table.columns, strict=True)}
+
+
+def read_head(source: str | Path, rows: int) -> tuple[Columns, bool]:
+    """(columns, whole): the first `rows` rows of a table for a preview, without reading a large file whole;
+    `whole` when they are all of it. CSV/TSV read only their first `HEAD_BYTES`, Parquet its first batch; other
+    sources are read whole."""
+    path = Path(str(source)).expanduser()
+    suffix = path.suffix.lower()
+    if path.is_file() and suffix in DELIMITED_SUFFIXES:
+        text, _, whole = _head_text(path)
+        # one row more than asked: when the head holds fewer, its last may be cut at HEAD_BYTES and is dropped
+        columns = {name.strip(): cells for name, cells in _parse(text, path.name, _delimiter(text, suffix),
+                                                                 rows + 1).items()}
+        count = len(next(iter(columns.values())))
+        if not count:
+            raise DataError(f"{path.name}: the file has a header but no rows." if whole else
+                            f"{path.name}: its first line is longer than {HEAD_BYTES >> 20} MB; is it a table?")
+        keep = rows if whole or count > rows else max(1, count - 1)
+        return {name: cells[:keep] for name, cells in columns.items()}, whole and count <= rows
+    if path.is_file() and suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            parquet = pq.ParquetFile(path)
+            batch = next(parquet.iter_batches(batch_size=rows), None)
+        except Exception as exc:  # pyarrow raises its own types for corrupt files
+            raise DataError(f"{path.name}: cannot be read as PARQUET ({exc}).") from exc
+        if batch is None or not batch.num_rows:
+            raise DataError(f"{path.name}: the file has a header but no rows.")
+        return ({str(name).strip(): batch.column(i).to_pylist() for i, name in enumerate(batch.schema.names)},
+                parquet.metadata.num_rows <= rows)
+    frame = read_table(source)
+    return {str(name): frame[name].head(rows).tolist() for name in frame.columns}, len(frame) <= rows
 
 
 def _read_file(path: Path) -> pd.DataFrame:
@@ -204,13 +298,32 @@ def _read_disk(path: Path, split: str) -> pd.DataFrame:
     return loaded.to_pandas()
 
 
+class _LastFile:
+    """The last CSV/TSV read, kept while the file is unchanged, where `remember_last_file` turned it on (the web
+    process): the Data tab's summary, each change of column and the submit check then parse a big file once."""
+
+    on = False
+    entry: tuple[tuple, Columns] | None = None  # ((path, size, mtime), columns): replaced in one step
+
+
+def remember_last_file() -> None:
+    _LastFile.on = True
+
+
 def read_columns(source: str | Path, split: str = "train") -> Columns:
     """The table's columns as lists: CSV/TSV read without pandas (training starts 0.4 s sooner in 85 MB less)."""
     path = Path(str(source)).expanduser()
     if path.is_file() and path.suffix.lower() in DELIMITED_SUFFIXES:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        entry = _LastFile.entry
+        if entry and entry[0] == key:
+            return entry[1]
         columns = {name.strip(): cells for name, cells in _read_delimited(path).items()}
         if not next(iter(columns.values())):
             raise DataError(f"{path.name}: the file has a header but no rows.")
+        if _LastFile.on:
+            _LastFile.entry = key, columns
         return columns
     frame = read_table(source, split)
     return {name: frame[name].tolist() for name in frame.columns}
@@ -314,26 +427,32 @@ def _text(value: object) -> str:
     return "" if _missing(value) else str(value)
 
 
+def _strings(cells: list) -> list[str]:
+    return [c if type(c) is str else _text(c) for c in cells]
+
+
+def _usable(text: str) -> bool:
+    return bool(text) and not text.isspace()
+
+
 def _clean(columns: Columns, name: str, text: str, pair: str | None, label: str) -> tuple[_Rows, Counter]:
-    """Normalise cells to strings and drop unusable rows, counting why."""
+    """Normalise cells to strings and drop unusable rows, counting why (a list pass per column: 1M rows in
+    about a second)."""
     _check_columns(columns, name, {"text": text, "pair": pair, "label": label})
+    texts = _strings(columns[text])
+    pairs = _strings(columns[pair]) if pair else None
+    labels = [y.strip() if type(y) is str else "" if _missing(y) else _label_name(y) for y in columns[label]]
+    keep = [i for i, (t, y) in enumerate(zip(texts, labels, strict=True)) if y and _usable(t)]
+    if pairs is not None:
+        keep = [i for i in keep if _usable(pairs[i])]
     dropped: Counter = Counter()
-    rows = _Rows([], [] if pair else None, [])
-    pair_cells = columns[pair] if pair else [None] * len(columns[text])
-    for row, (t, p, y) in enumerate(zip(columns[text], pair_cells, columns[label], strict=True), start=1):
-        t, p, y = _text(t), _text(p), "" if _missing(y) else _label_name(y)
-        if not t.strip():
-            dropped[f"empty '{text}'"] += 1
-        elif pair and not p.strip():
-            dropped[f"empty '{pair}'"] += 1
-        elif not y:
-            dropped[f"missing '{label}'"] += 1
-        else:
-            rows.texts.append(t)
-            if rows.pairs is not None:
-                rows.pairs.append(p)
-            rows.labels.append(y)
-            rows.rows.append(row)
+    if len(keep) < len(texts):
+        kept = set(keep)
+        for i in (i for i in range(len(texts)) if i not in kept):
+            dropped[f"empty '{text}'" if not _usable(texts[i]) else f"empty '{pair}'" if pairs is not None
+                    and not _usable(pairs[i]) else f"missing '{label}'"] += 1
+    rows = _Rows([texts[i] for i in keep], [pairs[i] for i in keep] if pairs is not None else None,
+                 [labels[i] for i in keep], [i + 1 for i in keep])
     return rows, dropped
 
 
@@ -342,11 +461,17 @@ def _to_split(rows: _Rows, label_ids: dict[str, int]) -> Split:
 
 
 def fingerprint(split: Split, labels: list[str]) -> str:
-    """A content hash of the training rows and label names: same data, same fingerprint."""
+    """A content hash of the training rows and label names: same data, same fingerprint. Each row is hashed
+    as `json.dumps([text, pair, label], ensure_ascii=False)`, written out here for speed (1M rows in ~1 s)."""
     digest = hashlib.sha256(json.dumps(labels).encode())
-    for i in range(len(split)):
-        row = [split.texts[i], split.pairs[i] if split.pairs else None, split.labels[i]]
-        digest.update(json.dumps(row, ensure_ascii=False).encode())
+    quote = json.encoder.encode_basestring
+    pairs = split.pairs or [None] * len(split)
+    for start in range(0, len(split), 10_000):
+        end = start + 10_000
+        digest.update("".join(
+            f"[{quote(t)}, {'null' if p is None else quote(p)}, {y}]"
+            for t, p, y in zip(split.texts[start:end], pairs[start:end], split.labels[start:end], strict=True)
+        ).encode())
     return "sha256:" + digest.hexdigest()
 
 

@@ -22,6 +22,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -98,8 +99,10 @@ def _key(config) -> str:
     return f"{cpu_model()} | torch {torch.__version__} | {shape}"
 
 
-def choose(device: torch.device, base_model_path: str, config) -> Precision:
-    """The precision to train `base_model_path` (with its `config`) in on `device`, probing it if not known."""
+def choose(device: torch.device, base_model_path: str, config,
+           on_probe: Callable[[], None] | None = None) -> Precision:
+    """The precision to train `base_model_path` (with its `config`) in on `device`, probing it if not known
+    (`on_probe` hears that it is: the probe takes half a minute)."""
     if device.type == "cuda":
         return Precision("bf16", True, None, "cuda")
     requested = _requested()
@@ -114,6 +117,8 @@ def choose(device: torch.device, base_model_path: str, config) -> Precision:
         known = _read(cache)
         if key in known:
             return Precision(**{**known[key], "source": "cached"})
+        if on_probe:
+            on_probe()
         chosen = _pick(probe(base_model_path))
         known[key] = asdict(chosen)
         tmp = cache.with_suffix(".tmp")
@@ -186,13 +191,24 @@ def _time_steps(base_model_path: str, bf16: bool, rounds: int = 3, batch_size: i
     return time.perf_counter() - started
 
 
+def _peak_rss_mb() -> float:
+    """This process's own peak memory: VmHWM starts afresh at exec, where ru_maxrss keeps the parent's peak
+    (a probe started by a training holding a big file would read as large as it)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _main() -> None:
     p = argparse.ArgumentParser(description="One precision probe (run by engine.precision.probe).")
     p.add_argument("base_model")
     p.add_argument("candidate", choices=list(CANDIDATES))
     a = p.parse_args()
     seconds = _time_steps(a.base_model, CANDIDATES[a.candidate][0])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_rss_mb()
     print(json.dumps({"seconds": round(seconds, 3), "peak_rss_mb": round(peak, 1)}))
 
 

@@ -119,6 +119,10 @@ class Progress:
     eta_seconds: float
 
 
+Phase = Callable[[str, int, int], None]
+"""Hears what a run does before its first step: (what, rows done, rows in all), the counts 0 where there are none."""
+
+
 class Pace:
     """The recent training speed, for a time left that follows the current pace: only this run's steps and time
     count (a resumed run's earlier epochs were timed by another process), and the slow first steps (kernel
@@ -223,6 +227,7 @@ def train(
     progress_seconds: float = 1.0,
     review_dir: str | None = None,
     checkpoint_seconds: float | None = None,
+    on_phase: Phase | None = None,
 ) -> TrainResult:
     """Train one adapter and save it to `config.output`; resume from `checkpoint_dir` if it holds a checkpoint.
 
@@ -234,6 +239,9 @@ def train(
     after the checkpoint with the same batches, dropout, optimizer and schedule, so it trains the same adapter
     as a run that was never stopped.
 
+    `on_phase` hears the set-up before the first step (reading the data, tokenising it chunk by chunk, a first
+    precision probe, loading the base model), which on a large file is where the first minute goes.
+
     `should_cancel` is polled every step: when it returns True the loop stops, the best epoch so far is saved
     and the result says `cancelled`.
 
@@ -243,15 +251,20 @@ def train(
     cfg = config.resolved()
     started_at = datetime.now(UTC)
     seed_everything(cfg.seed)
+    phase = on_phase or (lambda what, done, total: None)
+    if data is None:
+        phase("reading the data", 0, 0)
     data = data or prepare(cfg.data, cfg.validation, cfg.text_column, cfg.text_pair_column, cfg.label_column,
                            cfg.validation_fraction, cfg.seed, cfg.max_train_samples, label_names=cfg.label_names,
                            name=cfg.data_name, validation_name=cfg.validation_name,
                            max_eval_samples=cfg.max_eval_samples)
     device = pick_device(cfg.device)
     base_path = resolve_base_model(cfg.base_model)
-    precision = choose_precision(device, base_path, load_config(base_path))
+    precision = choose_precision(device, base_path, load_config(base_path),
+                                 on_probe=lambda: phase("measuring this CPU's fastest precision (once)", 0, 0))
     precision.apply()  # before oneDNN first runs in this process
     bf16 = precision.bf16
+    phase("loading the base model", 0, 0)
     model = AdapterModel(cfg.base_model, mmap=not bf16)
     name = adapter_name_for(cfg.adapter_name or cfg.output)
     model.add_adapter(name, cfg.method, data.labels, cfg.method_options)
@@ -261,7 +274,8 @@ def train(
     if bf16:
         model.frozen_linears_to(torch.bfloat16)
     batcher = model.batcher(cfg.max_length, bf16=bf16)
-    encoded = batcher.encode(data.train.texts, data.train.pairs)
+    rows = len(data.train)
+    encoded = batcher.encode(data.train.texts, data.train.pairs, lambda done: phase("tokenising", done, rows))
     labels = torch.tensor(data.train.labels)
     weights = class_weights(data.train.labels, len(data.labels)).to(device) if cfg.balance_classes else None
     lengths = [len(e["input_ids"]) for e in encoded]

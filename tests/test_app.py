@@ -130,6 +130,14 @@ def loaded(out: tuple) -> dict:
     return dict(zip(data_tab.SHOWN, out, strict=True))
 
 
+def loaded_and_checked(source: str, name: str) -> dict:
+    """A load, then the check the page chains after it, as the page shows them at the end."""
+    out = loaded(data_tab._loaded(source, name))
+    assert out["chosen"] is None and "Reading every row" in out["report"]["value"]
+    check = data_tab.check(out["loaded"], out["text"].value, out["pair"].value, out["label"].value, None, None)
+    return {**out, **dict(zip(data_tab.CHECKED, check, strict=True))}
+
+
 def checked(source: str, text: str, pair: str, label: str, validation: str | None = None,
             names: dict | None = None) -> dict:
     """The Data tab's check of these columns, by name."""
@@ -140,7 +148,7 @@ def checked(source: str, text: str, pair: str, label: str, validation: str | Non
 
 
 def test_demo_data_loads_with_guessed_columns_and_report():
-    out = loaded(data_tab._loaded(str(DEMO_DATA), DEMO_DATA.name))
+    out = loaded_and_checked(str(DEMO_DATA), DEMO_DATA.name)
     assert out["loaded"]["source"] == str(DEMO_DATA) and "400 rows" in out["status"]
     assert out["text"].value == "text" and out["label"].value == "label" and out["pair"].value == data_tab.NO_PAIR
     assert len(out["preview"]["value"]) == data_tab.PREVIEW_ROWS
@@ -154,7 +162,7 @@ def test_demo_data_loads_with_guessed_columns_and_report():
 def test_a_label_column_is_guessed_from_its_content_and_next_says_what_is_missing(tmp_path):
     rows = [{"texte": f"une phrase numéro {i} assez longue", "étiquette": "positif" if i % 2 else "négatif"}
             for i in range(40)]
-    out = loaded(data_tab._loaded(str(write_csv(tmp_path / "fr.csv", rows)), "fr.csv"))
+    out = loaded_and_checked(str(write_csv(tmp_path / "fr.csv", rows)), "fr.csv")
     assert out["text"].value == "texte" and out["label"].value == "étiquette" and out["chosen"]
     out = checked(str(tmp_path / "fr.csv"), "texte", "", None)
     assert out["chosen"] is None and not out["next_button"]["interactive"]

@@ -10,7 +10,8 @@ import sys
 import pandas as pd
 import pytest
 
-from engine.data import DEMO_DATA, DEMO_PAIR_DATA, guess_columns, prepare, read_table
+from engine import data as data_module
+from engine.data import DEMO_DATA, DEMO_PAIR_DATA, guess_columns, prepare, read_head, read_table
 from engine.errors import DataError
 from tests.conftest import ROOT, write_csv
 
@@ -147,3 +148,68 @@ def test_validation_is_capped_at_a_seeded_stratified_sample_and_the_report_says_
     assert capped.validation.texts == prepare(data, validation_fraction=0.2, max_eval_samples=50).validation.texts
     assert "50 for validation (split, a seeded sample of 200)" in capped.report.lines()[0]
     assert "200 for validation (split)" in full.report.lines()[0]
+
+
+TRICKY_CSV = ('\ufefftext;label;label\r\n"hello; world";a;z\r\n\r\n"two\nlines, ""quoted""";b;z\r\n'
+              'café crème 😀;a;\r\n;b;z\r\n"";a;z\r\n')
+
+
+def test_big_files_are_read_by_arrow_with_the_same_cells_as_the_standard_library(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "tricky.csv"
+    path.write_bytes(TRICKY_CSV.encode("utf-8"))
+    small = data_module.read_columns(path)
+    monkeypatch.setattr(data_module, "ARROW_FROM_BYTES", 0)  # every file counts as big
+    arrow = data_module._read_with_arrow(path)
+    assert arrow is not None and {name.strip(): cells for name, cells in arrow.items()} == small
+    assert small["text"] == ["hello; world", 'two\nlines, "quoted"', "café crème 😀", "", ""]
+    assert list(small) == ["text", "label", "label.1"]
+    # what Arrow refuses, the standard library reads (a short row padded) or words (a row too wide)
+    short = write_csv(tmp_path / "short.csv", [{"text": "x", "label": "a"}])
+    short.write_text(short.read_text() + "only text\n")
+    assert data_module.read_columns(short) == {"text": ["x", "only text"], "label": ["a", None]}
+    wide = tmp_path / "wide.csv"
+    wide.write_text("text,label\nok,a\nnot, quoted,b\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"line 3 has 3 fields"):
+        prepare(wide)
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("text,label\ncafé,a\nthé,b\n".encode("latin-1"))
+    assert data_module.read_columns(latin)["text"] == ["café", "thé"]
+
+
+def test_a_preview_reads_the_head_of_a_file_not_all_of_it(tmp_path, monkeypatch) -> None:
+    rows = [{"text": f"row {i} " + "x" * 80, "label": str(i % 3)} for i in range(500)]
+    rows[20]["text"] = "a cell\nover two lines " + "y" * 60
+    path = write_csv(tmp_path / "long.csv", rows)
+    monkeypatch.setattr(data_module, "HEAD_BYTES", 4096)  # ~45 rows
+    head, whole = read_head(path, 1000)
+    assert not whole and 30 < len(head["text"]) < 50
+    assert head["text"] == [r["text"] for r in rows[: len(head["text"])]]  # the last row is whole
+    head, whole = read_head(path, 8)
+    assert not whole and head == {"text": [r["text"] for r in rows[:8]], "label": [r["label"] for r in rows[:8]]}
+    monkeypatch.setattr(data_module, "HEAD_BYTES", 1 << 20)
+    head, whole = read_head(path, 1000)
+    assert whole and len(head["text"]) == 500
+    pd.DataFrame(rows).to_parquet(tmp_path / "long.parquet")
+    head, whole = read_head(tmp_path / "long.parquet", 8)
+    assert not whole and head["text"] == [r["text"] for r in rows[:8]]
+
+
+def test_the_fingerprint_hashes_each_row_as_json(tmp_path) -> None:
+    """Written out for speed, it must stay the hash every earlier adapter recorded."""
+    import hashlib
+
+    split = data_module.Split(['café "q" \\ \n\t\u2028 \x01 😀', "b"], ["x", None], [0, 1])
+    digest = hashlib.sha256(json.dumps(["a", "b"]).encode())
+    for row in zip(split.texts, split.pairs, split.labels, strict=True):
+        digest.update(json.dumps(list(row), ensure_ascii=False).encode())
+    assert data_module.fingerprint(split, ["a", "b"]) == "sha256:" + digest.hexdigest()
+
+
+def test_the_web_process_parses_a_file_once_while_it_is_unchanged(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(data_module._LastFile, "on", True)
+    monkeypatch.setattr(data_module._LastFile, "entry", None)
+    path = write_csv(tmp_path / "d.csv", _rows())
+    first = data_module.read_columns(path)
+    assert data_module.read_columns(path) is first
+    write_csv(path, _rows(12))
+    assert len(data_module.read_columns(path)["text"]) == 24

@@ -33,6 +33,9 @@ def test_a_waiting_job_says_so_and_a_new_one_is_estimating():
     for text in (views.header(queued), views.header(started)):
         assert "— left" not in text and "0% —" not in text
     assert "estimating the time left" in views.header(started)
+    tokenising = job("running", eta_seconds=None, steps=[], phase="tokenising 40,000 of 900,000 rows")
+    assert views.time_left(tokenising) == "tokenising 40,000 of 900,000 rows…"
+    assert "tokenising 40,000 of 900,000 rows…" in views.header(tokenising)
 
 
 def test_hints_speak_to_browser_users_not_the_command_line():

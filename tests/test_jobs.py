@@ -31,6 +31,7 @@ from app.cli import main
 from engine import methods
 from engine.errors import ConfigError, DataError
 from engine.inference import Predictor
+from engine.training import Progress
 from worker import api, db, example_db, recovery, runner, settings, store
 from worker.db import include_name
 from worker.job_queue import get_huey, pending_job_ids
@@ -237,6 +238,15 @@ def test_only_dead_or_silent_workers_lose_their_jobs(home, spec, monkeypatch):
     assert api.get_job(remote)["state"] == "interrupted"
     # A starting worker knows no job can be running under its own id yet (a restarted container reuses pids).
     assert recovery.recover(me, starting=True) == [mine]
+
+
+def test_a_running_jobs_set_up_phase_shows_until_its_first_step(home, spec):
+    job_id, me = api.submit(spec), runner.worker_id()
+    store.claim(job_id, me, "cpu")
+    store.record_phase(job_id, me, "tokenising 10,000 of 900,000 rows")
+    assert api.get_job(job_id)["phase"] == "tokenising 10,000 of 900,000 rows"
+    store.record_progress(job_id, me, 1, Progress(1, 10, 0.1, 0.7, 1e-3, 50.0, 9.0))
+    assert api.get_job(job_id)["phase"] is None
 
 
 def test_cancelling_a_job_whose_worker_went_silent_cancels_it_at_once(home, spec):

@@ -47,8 +47,13 @@ def test_only_adapter_and_head_change(method, sentiment_csv, tiny_bert, tmp_path
 def test_progress_metrics_and_saved_metadata(sentiment_csv, tiny_bert, tmp_path) -> None:
     reports: list[Progress] = []
     epochs: list[int] = []
+    phases: list[tuple[str, int, int]] = []
     result = train(_config(sentiment_csv, tiny_bert, tmp_path / "out", epochs=2),
-                   on_progress=reports.append, on_epoch=lambda e, m: epochs.append(e), progress_every=1)
+                   on_progress=reports.append, on_epoch=lambda e, m: epochs.append(e), progress_every=1,
+                   on_phase=lambda *phase: phases.append(phase))
+    named = [what for what, _, _ in phases]
+    assert named[0] == "reading the data" and named.index("loading the base model") < named.index("tokenising")
+    assert phases[-1] == ("tokenising", 44, 44)  # the set-up ends with every training row tokenised
     assert [p.step for p in reports] == list(range(1, reports[-1].total_steps + 1))
     assert reports[-1].step == reports[-1].total_steps == 2 * 6  # 44 training rows / batch 8 = 6 steps per epoch
     assert all(p.samples_per_second > 0 and p.eta_seconds >= 0 and p.learning_rate >= 0 for p in reports)

@@ -56,6 +56,7 @@ def to_dict(job: Job, epochs: list[JobEpoch], steps: list[JobStep] | None) -> di
     out = {
         "id": job.id, "name": job.name, "state": job.state, "progress": job.progress,
         "eta_seconds": job.eta_seconds if job.state in ACTIVE else None, "attempts": job.attempts,
+        "phase": job.phase if job.state == JobState.RUNNING else None,
         "metrics": job.metrics, "adapter_dir": _absolute(job.adapter_dir), "error": job.error,
         "error_kind": job.error_kind, "traceback": job.traceback, "spec": spec, "data": job.data_source,
         "validation_data": job.validation_source, "method": job.method, "base_model": job.base_model,

@@ -85,6 +85,7 @@ class Job(Base):
 
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     eta_seconds: Mapped[float | None] = mapped_column(Float)
+    phase: Mapped[str | None] = mapped_column(String(200))  # the set-up before the first step, e.g. tokenising
     error: Mapped[str | None] = mapped_column(Text)
     error_kind: Mapped[str | None] = mapped_column(String(32))
     traceback: Mapped[str | None] = mapped_column(Text)

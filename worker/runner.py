@@ -110,6 +110,15 @@ def _train(job: Job, me: str, beat: Heartbeat, dev: str, hooks: search.TrialHook
             store.record_progress(job.id, me, job.attempts, p)
             last_stored = time.monotonic()
 
+    last_phase = ""
+
+    def on_phase(what: str, done: int, total: int) -> None:
+        nonlocal last_stored, last_phase
+        if what == last_phase and done < total and time.monotonic() - last_stored < settings.progress_seconds():
+            return
+        store.record_phase(job.id, me, f"{what} {done:,} of {total:,} rows" if total else what)
+        last_stored, last_phase = time.monotonic(), what
+
     def on_epoch(epoch: int, metrics: dict) -> None:
         store.record_epoch(job.id, me, epoch, metrics)
         if hooks:
@@ -124,7 +133,7 @@ def _train(job: Job, me: str, beat: Heartbeat, dev: str, hooks: search.TrialHook
     try:
         return train(config, on_progress=on_progress, should_cancel=should_stop, on_epoch=on_epoch,
                      checkpoint_dir=str(checkpoint_dir), review_dir=str(settings.reviews_dir() / job.id),
-                     checkpoint_seconds=settings.checkpoint_seconds())
+                     checkpoint_seconds=settings.checkpoint_seconds(), on_phase=on_phase)
     except Exception as exc:
         if not (halve and is_out_of_memory(exc)):
             raise

@@ -27,7 +27,7 @@ def claim(job_id: str, worker_id: str, device: str) -> Job | None:
         taken = s.execute(
             update(Job).where(Job.id == job_id, Job.kind == JobKind.TRAIN, Job.state.in_(WAITING))
             .values(state=JobState.RUNNING, worker_id=worker_id, device=device, heartbeat_at=now,
-                    attempts=Job.attempts + 1, error=None, error_kind=None, traceback=None)
+                    attempts=Job.attempts + 1, error=None, error_kind=None, traceback=None, phase=None)
         ).rowcount
         if not taken:
             return None
@@ -52,12 +52,18 @@ def record_progress(job_id: str, worker_id: str, attempt: int, p: Progress) -> N
     """Store a progress row; rows at or after its step (left by an earlier attempt) are replaced."""
     with db.session() as s:
         held = s.execute(update(Job).where(_held(job_id, worker_id)).values(
-            progress=min(1.0, p.step / max(1, p.total_steps)), eta_seconds=p.eta_seconds)).rowcount
+            progress=min(1.0, p.step / max(1, p.total_steps)), eta_seconds=p.eta_seconds, phase=None)).rowcount
         if held:
             s.execute(delete(JobStep).where(JobStep.job_id == job_id, JobStep.step >= p.step))
             s.add(JobStep(job_id=job_id, attempt=attempt, step=p.step, total_steps=p.total_steps, epoch=p.epoch,
                           loss=p.loss, learning_rate=p.learning_rate, samples_per_second=p.samples_per_second,
                           eta_seconds=p.eta_seconds))
+
+
+def record_phase(job_id: str, worker_id: str, phase: str) -> None:
+    """What the job does before its first step, in words (cleared by the first progress row)."""
+    with db.session() as s:
+        s.execute(update(Job).where(_held(job_id, worker_id)).values(phase=phase[:200]))
 
 
 def record_epoch(job_id: str, worker_id: str, epoch: int, metrics: dict) -> None:

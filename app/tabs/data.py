@@ -17,7 +17,7 @@ import pandas as pd
 
 from app import services
 from app.ui import friendly, note
-from engine.data import DEMO_DATA, DEMO_PAIR_DATA, guess_columns, prepare, read_table
+from engine.data import DEMO_DATA, DEMO_PAIR_DATA, guess_columns, prepare, read_head
 from engine.errors import AdapterLabError, DataError
 from engine.options import default_of
 from engine.training import TrainConfig
@@ -169,21 +169,35 @@ def _cleared(status: str = "") -> tuple:
             *_checked(None, None, None, None, None, {}))
 
 
+def _pending(name: str) -> tuple:
+    """What the check shows while it reads every row: a big file's summary comes a few seconds after its preview."""
+    return (gr.update(value=note(f"Reading every row of {name} to count rows and labels…", "info"), visible=True),
+            gr.update(visible=False), gr.update(value=None, visible=False), None, gr.update(interactive=False),
+            note("Counting the rows…", "info"))
+
+
+def _size(source: str) -> str:
+    path = Path(source)
+    return f" ({path.stat().st_size / 1e6:,.1f} MB)" if path.is_file() else ""
+
+
 def _loaded(source: str, name: str) -> tuple:
-    """Read the table and show all of it at once: preview, column guesses and the check of those guesses."""
+    """Show the table's first rows and the column guesses at once, read from its head however big it is; the
+    check of those guesses (`check`, chained after every load) reads all of it."""
     try:
-        frame = read_table(source)
+        head, whole = read_head(source, GUESS_ROWS)
     except AdapterLabError as exc:
         return _cleared(note(str(exc), "error"))
-    columns = [str(c) for c in frame.columns]
-    guess = guess_columns(columns, {str(c): frame[c].head(GUESS_ROWS).tolist() for c in frame.columns})
+    columns = list(head)
+    guess = guess_columns(columns, head)
     pair_choices = [("(none: one text per row)", NO_PAIR)] + [(c, c) for c in columns]
     loaded = {"source": source, "name": name}
-    status = note(f"Loaded {name}: {len(frame):,} rows, {len(columns)} columns. Check the columns below.", "ok")
+    rows = f"{len(head[columns[0]]):,} rows" if whole else f"the first {PREVIEW_ROWS} rows shown"
+    status = note(f"Loaded {name}{_size(source)}: {rows}, {len(columns)} columns. Check the columns below.", "ok")
     widths = [f"{100 / len(columns):.1f}%"] * len(columns)  # every column in view, even on a phone
-    return (loaded, gr.update(value=_preview(frame), column_widths=widths, visible=True), _menu(columns, guess["text"]),
-            _menu(pair_choices, guess["text_pair"] or NO_PAIR), _menu(columns, guess["label"]), status, None,
-            gr.File(value=None), *_checked(loaded, guess["text"], guess["text_pair"], guess["label"], None, {}))
+    return (loaded, gr.update(value=_preview(pd.DataFrame(head)), column_widths=widths, visible=True),
+            _menu(columns, guess["text"]), _menu(pair_choices, guess["text_pair"] or NO_PAIR),
+            _menu(columns, guess["label"]), status, None, gr.File(value=None), *_pending(name))
 
 
 @friendly
@@ -312,13 +326,13 @@ def build() -> DataTab:
     boxes = [upload_box, demo_box, folder_box, hub_box]
     kind.change(switch_source, kind, [*boxes, upload, demo, folder, folder_note, *shown])
     refresh.click(refresh_folder, [folder, loaded], [folder, folder_note, *shown])
-    upload.upload(load_upload, upload, shown)
-    upload.clear(load_upload, None, shown)
-    demo.input(load_demo, demo, shown)
-    folder.input(load_folder, folder, shown)
-    hub_load.click(load_hub, hub, shown)
-    hub.submit(load_hub, hub, shown)
     columns = [loaded, text, pair, label, validation, renames]
+    upload.upload(load_upload, upload, shown).then(check, columns, checked)
+    upload.clear(load_upload, None, shown)
+    demo.input(load_demo, demo, shown).then(check, columns, checked)
+    folder.input(load_folder, folder, shown).then(check, columns, checked)
+    hub_load.click(load_hub, hub, shown).then(check, columns, checked)
+    hub.submit(load_hub, hub, shown).then(check, columns, checked)
     val_upload.upload(set_validation, val_upload, validation).then(check, columns, checked)
     val_upload.clear(set_validation, None, validation).then(check, columns, checked)
     gr.on([text.input, pair.input, label.input], check, columns, checked)
