@@ -75,7 +75,7 @@ def _theme() -> gr.themes.Base:
                           font_mono=["ui-monospace", "Consolas", "monospace"])
 
 
-def build_app() -> gr.Blocks:
+def build_app(max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB) -> gr.Blocks:
     # Uploads wait in Gradio's cache until a job copies them in; files older than a day are removed hourly.
     with gr.Blocks(title="AdapterLab", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
         api.register()
@@ -84,7 +84,7 @@ def build_app() -> gr.Blocks:
                     elem_id="al-title")
         with gr.Tabs() as tabs:
             with gr.Tab("1 · Data", id="data"):
-                data_tab = data.build()
+                data_tab = data.build(max_upload_mb)
             with gr.Tab("2 · Train", id="train"):
                 train_tab = train.build(data_tab)
             with gr.Tab("3 · Jobs", id="jobs"):
@@ -109,6 +109,8 @@ def _keep_only_named_api(demo: gr.Blocks) -> None:
 
 # Gradio 6's English strings lack the key its status announcer reads out when an event completes: screen readers
 # heard "common.complete".
+ON_LOAD_JS = f"() => {{ ({page_url.OPEN_API_JS})(); ({data.TOO_BIG_JS})(); }}"
+
 _I18N = gr.I18n(en={"common.complete": "Done"})
 
 
@@ -117,10 +119,10 @@ def launch(host: str = "127.0.0.1", port: int = 7860, max_upload_mb: int = DEFAU
     ADAPTERLAB_USERNAME/PASSWORD are set. The caller keeps the process alive and closes the app."""
     auth = auth_from_env()
     remember_last_file()
-    demo = build_app()
+    demo = build_app(max_upload_mb)
     demo.queue(default_concurrency_limit=4)
     demo.launch(server_name=host, server_port=port, auth=auth, auth_message="Log in to AdapterLab.",
                 max_file_size=f"{max_upload_mb}mb", prevent_thread_lock=True, quiet=True,
-                ssr_mode=False, theme=_theme(), css=CSS, js=page_url.OPEN_API_JS,
+                ssr_mode=False, theme=_theme(), css=CSS, js=ON_LOAD_JS,
                 footer_links=["api"], i18n=_I18N)
     return demo

@@ -6,6 +6,7 @@ Every problem a user can fix becomes a `DataError` naming the file, column or ro
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -82,7 +83,11 @@ class PreparedData:
     validation: Split
     labels: list[str]
     report: DataReport
-    fingerprint: str
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Computed when asked: the Data tab's summary of a big file has no use for it."""
+        return fingerprint(self.train, self.labels)
 
     def renamed(self, label_names: dict[str, str] | None) -> PreparedData:
         """The same rows with labels under new names (0/1 -> negative/positive), without reading the data again."""
@@ -90,7 +95,7 @@ class PreparedData:
             return self
         labels = renamed(self.labels, label_names)
         report = replace(self.report, label_counts=dict(zip(labels, self.report.label_counts.values(), strict=True)))
-        return PreparedData(self.train, self.validation, labels, report, fingerprint(self.train, labels))
+        return PreparedData(self.train, self.validation, labels, report)
 
 
 def _sniff_encoding(raw: bytes, name: str) -> str:
@@ -534,7 +539,7 @@ def prepare(
     report.train_rows, report.validation_rows = len(train), len(valid)
     counts = Counter(train.labels)
     report.label_counts = {labels[i]: counts[i] for i in range(len(labels))}
-    return PreparedData(train, valid, labels, report, fingerprint(train, labels)).renamed(label_names)
+    return PreparedData(train, valid, labels, report).renamed(label_names)
 
 
 def renamed(labels: list[str], label_names: dict[str, str] | None) -> list[str]:

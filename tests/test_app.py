@@ -414,4 +414,4 @@ def test_serve_is_a_command():
     from app.cli import build_parser
 
     args = build_parser().parse_args(["serve", "--no-worker", "--port", "9999"])
-    assert args.host == "127.0.0.1" and args.port == 9999 and args.no_worker and args.max_upload_mb == 200
+    assert args.host == "127.0.0.1" and args.port == 9999 and args.no_worker and args.max_upload_mb == 1024

@@ -52,10 +52,14 @@ def server_env(home: Path) -> dict[str, str]:
     return env
 
 
+MAX_UPLOAD_MB = 3  # the test server's upload limit: far above the tests' tables, below the one that must be refused
+
+
 def _spawn(home: Path, log: Path) -> tuple[subprocess.Popen, str]:
     """Start `adapterlab serve` on a free port and wait until the page answers."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=ROOT,
+    process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--max-upload-mb",
+                                str(MAX_UPLOAD_MB)], cwd=ROOT,
                                env=server_env(home), stdout=log.open("ab"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + START_TIMEOUT

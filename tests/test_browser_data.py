@@ -15,7 +15,7 @@ import zipfile
 import pytest
 
 from tests.conftest import write_csv
-from tests.test_app_server import JOB_TIMEOUT
+from tests.test_app_server import JOB_TIMEOUT, MAX_UPLOAD_MB
 from tests.test_browser import BROWSER, app_server, browser, choose, expect, open_tab, shot
 
 pytestmark = BROWSER
@@ -106,6 +106,28 @@ def test_clearing_an_upload_or_replacing_it_with_a_bad_file_leaves_nothing_stale
         no_framework_message(page)
         shot(page, f"data-replaced-by-{bad}")
         page.get_by_label("Clear").first.click()
+
+
+def test_a_big_file_previews_from_its_head_and_one_over_the_limit_is_refused_in_our_words(page, tmp_path):
+    rows = [{"text": f"headline number {i} " + "about the markets " * 5, "label": ("world", "sports")[i % 2]}
+            for i in range(14_000)]  # ~1.6 MB: more than the preview reads, under the test server's limit
+    big = write_csv(tmp_path / "headlines.csv", rows)
+    expect(page.locator("#data-upload")).to_contain_text(f"up to {MAX_UPLOAD_MB} MB")
+    upload(page, big)
+    expect(page.locator("#data-status")).to_contain_text("Loaded headlines.csv (1.6 MB): the first 8 rows shown")
+    expect(page.locator("#data-report")).to_contain_text("14,000 rows")
+    expect(page.locator("#data-report")).to_contain_text("12,600")  # every row counted, not the preview's
+    expect(page.locator("#data-next")).to_be_enabled()
+    no_framework_message(page)
+    shot(page, "data-big-file")
+    page.get_by_label("Clear").first.click()
+    too_big = tmp_path / "too-big.csv"
+    too_big.write_text(big.read_text() * 2)
+    upload(page, too_big)
+    expect(page.locator("[data-testid=toast-text]")).to_contain_text(
+        f'"too-big.csv" is larger than this server takes from a browser ({MAX_UPLOAD_MB}.0 MB at most), so it was '
+        "not uploaded. Put it in the server's datasets folder")
+    shot(page, "data-upload-too-big")
 
 
 def test_folder_refresh_and_a_failed_hub_load_after_data(page, app_server, files):

@@ -40,6 +40,26 @@ CHECKED = ("report", "chart", "renames", "chosen", "next_button", "next_hint")
 SHOWN = ("loaded", "preview", "text", "pair", "label", "status", "validation", "val_upload", *CHECKED)
 
 
+# Gradio refuses a file over the server's upload limit in the browser, with its own toast ("File(s) exceed the
+# maximum allowed size of 1.0 Gb: ...") and no event on the server: this rewrites that toast in our words.
+TOO_BIG_JS = r"""() => {
+  const said = /^File\(s\) exceed the maximum allowed size of (.+?): (.+)$/;
+  new MutationObserver(() => {
+    for (const text of document.querySelectorAll('[data-testid=toast-text]')) {
+      const m = text.textContent.trim().match(said);
+      if (!m) continue;
+      text.textContent = `${m[2]} is larger than this server takes from a browser (${m[1].replace('Mb', 'MB')
+        .replace('Gb', 'GB')} at most), so it was not uploaded. Put it in the server's datasets folder and choose `
+        + `"Server datasets folder", or ask whoever runs the server to raise --max-upload-mb.`;
+    }
+  }).observe(document.body, {childList: true, subtree: true, characterData: true});
+}"""
+
+
+def size_limit(megabytes: int) -> str:
+    return f"{megabytes / 1024:g} GB" if megabytes >= 1024 else f"{megabytes} MB"
+
+
 @dataclass
 class DataTab:
     """What other tabs read: the checked choice of data (or None) and the button to the next step."""
@@ -95,9 +115,18 @@ def label_bars(counts: dict[str, int]) -> str:
 def _report(data) -> str:
     """What training will do with the rows, in plain words."""
     report = data.report
-    if report.validation_source == "split":
+    sampled = report.validation_sampled_from
+    if report.validation_source == "split" and sampled:
+        use = (f"**{report.rows:,} rows** read: **{report.train_rows:,}** for training, and accuracy measured on "
+               f"**{report.validation_rows:,}** of the {sampled:,} rows held out (a 10% split of the same file): "
+               f"a seeded sample, so that each epoch's check stays quick (*Max validation rows* on the Train tab).")
+    elif report.validation_source == "split":
         use = (f"**{report.rows:,} rows** read: **{report.train_rows:,}** for training and "
                f"**{report.validation_rows:,}** held out to measure accuracy (a 10% split of the same file).")
+    elif sampled:
+        use = (f"**{report.rows:,} rows** read: **{report.train_rows:,}** for training. Accuracy is measured on a "
+               f"seeded sample of **{report.validation_rows:,}** of the {sampled:,} rows of "
+               f"{report.validation_source} (*Max validation rows* on the Train tab).")
     else:
         use = (f"**{report.rows:,} rows** read: **{report.train_rows:,}** for training. Accuracy is measured on "
                f"the **{report.validation_rows:,} rows** of {report.validation_source}.")
@@ -178,7 +207,7 @@ def _pending(name: str) -> tuple:
 
 def _size(source: str) -> str:
     path = Path(source)
-    return f" ({path.stat().st_size / 1e6:,.1f} MB)" if path.is_file() else ""
+    return f" ({path.stat().st_size / 2**20:,.1f} MB)" if path.is_file() else ""  # MB as the upload box counts
 
 
 def _loaded(source: str, name: str) -> tuple:
@@ -271,13 +300,14 @@ def set_validation(path: str | None = None) -> dict | None:
     return {"path": path, "name": Path(path).name} if path else None
 
 
-def build() -> DataTab:
+def build(max_upload_mb: int) -> DataTab:
     gr.Markdown(f"## Step 1 · Choose your data\nA table with one text per row (or two, for pairs) and a label "
                 f"column: {FORMATS}.")
     loaded, validation, chosen = gr.State(None), gr.State(None), gr.State(None)
     kind = gr.Radio(SOURCES, value=SOURCES[0], label="Where is the data?", elem_id="data-source")
     with gr.Group(visible=True) as upload_box:
-        upload = gr.File(label="Upload a table", file_types=FILE_TYPES, elem_id="data-upload", height=120)
+        upload = gr.File(label=f"Upload a table (up to {size_limit(max_upload_mb)})", file_types=FILE_TYPES,
+                         elem_id="data-upload", height=120)
     with gr.Group(visible=False) as demo_box:
         demo = gr.Radio(list(DEMOS), label="Demo data set", elem_id="data-demo")
     with gr.Group(visible=False) as folder_box:
