@@ -9,8 +9,11 @@ queue has a name of its own, both removed afterwards.
 from __future__ import annotations
 
 import json
+import shutil
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,10 +53,62 @@ def _postgres_url_or_skip() -> str:
     pytest.skip(f"PostgreSQL database 'test' is not reachable on 127.0.0.1:5432 ({'; '.join(errors)})")
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class OwnRedis:
+    """A Redis server of the test's own, without persistence (as Redis often runs): stopping it loses the queue."""
+
+    def __init__(self, folder: Path) -> None:
+        if shutil.which("redis-server") is None:
+            pytest.skip("redis-server is not installed")
+        self.port, self.folder = _free_port(), folder
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        import redis
+
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.folder)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
+        wait_for(lambda: self._answers(client), "the test's Redis to start")
+
+    @staticmethod
+    def _answers(client) -> bool:
+        import redis
+
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(30)
+
+
 @pytest.fixture()
-def scaled_out(tmp_path, monkeypatch) -> Iterator[Path]:
-    """Environment for a Redis queue and a PostgreSQL job store (own schema, own queue name); yields the home."""
-    client = _redis_or_skip()
+def own_redis(tmp_path) -> Iterator[OwnRedis]:
+    server = OwnRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture()
+def scaled_out(tmp_path, monkeypatch, request) -> Iterator[Path]:
+    """Environment for a Redis queue and a PostgreSQL job store (own schema, own queue name); yields the home.
+    The queue is the test's own Redis where it asks for `own_redis`, else the one on 6379."""
+    own = request.getfixturevalue("own_redis") if "own_redis" in request.fixturenames else None
+    client = None if own else _redis_or_skip()
     url = _postgres_url_or_skip()
     schema, queue = f"adapterlab_test_{uuid.uuid4().hex[:8]}", f"adapterlab_test_{uuid.uuid4().hex[:8]}"
     import psycopg
@@ -64,7 +119,7 @@ def scaled_out(tmp_path, monkeypatch) -> Iterator[Path]:
     home = tmp_path / "shared-home"
     monkeypatch.setenv("ADAPTERLAB_HOME", str(home))
     monkeypatch.setenv("ADAPTERLAB_DATABASE_URL", f"{url}?options=-csearch_path%3D{schema}")
-    monkeypatch.setenv("ADAPTERLAB_REDIS_URL", REDIS_URL)
+    monkeypatch.setenv("ADAPTERLAB_REDIS_URL", own.url if own else REDIS_URL)
     monkeypatch.setenv("ADAPTERLAB_QUEUE_NAME", queue)
     for name, value in WORKER_ENV.items():
         monkeypatch.setenv(name, value)
@@ -75,7 +130,7 @@ def scaled_out(tmp_path, monkeypatch) -> Iterator[Path]:
         db.get_engine().dispose()
         with psycopg.connect(admin_url, autocommit=True) as connection:
             connection.execute(f"DROP SCHEMA {schema} CASCADE")
-        keys = client.keys(f"huey.*{queue}*")
+        keys = client.keys(f"huey.*{queue}*") if client else []
         if keys:
             client.delete(*keys)
 
@@ -160,3 +215,25 @@ def test_two_workers_run_one_search_s_trials_in_parallel_each_once(scaled_out, s
     study = optuna.load_study(study_name=api.get_job(result["search_id"])["search"]["study"],
                               storage=settings.database_url())  # in PostgreSQL, beside the jobs
     assert len(study.trials) == 3 and db.get_engine().dialect.name == "postgresql"
+
+
+def test_a_redis_restart_that_loses_the_queue_loses_no_job_and_runs_none_twice(own_redis, scaled_out, spec):
+    """The job store is the source of truth: the waiting jobs whose messages went with Redis are queued again by
+    the running worker; the running one finishes; each job runs once."""
+    scaled_out.mkdir(parents=True, exist_ok=True)
+    log = scaled_out / "worker.log"
+    worker = start_worker(log)
+    try:
+        wait_for(lambda: "Huey consumer started" in log.read_text(), "the worker to start", log)
+        running = api.submit({**spec, "epochs": 6, "name": "running"})
+        queued = [api.submit({**spec, "epochs": 1, "name": f"queued {i}"}) for i in range(2)]
+        wait_for(lambda: api.get_job(running)["steps"], "the first job to train", log)
+        own_redis.stop()  # every queue message is gone with it
+        time.sleep(1)
+        own_redis.start()
+        jobs = [wait_final(job_id, log) for job_id in [running, *queued]]
+    finally:
+        code = stop(worker)
+    assert [j["state"] for j in jobs] == ["succeeded"] * 3, [j["error"] for j in jobs]
+    assert [j["attempts"] for j in jobs] == [1, 1, 1]  # none ran twice
+    assert "waiting but not in the queue" in log.read_text() and code == 0

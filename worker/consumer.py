@@ -44,8 +44,9 @@ def choose_device(gpu: int | None, cpu: bool) -> str:
 
 
 def _watch(me: str, parent_pid: int | None) -> None:
-    """Every heartbeat: re-queue jobs of dead workers and move stalled searches on; stop this worker if the app
-    that started it is gone."""
+    """Every heartbeat: re-queue jobs of dead workers and waiting jobs the queue lost, move stalled searches on;
+    stop this worker if the app that started it is gone."""
+    lost = recovery.OrphanWatch()
     while not runner.shutdown.wait(settings.heartbeat_seconds()):
         if parent_pid and os.getppid() != parent_pid:
             log.warning("parent process %d is gone; stopping", parent_pid)
@@ -53,9 +54,10 @@ def _watch(me: str, parent_pid: int | None) -> None:
             return
         try:
             recovery.recover(me)
+            lost.check()
             search.resume_stalled()
-        except Exception:  # the database may be briefly away; the next round tries again
-            log.exception("checking for dead workers failed")
+        except Exception:  # the database or the queue may be briefly away; the next round tries again
+            log.exception("checking for dead workers and lost queue messages failed")
 
 
 def run_worker(gpu: int | None = None, cpu: bool = False, parent_pid: int | None = None) -> None:

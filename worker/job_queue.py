@@ -73,7 +73,8 @@ def enqueue(job_id: str) -> None:
         run(job_id)
     except Exception as exc:  # redis/sqlite raise many types; all mean "not queued now"
         raise QueueUnavailable(f"Job {job_id} is saved but could not be queued at {location()} "
-                               f"({type(exc).__name__}: {exc}); a worker queues it when it starts.") from exc
+                               f"({type(exc).__name__}: {exc}); a running worker queues it once the queue is "
+                               "back.") from exc
 
 
 def requeue(job_id: str) -> None:

@@ -60,13 +60,37 @@ def recover(me: str, starting: bool = False) -> list[str]:
     return released
 
 
-def requeue_orphans() -> list[str]:
-    """Queue waiting jobs that have no queue message (the queue was lost, or was away at submit)."""
+def orphans() -> list[str]:
+    """Waiting jobs that have no queue message (the queue was lost, or was away at submit), oldest first."""
     pending = pending_job_ids()
     with db.session() as s:
         waiting = s.scalars(select(Job.id).where(Job.kind == JobKind.TRAIN, Job.state.in_(WAITING))
                             .order_by(Job.created_at)).all()
-    orphans = [job_id for job_id in waiting if job_id not in pending]
-    for job_id in orphans:
+    return [job_id for job_id in waiting if job_id not in pending]
+
+
+def requeue_orphans() -> list[str]:
+    """Queue every waiting job that has no queue message (a worker starting)."""
+    found = orphans()
+    for job_id in found:
         requeue(job_id)
-    return orphans
+    return found
+
+
+class OrphanWatch:
+    """The running worker's check: the job store is the source of truth, so a waiting job missing from the queue
+    in two rounds running (a Redis restarted without persistence loses its messages) is queued again. One round
+    is not enough: a job just taken from the queue is missing until its worker claims it. A second message for
+    a job is harmless: only one claim of it succeeds."""
+
+    def __init__(self) -> None:
+        self.missing: set[str] = set()
+
+    def check(self) -> list[str]:
+        found = orphans()
+        again = [job_id for job_id in found if job_id in self.missing]
+        for job_id in again:
+            log.warning("job %s: waiting but not in the queue (was the queue restarted?); queued again", job_id)
+            requeue(job_id)
+        self.missing = set(found) - set(again)
+        return again
