@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app import api, page_url
+from app import api, page_url, rest
 from app.security import DEFAULT_MAX_UPLOAD_MB, auth_from_env
 from app.tabs import data, jobs, playground, search, train
 from engine.data import remember_last_file
@@ -125,4 +125,5 @@ def launch(host: str = "127.0.0.1", port: int = 7860, max_upload_mb: int = DEFAU
                 max_file_size=f"{max_upload_mb}mb", prevent_thread_lock=True, quiet=True,
                 ssr_mode=False, theme=_theme(), css=CSS, js=ON_LOAD_JS,
                 footer_links=["api"], i18n=_I18N)
+    rest.attach(demo.app)
     return demo

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from engine.adapter_io import read_metadata, update_metadata
 from engine.base_models import load_config, resolve_base_model, skeleton
-from engine.calibration import RULES
+from engine.calibration import RULES, decide
 from engine.data import TABLE_SUFFIXES
 from engine.errors import ConfigError, DataError
 from engine.inference import FilePredictions, Predictor
@@ -54,10 +54,10 @@ def adapters() -> list[dict]:
 def find_adapter(key: str) -> dict:
     """The finished adapter with this job id (or, failing that, this unique name)."""
     key = (key or "").strip()
+    by_id = jobs.finished_adapter(key) if key else None
+    if by_id:
+        return by_id
     found = adapters()
-    for adapter in found:
-        if adapter["id"] == key:
-            return adapter
     named = [a for a in found if a.get("name") == key]
     if len(named) == 1:
         return named[0]
@@ -125,6 +125,34 @@ def explain(key: str, text: str, text_pair: str | None = None) -> dict:
     adapter, text_pair = _one_text(key, text, text_pair)
     with _lock:
         return predictor().explain(_current(adapter), text, text_pair)
+
+
+def classify(items: list[tuple[str, str, str | None]]) -> list[dict]:
+    """`{"adapter", "label", "probabilities"}` for each (adapter id or name, text, second text), in input order,
+    with each adapter's temperature and threshold: the rows of one adapter go through the model as one batch."""
+    rows_of: dict[str, list[int]] = {}
+    for i, (key, _, _) in enumerate(items):
+        rows_of.setdefault(key, []).append(i)
+    out: list[dict] = [{}] * len(items)
+    for key, rows in rows_of.items():
+        adapter = find_adapter(key)
+        takes_pairs = bool(pair_column(adapter))
+        for i in rows:
+            if not (items[i][1] or "").strip():
+                raise DataError(f"Text {i + 1} is empty: send a text to classify.")
+            if takes_pairs and not (items[i][2] or "").strip():
+                raise DataError(f"Adapter '{adapter['name']}' was trained on text pairs: text {i + 1} needs its "
+                                "second text (text_pair) too.")
+        with _lock:
+            p = predictor()
+            folder = _current(adapter)
+            probs = p.probabilities(folder, [items[i][1] for i in rows],
+                                    [items[i][2] for i in rows] if takes_pairs else None)
+            labels, threshold = p.labels(folder), p.decision(folder)[1]
+        for i, best, row in zip(rows, decide(probs, labels, threshold), probs.tolist(), strict=True):
+            out[i] = {"adapter": adapter["id"], "label": labels[best],
+                      "probabilities": dict(zip(labels, row, strict=True))}
+    return out
 
 
 def predict_file(key: str, input_path: str | Path, output_name: str, text_column: str | None = None,

@@ -33,7 +33,8 @@ def classification_metrics(labels: list[int], predictions: list[int], names: lis
 def predict_logits(model: torch.nn.Module, batcher: Batcher, data: Split, batch_size: int = 64) -> torch.Tensor:
     """Logits for every row, in the data's order (batches are sorted by length to cut padding)."""
     was_training = model.training
-    model.eval()
+    if was_training:  # an eval model stays so (new adapters follow its mode): a walk of every module saved per call
+        model.eval()
     encoded = batcher.encode(data.texts, data.pairs)
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))  # tokens, not dict keys
     out = torch.empty(len(encoded), len(model.adapters[model.active].labels))
@@ -44,7 +45,7 @@ def predict_logits(model: torch.nn.Module, batcher: Batcher, data: Split, batch_
             chunks.append(model(**batch).float())
     if chunks:
         out[order] = torch.cat(chunks).cpu()
-    if was_training:  # otherwise eval() above already left every module as it must be (a walk saved per call)
+    if was_training:
         model.train()
     return out
 

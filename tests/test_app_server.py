@@ -162,6 +162,9 @@ def test_login_upload_limit_no_worker_and_busy_port(tmp_path):
         assert httpx.get(f"{url}config").status_code == 401
         client = Client(url, auth=("ana", "s3cret"), verbose=False)
         assert client.predict(api_name="/list_adapters") == []
+        assert httpx.get(f"{url}v1/adapters").status_code == 401  # the REST endpoint asks for the same login
+        assert httpx.get(f"{url}v1/adapters", auth=("ana", "wrong")).status_code == 401
+        assert httpx.get(f"{url}v1/adapters", auth=("ana", "s3cret")).json() == []
         big = tmp_path / "big.csv"
         big.write_text("text,label\n" + "a long enough line of text,x\n" * 50_000)
         with pytest.raises(ValueError, match="maximum file size"):

@@ -98,6 +98,50 @@ def test_pairs_with_ia3(client, app_server):
     assert set(result["probabilities"]) == {"different", "duplicate"}
     with pytest.raises(AppError, match="second text"):
         client.predict(adapter=job_id, text="How do I reset my password?", api_name="/predict")
+    rest = httpx.post(f"{app_server.url}v1/classify", json={"adapter": job_id, "texts": ["How do I reset it?"],
+                                                             "text_pairs": ["I forgot my password"]}).json()
+    assert set(rest["results"][0]["probabilities"]) == {"different", "duplicate"}
+    missing = httpx.post(f"{app_server.url}v1/classify", json={"adapter": job_id, "texts": ["How do I reset it?"]})
+    assert missing.status_code == 422 and "text pairs" in missing.json()["detail"]
+
+
+# --- the REST endpoint (/v1), with a plain HTTP client --------------------------------------------------------------
+
+def test_rest_lists_adapters_and_classifies_as_the_page_predicts(client, app_server, trained):
+    v1 = f"{app_server.url}v1"
+    listed = httpx.get(f"{v1}/adapters").json()
+    assert {"id": trained["id"], "name": trained["name"], "method": "pfeiffer", "labels": ["neg", "pos"]} in listed
+    texts = ["i love it, fantastic quality", "broke after a day, awful"]
+    one = httpx.post(f"{v1}/classify", json={"adapter": trained["id"], "texts": texts})
+    assert one.status_code == 200
+    results = one.json()["results"]
+    for text, result in zip(texts, results, strict=True):
+        page = client.predict(adapter=trained["id"], text=text, api_name="/predict")
+        assert result["adapter"] == trained["id"] and result["label"] == page["label"]
+        assert result["probabilities"] == pytest.approx(page["probabilities"], abs=1e-6)
+    items = httpx.post(f"{v1}/classify", json={"items": [{"adapter": trained["id"], "text": t} for t in texts[::-1]]})
+    assert items.json()["results"] == results[::-1]  # input order kept
+
+
+@pytest.mark.parametrize(("body", "status_code", "says"), [
+    ({"adapter": "no-such-job", "texts": ["hello"]}, 404, "There is no finished adapter 'no-such-job'"),
+    ({"adapter": "{id}", "texts": ["fine", "  "]}, 422, "Text 2 is empty"),
+    ({"texts": ["hello"]}, 422, "`texts` need an `adapter`"),
+    ({"adapter": "{id}", "texts": ["a"], "items": []}, 422, "send either `adapter` and `texts`, or `items`"),
+    ({"adapter": "{id}", "texts": ["a", "b"], "text_pairs": ["c"]}, 422, "one second text per text"),
+    ({"adapter": "{id}", "texts": ["a"] * 257}, 422, "at most 256"),
+])
+def test_rest_errors_say_what_is_wrong(app_server, trained, body, status_code, says):
+    body = {k: v.replace("{id}", trained["id"]) if isinstance(v, str) else v for k, v in body.items()}
+    answer = httpx.post(f"{app_server.url}v1/classify", json=body)
+    assert answer.status_code == status_code and says in answer.text
+
+
+def test_rest_has_an_openapi_schema(app_server):
+    schema = httpx.get(f"{app_server.url}v1/openapi.json").json()
+    assert {"/v1/classify", "/v1/adapters"} <= set(schema["paths"]) and schema["info"]["title"] == "AdapterLab"
+    request = schema["components"]["schemas"]["ClassifyRequest"]["properties"]
+    assert {"adapter", "texts", "text_pairs", "items"} <= set(request)
 
 
 def test_submit_errors_are_readable(client, app_server):

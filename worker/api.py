@@ -228,15 +228,28 @@ def delete(job_id: str) -> None:
         (home / relative).unlink(missing_ok=True)
 
 
+def _finished(query):
+    return query.where(Job.state.in_((JobState.SUCCEEDED, JobState.CANCELLED)), Job.adapter_dir.is_not(None))
+
+
+def _adapter(j: Job) -> dict:
+    return {"id": j.id, "name": j.name, "method": j.method, "labels": j.labels,
+            "adapter_dir": _absolute(j.adapter_dir), "base_model": j.base_model, "metrics": j.metrics,
+            "state": j.state, "finished_at": _iso(j.finished_at), "size_mb": _size_mb(j.adapter_dir)}
+
+
 def finished_adapters() -> list[dict]:
     """Adapters that can be used for prediction: succeeded jobs, and cancelled ones that saved an adapter."""
     with db.session() as s:
-        jobs = s.scalars(select(Job).where(Job.state.in_((JobState.SUCCEEDED, JobState.CANCELLED)),
-                                           Job.adapter_dir.is_not(None)).order_by(Job.finished_at.desc())).all()
-        return [{"id": j.id, "name": j.name, "method": j.method, "labels": j.labels,
-                 "adapter_dir": _absolute(j.adapter_dir), "base_model": j.base_model, "metrics": j.metrics,
-                 "state": j.state, "finished_at": _iso(j.finished_at), "size_mb": _size_mb(j.adapter_dir)}
-                for j in jobs if (settings.data_dir() / j.adapter_dir).is_dir()]
+        jobs = s.scalars(_finished(select(Job)).order_by(Job.finished_at.desc())).all()
+        return [_adapter(j) for j in jobs if (settings.data_dir() / j.adapter_dir).is_dir()]
+
+
+def finished_adapter(job_id: str) -> dict | None:
+    """One of `finished_adapters` by its job id, looked up alone (a prediction's cost, not the list's)."""
+    with db.session() as s:
+        job = s.scalar(_finished(select(Job).where(Job.id == job_id)))
+        return _adapter(job) if job and (settings.data_dir() / job.adapter_dir).is_dir() else None
 
 
 def _size_mb(relative: str) -> float:

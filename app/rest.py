@@ -1,0 +1,121 @@
+"""`/v1`: classify texts with trained adapters over plain HTTP, on the web server's own port.
+
+`POST /v1/classify` takes one adapter and its texts, or items that each name their adapter; `GET /v1/adapters`
+lists what can be used; `GET /v1/openapi.json` is the schema. Adapters are the job ids the page shows. With a
+login configured (ADAPTERLAB_USERNAME/PASSWORD), each call sends it as HTTP Basic auth (`curl -u NAME:PASS`);
+a call with a wrong or missing login is refused with 401 and nothing is done.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, Field, model_validator
+
+from app import services
+from app.security import auth_from_env
+from engine import __version__
+from engine.errors import ConfigError, DataError
+
+MAX_TEXTS = 256  # per request: a bigger batch is a file for the Playground's batch prediction
+
+
+class Item(BaseModel):
+    adapter: str = Field(description="The adapter's job id (or its unique name).")
+    text: str
+    text_pair: str | None = Field(None, description="The second text, for an adapter trained on pairs.")
+
+
+class ClassifyRequest(BaseModel):
+    """Either `adapter` with `texts` (and `text_pairs`), or `items`, each naming its adapter."""
+
+    adapter: str | None = Field(None, description="The adapter's job id (or its unique name), for `texts`.")
+    texts: list[str] | None = Field(None, max_length=MAX_TEXTS)
+    text_pairs: list[str] | None = Field(None, max_length=MAX_TEXTS, description="One per text, for pairs.")
+    items: list[Item] | None = Field(None, max_length=MAX_TEXTS)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ClassifyRequest:
+        if (self.items is None) == (self.texts is None):
+            raise ValueError("send either `adapter` and `texts`, or `items`")
+        if self.texts is not None and not self.adapter:
+            raise ValueError("`texts` need an `adapter`")
+        if self.text_pairs is not None and len(self.text_pairs) != len(self.texts or []):
+            raise ValueError("`text_pairs` needs one second text per text")
+        if not (self.items or self.texts):
+            raise ValueError("there is nothing to classify")
+        return self
+
+    def rows(self) -> list[tuple[str, str, str | None]]:
+        if self.items is not None:
+            return [(item.adapter, item.text, item.text_pair) for item in self.items]
+        pairs = self.text_pairs or [None] * len(self.texts)
+        return [(self.adapter, text, pair) for text, pair in zip(self.texts, pairs, strict=True)]
+
+
+class Result(BaseModel):
+    adapter: str
+    label: str
+    probabilities: dict[str, float]
+
+
+class ClassifyResponse(BaseModel):
+    results: list[Result]
+
+
+class Adapter(BaseModel):
+    id: str
+    name: str
+    method: str
+    labels: list[str]
+
+
+def _logged_in(request: Request) -> None:
+    """The server's login as HTTP Basic auth, when it has one."""
+    login = auth_from_env()
+    if login is None:
+        return
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    try:
+        user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        user = password = ""
+    if scheme.lower() != "basic" or not (secrets.compare_digest(user, login[0])
+                                         & secrets.compare_digest(password, login[1])):
+        raise HTTPException(401, "This server has a login: send it as HTTP Basic auth (curl -u NAME:PASSWORD).",
+                            headers={"WWW-Authenticate": 'Basic realm="AdapterLab"'})
+
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(_logged_in)])
+
+
+@router.post("/classify", response_model=ClassifyResponse)
+def classify(request: ClassifyRequest) -> dict:
+    """Labels and per-label probabilities (with each adapter's temperature and threshold), in input order."""
+    try:
+        return {"results": services.classify(request.rows())}
+    except ConfigError as exc:  # no such adapter
+        raise HTTPException(404, str(exc)) from exc
+    except DataError as exc:
+        raise HTTPException(422, str(exc)) from exc
+
+
+@router.get("/adapters", response_model=list[Adapter])
+def adapters() -> list[dict]:
+    """The finished adapters, newest first."""
+    return [{key: a[key] for key in ("id", "name", "method", "labels")} for a in services.adapters()]
+
+
+@router.get("/openapi.json", include_in_schema=False)
+def schema() -> dict:
+    return get_openapi(title="AdapterLab", version=__version__, routes=router.routes,
+                       description=__doc__.split("\n\n", 1)[1])
+
+
+def attach(app: FastAPI) -> None:
+    """Serve `/v1` from the web server's FastAPI app (Gradio's own routes have no catch-all to shadow it)."""
+    app.include_router(router)
