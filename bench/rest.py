@@ -1,0 +1,172 @@
+"""The REST endpoint over HTTP on loopback: one-sentence latency and throughput with concurrent clients.
+
+    python bench/rest.py            # ~3 minutes: trains one adapter, then measures
+
+Starts `adapterlab serve` on a fresh data directory, trains a Pfeiffer adapter on 200 SST-2 sentences through
+its embedded worker (`../shared/data/sst2`; elsewhere `datasets.load_dataset("glue", "sst2")`), then:
+- p50 / p95 of `POST /v1/classify` with one SST-2 validation sentence, one keep-alive client, and of the Gradio
+  API's `/predict` (gradio_client) on the same sentences, side by side;
+- throughput with 1, 8 and 32 concurrent clients, each sending one sentence per request (600 requests in all).
+Writes bench/results/rest-<cpu>.json and the `bench:rest` block of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
+
+from common import publish  # noqa: E402
+
+SST2 = ROOT.parent / "shared" / "data" / "sst2"
+REQUESTS = 600
+CLIENTS = (1, 8, 32)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _sentences(name: str, n: int) -> list[dict]:
+    with (SST2 / name).open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))[:n]
+
+
+def _serve(home: Path) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    env = {**os.environ, "ADAPTERLAB_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
+                               stdout=(home / "serve.log").open("ab"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(240):
+        try:
+            if httpx.get(f"{url}/v1/adapters", timeout=2).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    process.kill()
+    raise SystemExit(f"adapterlab serve did not start:\n{(home / 'serve.log').read_text()[-3000:]}")
+
+
+def _train(url: str, home: Path) -> str:
+    from gradio_client import Client, handle_file
+
+    train = home / "sst2-200.csv"
+    with train.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, ["text", "label"])
+        writer.writeheader()
+        writer.writerows({"text": r["text"], "label": r["label"]} for r in _sentences("train.csv", 200))
+    client = Client(url, verbose=False, download_files=False)
+    job_id = client.predict(data_file=handle_file(str(train)), text_column="text", label_column="label",
+                            method="pfeiffer", epochs=1, api_name="/submit_job")
+    for _ in range(600):
+        job = client.predict(job_id=job_id, api_name="/job_status")
+        if job["state"] in ("succeeded", "failed", "cancelled"):
+            if job["state"] != "succeeded":
+                raise SystemExit(f"training failed: {job.get('error')}")
+            return job_id
+        time.sleep(1)
+    raise SystemExit("training did not finish in 10 minutes")
+
+
+def _latency(send, texts: list[str]) -> dict:
+    for text in texts[:20]:
+        send(text)
+    times = []
+    for text in texts:
+        start = time.perf_counter()
+        send(text)
+        times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return {"p50_ms": round(statistics.median(times), 2), "p95_ms": round(times[int(len(times) * 0.95)], 2)}
+
+
+def _throughput(url: str, adapter: str, texts: list[str], clients: int) -> dict:
+    """`clients` threads, each with its own keep-alive connection, share REQUESTS one-sentence requests."""
+    per_client = REQUESTS // clients
+    errors: list[str] = []
+
+    def run(offset: int) -> None:
+        with httpx.Client(base_url=url, timeout=120) as http:
+            for i in range(per_client):
+                text = texts[(offset + i) % len(texts)]
+                answer = http.post("/v1/classify", json={"adapter": adapter, "texts": [text]})
+                if answer.status_code != 200:
+                    errors.append(answer.text[:200])
+
+    threads = [threading.Thread(target=run, args=(c * per_client,)) for c in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - start
+    done = per_client * clients
+    return {"clients": clients, "requests": done, "per_second": round(done / seconds, 1), "errors": len(errors)}
+
+
+def markdown(report: dict) -> str:
+    rest, page = report["rest"], report["gradio_api"]
+    lines = [f"{report['date']}, CPU: {report['cpu']}, {report['cores']} cores, bundled model, one Pfeiffer adapter. "
+             f"`{report['command']}`", "",
+             "| one sentence over HTTP on loopback | p50 | p95 |", "|---|---:|---:|",
+             f"| `POST /v1/classify` | {rest['p50_ms']:.1f} ms | {rest['p95_ms']:.1f} ms |",
+             f"| Gradio API `/predict` (gradio_client) | {page['p50_ms']:.1f} ms | {page['p95_ms']:.1f} ms |", "",
+             "| concurrent clients | requests | sentences/s | errors |", "|---:|---:|---:|---:|"]
+    lines += [f"| {t['clients']} | {t['requests']} | {t['per_second']:.1f} | {t['errors']} |"
+              for t in report["throughput"]]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--docs", default=str(ROOT / "docs" / "benchmarks.md"), help="docs page to update, or 'none'")
+    a = p.parse_args(argv)
+    if not SST2.is_dir():
+        raise SystemExit(f"{SST2} is missing: see the docstring for where SST-2 comes from.")
+    from gradio_client import Client
+
+    from engine.precision import cpu_model
+
+    texts = [r["text"] for r in _sentences("validation.csv", 320)]
+    with tempfile.TemporaryDirectory(prefix="adapterlab-rest-") as tmp:
+        home = Path(tmp)
+        server, url = _serve(home)
+        try:
+            adapter = _train(url, home)
+            page = Client(url, verbose=False, download_files=False)
+            with httpx.Client(base_url=url) as http:
+                rest = _latency(lambda t: http.post("/v1/classify", json={"adapter": adapter, "texts": [t]})
+                                .raise_for_status(), texts)
+            gradio_api = _latency(lambda t: page.predict(adapter=adapter, text=t, api_name="/predict"), texts[:120])
+            throughput = [_throughput(url, adapter, texts, n) for n in CLIENTS]
+        finally:
+            server.terminate()
+            server.wait(60)
+    report = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "cpu": cpu_model(), "cores": os.cpu_count(),
+              "command": "python bench/rest.py", "rest": rest, "gradio_api": gradio_api, "throughput": throughput}
+    family = "-".join(report["cpu"].lower().split()[:3]).replace("(r)", "")
+    publish(report, [ROOT / "bench" / "results" / f"rest-{family}.json"], markdown(report), a.docs, "rest",
+            "## REST endpoint")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
