@@ -312,6 +312,8 @@ def test_live_parameter_count(tiny_bert):
 def test_adapters_are_found_by_id_or_unique_name(monkeypatch):
     found = [{"id": "a1", "name": "same"}, {"id": "a2", "name": "same"}, {"id": "a3", "name": "solo"}]
     monkeypatch.setattr(services.jobs, "finished_adapters", lambda: found)
+    monkeypatch.setattr(services.jobs, "finished_adapter", lambda key: next((a for a in found if a["id"] == key),
+                                                                            None))
     assert services.find_adapter("a2")["id"] == "a2"
     assert services.find_adapter("solo")["id"] == "a3"
     with pytest.raises(ConfigError, match="Several"):
@@ -341,6 +343,7 @@ def test_retried_adapter_is_reloaded_not_served_stale(monkeypatch, tmp_path):
     monkeypatch.setattr(services, "_predictor", recorder)
     monkeypatch.setattr(services, "_loaded_versions", {})
     monkeypatch.setattr(services.jobs, "finished_adapters", lambda: [adapter])
+    monkeypatch.setattr(services.jobs, "finished_adapter", lambda key: adapter if key == adapter["id"] else None)
     services.predict("j1", "hello")
     services.predict("j1", "hello")
     assert recorder.unloaded == []

@@ -18,6 +18,7 @@ def finished(monkeypatch) -> dict:
     """Finished adapters as the job store would list them (newest first); tests add and remove entries."""
     found = {"j1": ADAPTERS["j1"]}
     monkeypatch.setattr(services, "adapters", lambda: list(reversed(found.values())))
+    monkeypatch.setattr(services.jobs, "finished_adapter", found.get)  # the lookup by id
     monkeypatch.setattr(services, "text_columns", lambda adapter: adapter["columns"])
     return found
 

@@ -237,3 +237,61 @@ def test_a_redis_restart_that_loses_the_queue_loses_no_job_and_runs_none_twice(o
     assert [j["state"] for j in jobs] == ["succeeded"] * 3, [j["error"] for j in jobs]
     assert [j["attempts"] for j in jobs] == [1, 1, 1]  # none ran twice
     assert "waiting but not in the queue" in log.read_text() and code == 0
+
+
+@pytest.fixture()
+def own_database(tmp_path, monkeypatch) -> Iterator[tuple[str, Path]]:
+    """A PostgreSQL database of the test's own as the job store (the queue stays the embedded SQLite one), so
+    the test can shut it to connections: (its name, the data directory)."""
+    import psycopg
+
+    url = _postgres_url_or_skip()
+    admin_url, name = url.replace("+psycopg", ""), f"adapterlab_fault_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("ADAPTERLAB_HOME", str(home))
+    monkeypatch.setenv("ADAPTERLAB_DATABASE_URL", url.rsplit("/", 1)[0] + f"/{name}")
+    for key, value in WORKER_ENV.items():
+        monkeypatch.setenv(key, value)
+    for key in ("ADAPTERLAB_REDIS_URL", "ADAPTERLAB_QUEUE_NAME", "ADAPTERLAB_DEVICE"):
+        monkeypatch.delenv(key, raising=False)
+    try:
+        yield name, home
+    finally:
+        db.get_engine().dispose()
+        with psycopg.connect(admin_url, autocommit=True) as connection:
+            connection.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def _shut(name: str, shut: bool) -> None:
+    """Refuse new connections to the database and cut the open ones (or let them in again): to its clients, the
+    job store is down."""
+    import psycopg
+
+    with psycopg.connect(_postgres_url_or_skip().replace("+psycopg", ""), autocommit=True) as connection:
+        connection.execute(f"ALTER DATABASE {name} WITH ALLOW_CONNECTIONS {'false' if shut else 'true'}")
+        if shut:
+            connection.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+
+
+def test_the_job_store_down_for_30_s_mid_job_loses_no_progress_and_the_job_finishes(own_database, spec):
+    name, home = own_database
+    log = home / "worker.log"
+    worker = start_worker(log)
+    try:
+        wait_for(lambda: "Huey consumer started" in log.read_text(), "the worker to start", log)
+        job_id = api.submit({**spec, "epochs": 8})
+        wait_for(lambda: any(s["epoch"] > 1 for s in api.get_job(job_id)["steps"]), "the second epoch", log)
+        _shut(name, True)
+        time.sleep(30)  # the worker keeps training, its writes waiting for the store
+        _shut(name, False)
+        job = wait_final(job_id, log)
+    finally:
+        code = stop(worker)
+    assert (job["state"], job["attempts"]) == ("succeeded", 1), job["error"]
+    steps = [s["step"] for s in job["steps"]]
+    assert steps == sorted(set(steps)) and steps[-1] == job["steps"][-1]["total_steps"]  # none lost twice or out
+    assert [h["epoch"] for h in job["history"]] == list(range(1, 9))
+    assert "job store unreachable" in log.read_text() and code == 0

@@ -115,6 +115,12 @@ def stale_after_seconds() -> float:
     return _number("ADAPTERLAB_STALE_AFTER_SECONDS", 60.0)
 
 
+def store_retry_seconds() -> float:
+    """How long a running job's writes wait for an unreachable job store (a database restarting) before the
+    job fails: training goes on once it answers again."""
+    return _number("ADAPTERLAB_STORE_RETRY_SECONDS", 300.0)
+
+
 def max_attempts() -> int:
     """How many times a job may be started before a crashing job is marked failed."""
     return int(_number("ADAPTERLAB_MAX_ATTEMPTS", 3))

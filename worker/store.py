@@ -6,12 +6,54 @@ taken from it (a stale heartbeat re-queued it, a user deleted it) its late write
 
 from __future__ import annotations
 
+import functools
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from engine.training import Progress, TrainResult
 from worker import db, settings
 from worker.models import ACTIVE, WAITING, Job, JobEpoch, JobKind, JobState, JobStep, utcnow
+
+log = logging.getLogger("adapterlab.worker")
+T = TypeVar("T")
+
+
+def _unreachable(exc: DBAPIError) -> bool:
+    """The database is away (refused, restarting, the connection cut) or busy, not a bad statement: SQLite
+    calls both `OperationalError`, so only its "locked" counts there."""
+    if exc.connection_invalidated:
+        return True
+    if isinstance(exc.orig, sqlite3.Error):
+        return "locked" in str(exc.orig) or "busy" in str(exc.orig)
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
+def retried(write: Callable[..., T]) -> Callable[..., T]:
+    """A running job's write, tried again while the job store is unreachable, for `store_retry_seconds`.
+
+    Each write is safe to repeat: a progress or epoch row replaces any at or after its step, and state changes
+    apply only to a job the worker still holds, so a retry after a write that did land duplicates nothing."""
+    @functools.wraps(write)
+    def wrapper(*args, **kwargs) -> T:
+        deadline, delay = time.monotonic() + settings.store_retry_seconds(), 0.5
+        while True:
+            try:
+                return write(*args, **kwargs)
+            except DBAPIError as exc:
+                if not _unreachable(exc) or time.monotonic() >= deadline:
+                    raise
+                log.warning("job store unreachable (%s); %s tried again in %.1f s", type(exc.orig).__name__,
+                            write.__name__, delay)
+                time.sleep(delay)
+                delay = min(2 * delay, 5.0)
+    return wrapper
 
 
 def _held(job_id: str, worker_id: str):
@@ -48,6 +90,7 @@ def heartbeat(job_id: str, worker_id: str) -> str | None:
         return s.scalar(select(Job.state).where(Job.id == job_id))
 
 
+@retried
 def record_progress(job_id: str, worker_id: str, attempt: int, p: Progress) -> None:
     """Store a progress row; rows at or after its step (left by an earlier attempt) are replaced."""
     with db.session() as s:
@@ -60,12 +103,14 @@ def record_progress(job_id: str, worker_id: str, attempt: int, p: Progress) -> N
                           eta_seconds=p.eta_seconds))
 
 
+@retried
 def record_phase(job_id: str, worker_id: str, phase: str) -> None:
     """What the job does before its first step, in words (cleared by the first progress row)."""
     with db.session() as s:
         s.execute(update(Job).where(_held(job_id, worker_id)).values(phase=phase[:200]))
 
 
+@retried
 def record_epoch(job_id: str, worker_id: str, epoch: int, metrics: dict) -> None:
     """Store one epoch's validation metrics; an earlier attempt's rows for this epoch on are replaced."""
     with db.session() as s:
@@ -77,6 +122,7 @@ def record_epoch(job_id: str, worker_id: str, epoch: int, metrics: dict) -> None
                        metrics=metrics))
 
 
+@retried
 def restart_with_batch_size(job_id: str, worker_id: str, batch_size: int) -> None:
     """After running out of memory: train from scratch with a smaller batch (old progress no longer applies)."""
     with db.session() as s:
@@ -86,6 +132,7 @@ def restart_with_batch_size(job_id: str, worker_id: str, batch_size: int) -> Non
         s.execute(delete(JobEpoch).where(JobEpoch.job_id == job_id))
 
 
+@retried
 def finish(job_id: str, worker_id: str, result: TrainResult, adapter_dir: str,
            trial: dict | None = None) -> str | None:
     """Record a finished training: `succeeded`, or `cancelled` with the best adapter so far. A search's trial
@@ -101,6 +148,7 @@ def finish(job_id: str, worker_id: str, result: TrainResult, adapter_dir: str,
         return state if s.execute(update(Job).where(_held(job_id, worker_id)).values(**values)).rowcount else None
 
 
+@retried
 def fail(job_id: str, worker_id: str, kind: str, message: str, traceback: str | None) -> None:
     with db.session() as s:
         s.execute(update(Job).where(_held(job_id, worker_id)).values(
@@ -127,6 +175,7 @@ def release(s: Session, job: Job, graceful: bool) -> str:
     return job.state
 
 
+@retried
 def release_held(job_id: str, worker_id: str) -> str | None:
     """This worker is shutting down: give its job back to the queue."""
     with db.session() as s:

@@ -221,8 +221,8 @@ def _loaded(source: str, name: str) -> tuple:
     guess = guess_columns(columns, head)
     pair_choices = [("(none: one text per row)", NO_PAIR)] + [(c, c) for c in columns]
     loaded = {"source": source, "name": name}
-    rows = f"{len(head[columns[0]]):,} rows" if whole else f"the first {PREVIEW_ROWS} rows shown"
-    status = note(f"Loaded {name}{_size(source)}: {rows}, {len(columns)} columns. Check the columns below.", "ok")
+    read = f": {len(head[columns[0]]):,} rows" if whole else f"{_size(source)}: the first {PREVIEW_ROWS} rows shown"
+    status = note(f"Loaded {name}{read}, {len(columns)} columns. Check the columns below.", "ok")
     widths = [f"{100 / len(columns):.1f}%"] * len(columns)  # every column in view, even on a phone
     return (loaded, gr.update(value=_preview(pd.DataFrame(head)), column_widths=widths, visible=True),
             _menu(columns, guess["text"]), _menu(pair_choices, guess["text_pair"] or NO_PAIR),
