@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
 from common import peak_rss_mb, publish  # noqa: E402
-from run import warm_precision_probe  # noqa: E402
+from run import cpu_family, warm_precision_probe  # noqa: E402
 
 STARTED = time.time()  # a phase process's start: its first training step is timed from here
 
@@ -151,9 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "cpu": cpu_model(), "cores": os.cpu_count(),
               "command": "python bench/big_data.py" + "".join(f" --rows {r}" for r in a.rows or []),
               "job": JOB, "precision": precision["chosen"], "sizes": sizes}
-    family = "-".join(report["cpu"].lower().split()[:3]).replace("(r)", "")
-    publish(report, [ROOT / "bench" / "results" / f"big-data-{family}.json"], markdown(report), a.docs, "big-data",
-            "## Big files")
+    results = ROOT / "bench" / "results" / f"big-data-{cpu_family(report['cpu'])}.json"
+    publish(report, [results], markdown(report), a.docs, "big-data", "## Big files")
     return 0
 
 

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
 from common import publish  # noqa: E402
+from run import cpu_family  # noqa: E402
 
 SST2 = ROOT.parent / "shared" / "data" / "sst2"
 REQUESTS = 600
@@ -162,9 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             server.wait(60)
     report = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "cpu": cpu_model(), "cores": os.cpu_count(),
               "command": "python bench/rest.py", "rest": rest, "gradio_api": gradio_api, "throughput": throughput}
-    family = "-".join(report["cpu"].lower().split()[:3]).replace("(r)", "")
-    publish(report, [ROOT / "bench" / "results" / f"rest-{family}.json"], markdown(report), a.docs, "rest",
-            "## REST endpoint")
+    results = ROOT / "bench" / "results" / f"rest-{cpu_family(report['cpu'])}.json"
+    publish(report, [results], markdown(report), a.docs, "rest", "## REST endpoint")
     return 0
 
 

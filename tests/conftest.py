@@ -13,7 +13,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# one precision probe per model shape for the whole run (engine/precision.py), not one per test's ADAPTERLAB_HOME
+# Tests train in fp32 whatever the CPU, with no precision probe per model shape (half a minute each): their
+# results do not depend on the machine. tests/test_precision.py runs the probe and trains in bf16 on purpose,
+# with a cache of its own; one probe cache for the whole run otherwise.
+os.environ.setdefault("ADAPTERLAB_PRECISION", "fp32")
 os.environ.setdefault("ADAPTERLAB_PRECISION_CACHE", os.path.join(tempfile.mkdtemp(prefix="adapterlab-"),
                                                                  "precision.json"))
 

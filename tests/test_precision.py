@@ -59,13 +59,16 @@ def test_override_wins_and_a_wrong_value_says_what_to_write(cache, tiny_bert, mo
         choose(CPU, str(tiny_bert), config)
 
 
-def test_a_run_records_its_precision(cache, tiny_bert, sentiment_csv, tmp_path, monkeypatch):
-    monkeypatch.setenv("ADAPTERLAB_PRECISION", "fp32")
+@pytest.mark.parametrize("precision", ["fp32", "bf16-keep-kernels"])
+def test_a_run_trains_in_its_precision_and_records_it(cache, tiny_bert, sentiment_csv, tmp_path, monkeypatch,
+                                                      precision):
+    """The whole training loop in each precision (the rest of the suite trains in fp32)."""
+    monkeypatch.setenv("ADAPTERLAB_PRECISION", precision)
     result = train(TrainConfig(data=str(sentiment_csv), method="pfeiffer", output=str(tmp_path / "ad"),
-                               base_model=str(tiny_bert), epochs=1))
+                               base_model=str(tiny_bert), epochs=2))
     meta = json.loads((tmp_path / "ad" / "adapterlab.json").read_text())
-    assert meta["precision"] == "fp32 (set by ADAPTERLAB_PRECISION)"
-    assert result.metrics["accuracy"] >= 0
+    assert meta["precision"] == f"{precision} (set by ADAPTERLAB_PRECISION)"
+    assert len(result.history) == 2 and all(h["train_loss"] == h["train_loss"] for h in result.history)  # no NaN
 
 
 @pytest.mark.skipif(not cpu_has_native_bf16(), reason="no probe without native bf16")
