@@ -254,10 +254,9 @@ def train(
     phase = on_phase or (lambda what, done, total: None)
     if data is None:
         phase("reading the data", 0, 0)
-    data = data or prepare(cfg.data, cfg.validation, cfg.text_column, cfg.text_pair_column, cfg.label_column,
-                           cfg.validation_fraction, cfg.seed, cfg.max_train_samples, label_names=cfg.label_names,
-                           name=cfg.data_name, validation_name=cfg.validation_name,
-                           max_eval_samples=cfg.max_eval_samples)
+        data = prepare(cfg.data, cfg.validation, cfg.text_column, cfg.text_pair_column, cfg.label_column,
+                       cfg.validation_fraction, cfg.seed, cfg.max_train_samples, label_names=cfg.label_names,
+                       name=cfg.data_name, validation_name=cfg.validation_name, max_eval_samples=cfg.max_eval_samples)
     device = pick_device(cfg.device)
     base_path = resolve_base_model(cfg.base_model)
     precision = choose_precision(device, base_path, load_config(base_path),
