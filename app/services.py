@@ -13,7 +13,7 @@ from pathlib import Path
 
 from engine.adapter_io import read_metadata, update_metadata
 from engine.base_models import load_config, resolve_base_model, skeleton
-from engine.calibration import RULES, decide
+from engine.calibration import RULES
 from engine.data import TABLE_SUFFIXES
 from engine.errors import ConfigError, DataError
 from engine.inference import FilePredictions, Predictor
@@ -129,30 +129,24 @@ def explain(key: str, text: str, text_pair: str | None = None) -> dict:
 
 def classify(items: list[tuple[str, str, str | None]]) -> list[dict]:
     """`{"adapter", "label", "probabilities"}` for each (adapter id or name, text, second text), in input order,
-    with each adapter's temperature and threshold: the rows of one adapter go through the model as one batch."""
-    rows_of: dict[str, list[int]] = {}
-    for i, (key, _, _) in enumerate(items):
-        rows_of.setdefault(key, []).append(i)
-    out: list[dict] = [{}] * len(items)
-    for key, rows in rows_of.items():
-        adapter = find_adapter(key)
+    with each adapter's temperature and threshold: rows of different adapters share the model's forward passes
+    (`Predictor.predict_batch`)."""
+    adapters = {key: find_adapter(key) for key, _, _ in items}
+    pairs: list[str | None] = []
+    for i, (key, text, text_pair) in enumerate(items):
+        adapter = adapters[key]
+        if not (text or "").strip():
+            raise DataError(f"Text {i + 1} is empty: send a text to classify.")
         takes_pairs = bool(pair_column(adapter))
-        for i in rows:
-            if not (items[i][1] or "").strip():
-                raise DataError(f"Text {i + 1} is empty: send a text to classify.")
-            if takes_pairs and not (items[i][2] or "").strip():
-                raise DataError(f"Adapter '{adapter['name']}' was trained on text pairs: text {i + 1} needs its "
-                                "second text (text_pair) too.")
-        with _lock:
-            p = predictor()
-            folder = _current(adapter)
-            probs = p.probabilities(folder, [items[i][1] for i in rows],
-                                    [items[i][2] for i in rows] if takes_pairs else None)
-            labels, threshold = p.labels(folder), p.decision(folder)[1]
-        for i, best, row in zip(rows, decide(probs, labels, threshold), probs.tolist(), strict=True):
-            out[i] = {"adapter": adapter["id"], "label": labels[best],
-                      "probabilities": dict(zip(labels, row, strict=True))}
-    return out
+        if takes_pairs and not (text_pair or "").strip():
+            raise DataError(f"Adapter '{adapter['name']}' was trained on text pairs: text {i + 1} needs its "
+                            "second text (text_pair) too.")
+        pairs.append(text_pair if takes_pairs else None)
+    with _lock:
+        folders = {key: _current(adapter) for key, adapter in adapters.items()}
+        results = predictor().predict_batch([text for _, text, _ in items], [folders[key] for key, _, _ in items],
+                                            pairs)
+    return [{"adapter": adapters[key]["id"], **result} for (key, _, _), result in zip(items, results, strict=True)]
 
 
 def predict_file(key: str, input_path: str | Path, output_name: str, text_column: str | None = None,

@@ -20,6 +20,7 @@ from engine.base_models import display_name, from_pretrained, load_config, load_
 from engine.batching import Batcher
 from engine.errors import ConfigError
 from engine.first_token import set_first_token_only
+from engine.heads import RowHeads
 from engine.methods import get as get_method
 from engine.methods.base import Method
 from engine.methods.bottleneck import model as bn
@@ -189,6 +190,70 @@ class AdapterModel(nn.Module):
         for module in self.encoder.modules():
             if type(module) is nn.Linear and not module.weight.requires_grad:
                 module.to(dtype)
+
+    def mixed_logits(self, batch: dict[str, torch.Tensor], names: list[str]) -> torch.Tensor:
+        """Row i's logits under adapter `names[i]`, one forward pass of the shared base for the whole batch.
+
+        Each method's adapters act on their own rows only (`Method.route`); heads likewise (`RowHeads` in place
+        of the architecture's head modules). A fully fine-tuned adapter has its own model, so its rows run through
+        it apart, as do those of a method without `route`. Rows with fewer labels than the widest are padded with
+        NaN on the right.
+        """
+        if len(names) != len(batch["input_ids"]):
+            raise ConfigError(f"{len(names)} adapter names for {len(batch['input_ids'])} rows.")
+        positions: dict[str, list[int]] = {}
+        for i, name in enumerate(names):
+            if name not in self.adapters:
+                raise ConfigError(f"No adapter named '{name}' is loaded.")
+            positions.setdefault(name, []).append(i)
+        rows = {name: torch.tensor(i, device=self.device) for name, i in positions.items()}
+        width = max(len(self.adapters[name].labels) for name in rows)
+        out = torch.full((len(names), width), float("nan"), device=self.device)
+        previous = self.active
+        try:
+            for name in [n for n in rows if not self.method(n).mixes]:
+                self.set_active(name)
+                logits = self(**{k: v[rows[name]] for k, v in batch.items()})
+                out[rows[name], : logits.shape[-1]] = logits.float()
+                del rows[name]
+            if rows:
+                self.set_active(None)
+                logits = self._shared_pass(batch, rows)
+                for name, r in rows.items():
+                    n = len(self.adapters[name].labels)
+                    out[r, :n] = logits[r, :n].float()
+        finally:
+            self.set_active(previous)
+        return out
+
+    def _shared_pass(self, batch: dict[str, torch.Tensor], rows: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One forward pass of the base with every adapter in `rows` routed to its rows; zero-padded logits."""
+        kinds = list({id(self.method(n)): self.method(n) for n in rows}.values())
+        hub = [(self.heads[n], r) for n, r in rows.items() if self.method(n).head == "adapterhub"]
+        task = {n: r for n, r in rows.items() if self.method(n).head == "task"}
+        size = len(batch["input_ids"])
+        originals = {m: getattr(self.backbone, m) for n in task for m in self.heads[n]}
+        try:
+            for kind in kinds:
+                kind.route(self, rows, size)
+                batch = kind.mixed_inputs(self, rows, batch)
+            if not task:
+                return RowHeads(hub)(self.encoder(**batch).last_hidden_state[:, 0])
+            for module_name in originals:
+                setattr(self.backbone, module_name, RowHeads([(self.heads[n][module_name], r) for n, r in task.items()
+                                                              if module_name in self.heads[n]]))
+            result = self.backbone(**batch, output_hidden_states=bool(hub))
+            if not hub:
+                return result.logits
+            hidden = RowHeads(hub)(result.hidden_states[-1][:, 0])
+            width = max(hidden.shape[-1], result.logits.shape[-1])
+            pad = torch.nn.functional.pad
+            return pad(result.logits, (0, width - result.logits.shape[-1])) + pad(hidden, (0, width - hidden.shape[-1]))
+        finally:
+            for kind in kinds:
+                kind.route(self, None)
+            for module_name, module in originals.items():
+                setattr(self.backbone, module_name, module)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs) -> torch.Tensor:
         """Logits of the active adapter's head."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import torch
 from torch import nn
 from transformers import PretrainedConfig
 
@@ -61,3 +62,24 @@ def task_head_size(skeleton: nn.Module, num_labels: int) -> int:
     """The task head's parameters for `num_labels`, from a (meta-device) skeleton of the task model."""
     modules = head_modules(skeleton.config.model_type)
     return sum(p.numel() for p in task_head(skeleton, modules, num_labels).parameters())
+
+
+class RowHeads(nn.Module):
+    """Stands in for one head module of the backbone in a mixed batch: each adapter's module on its own rows.
+
+    Rows of no adapter here get zeros, and outputs narrower than the widest (fewer labels) are zero-padded on
+    the right: the caller reads each row's own columns.
+    """
+
+    def __init__(self, modules: list[tuple[nn.Module, torch.Tensor]]) -> None:
+        super().__init__()
+        self.routes = modules
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs = [(module(x[rows]), rows) for module, rows in self.routes]
+        width = max(o.shape[-1] for o, _ in outputs)
+        first = outputs[0][0]
+        out = first.new_zeros(x.shape[0], *first.shape[1:-1], width)
+        for o, rows in outputs:
+            out[rows, ..., : o.shape[-1]] = o
+        return out

@@ -147,6 +147,56 @@ class Predictor:
         return {"label": labels[best],
                 "probabilities": {lab: float(p) for lab, p in zip(labels, probs[0], strict=True)}}
 
+    def predict_batch(self, texts: list[str], adapters: list[str | Path], text_pairs: list[str | None] | None = None,
+                      calibrated: bool = True) -> list[dict]:
+        """`predict` for every text, text i with adapter folder `adapters[i]` (and second text `text_pairs[i]`,
+        None for a single text): rows of one base model share one forward pass per batch
+        (`AdapterModel.mixed_logits`), whatever their adapters' methods."""
+        if len(adapters) != len(texts) or (text_pairs is not None and len(text_pairs) != len(texts)):
+            raise ConfigError(f"{len(texts)} texts need as many adapters (got {len(adapters)})"
+                              + (f" and second texts (got {len(text_pairs)})." if text_pairs is not None else "."))
+        loaded = [self.load(folder) for folder in adapters]
+        by_model: dict[int, list[int]] = {}
+        for i, (model, _) in enumerate(loaded):
+            by_model.setdefault(id(model), []).append(i)
+        results: list[dict] = [{} for _ in texts]
+        for rows in by_model.values():
+            model = loaded[rows[0]][0]
+            logits = self._mixed_logits(model, [loaded[i][1] for i in rows], [texts[i] for i in rows],
+                                        [text_pairs[i] for i in rows] if text_pairs is not None else None)
+            for i, row_logits in zip(rows, logits, strict=True):
+                labels = self.labels(adapters[i])
+                temperature, threshold = self.decision(adapters[i])
+                probs = (row_logits[None, : len(labels)] / (temperature if calibrated else 1.0)).softmax(-1)
+                results[i] = {"label": labels[decide(probs, labels, threshold)[0]],
+                              "probabilities": {lab: float(p) for lab, p in zip(labels, probs[0], strict=True)}}
+        return results
+
+    def _mixed_logits(self, model: AdapterModel, names: list[str], texts: list[str],
+                      pairs: list[str | None] | None) -> torch.Tensor:
+        """Each row tokenised with its own adapter's max length, batched by length across adapters."""
+        encoded: list[dict[str, list[int]]] = [{} for _ in texts]
+        groups: dict[tuple[int, bool], list[int]] = {}  # (max length, with a second text) -> rows
+        for i, name in enumerate(names):
+            paired = pairs is not None and pairs[i] is not None
+            groups.setdefault((int(model.adapters[name].meta.get("max_length") or 128), paired), []).append(i)
+        for (max_length, paired), rows in groups.items():
+            found = model.batcher(max_length).encode([texts[i] for i in rows],
+                                                     [pairs[i] for i in rows] if paired else None)
+            for i, row in zip(rows, found, strict=True):
+                encoded[i] = row
+        batcher = model.batcher(max(length for length, _ in groups))
+        extra = {name: model.method(name).virtual_tokens(model, name) for name in set(names)}
+        order = sorted(range(len(texts)), key=lambda i: len(encoded[i]["input_ids"]) + extra[names[i]])
+        out = torch.empty(len(texts), max(len(model.adapters[n].labels) for n in names))
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                with batcher.autocast():
+                    out[chunk] = model.mixed_logits(batcher.collate([encoded[i] for i in chunk]),
+                                                    [names[i] for i in chunk]).float().cpu()
+        return out
+
     def predict_file(self, folder: str | Path, input_path: str | Path, output_path: str | Path,
                      text_column: str | None = None, text_pair_column: str | None = None) -> FilePredictions:
         """Add `prediction` and `prob_<label>` columns to a table and write it as CSV.

@@ -85,8 +85,9 @@ def test_explain(client, trained):
         client.predict(adapter=trained["id"], text=" ", api_name="/explain")
 
 
-def test_pairs_with_ia3(client, app_server):
-    """A text-pair job (the demo duplicates), trained with IA3 and asked with text_pair."""
+def test_pairs_with_ia3(client, app_server, trained):
+    """A text-pair job (the demo duplicates), trained with IA3 and asked with text_pair; REST items mixing it
+    with a single-text Pfeiffer adapter answer as each alone."""
     job_id = client.predict(data_file=handle_file(str(DEMO_PAIR_DATA)), text_column="question1",
                             text_pair_column="question2", label_column="label", method="ia3", epochs=1,
                             base_model=str(app_server.tiny_model), max_train_samples=40, api_name="/submit_job")
@@ -103,6 +104,17 @@ def test_pairs_with_ia3(client, app_server):
     assert set(rest["results"][0]["probabilities"]) == {"different", "duplicate"}
     missing = httpx.post(f"{app_server.url}v1/classify", json={"adapter": job_id, "texts": ["How do I reset it?"]})
     assert missing.status_code == 422 and "text pairs" in missing.json()["detail"]
+    items = [{"adapter": job_id, "text": "How do I reset it?", "text_pair": "I forgot my password"},
+             {"adapter": trained["id"], "text": "i love it, fantastic quality"},
+             {"adapter": job_id, "text": "Where is the station?", "text_pair": "How do I bake bread?"},
+             {"adapter": trained["id"], "text": "broke after a day, awful", "text_pair": "ignored: single-text"}]
+    mixed = httpx.post(f"{app_server.url}v1/classify", json={"items": items}).json()["results"]
+    assert [r["adapter"] for r in mixed] == [i["adapter"] for i in items]
+    for item, result in zip(items, mixed, strict=True):
+        alone = client.predict(adapter=item["adapter"], text=item["text"], text_pair=item.get("text_pair"),
+                               api_name="/predict")
+        assert result["label"] == alone["label"]
+        assert result["probabilities"] == pytest.approx(alone["probabilities"], abs=1e-5)
 
 
 # --- the REST endpoint (/v1), with a plain HTTP client --------------------------------------------------------------

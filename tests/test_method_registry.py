@@ -97,7 +97,12 @@ def test_a_registered_method_trains_saves_and_predicts(shift, sentiment_csv, tin
     result = train(TrainConfig(data=str(sentiment_csv), method="shift", output=str(tmp_path / "s"),
                                base_model=str(tiny_bert), batch_size=8, method_options={"shift_scale": 0.25}))
     assert result.adapter_params == 32  # tiny BERT's hidden size
-    prediction = Predictor().predict(result.adapter_dir, "great product")
+    predictor = Predictor()
+    prediction = predictor.predict(result.adapter_dir, "great product")
     assert prediction["label"] in ("neg", "pos")
+    # a method without `route` still serves a mixed batch: its rows run through its adapter apart
+    assert not shift.mixes
+    mixed = predictor.predict_batch(["great product", "awful"], [result.adapter_dir] * 2)
+    assert mixed[0]["probabilities"] == pytest.approx(prediction["probabilities"], abs=1e-6)
     with pytest.raises(Exception, match="Shift scale must be at least 0"):
         shift.options({"shift_scale": -1})

@@ -74,6 +74,29 @@ class Method:
         """Route the forward pass through `name` if it is this method's; any other name turns this method off."""
         raise NotImplementedError
 
+    def route(self, model: AdapterModel, rows: dict[str, torch.Tensor] | None, size: int = 0) -> None:
+        """Before forward passes over batches of `size` rows that use different adapters: `rows` maps every
+        adapter of the batch to its rows (indices on the model's device); each of this method's own adapters
+        applies to its rows alone, and the other rows pass as if this method had none. None ends it. Called with
+        no adapter active."""
+        raise NotImplementedError
+
+    @property
+    def mixes(self) -> bool:
+        """Whether its adapters take their rows of a mixed batch (it defines `route`); the rows of a method that
+        does not (or keeps its own model) run through its adapter apart."""
+        return type(self).route is not Method.route and self.head != "own"
+
+    def mixed_inputs(self, model: AdapterModel, rows: dict[str, torch.Tensor],
+                     batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The backbone's inputs for a mixed batch, for methods that change them (prompt tuning)."""
+        return batch
+
+    def virtual_tokens(self, model: AdapterModel, name: str) -> int:
+        """Positions adapter `name` puts before a row's tokens (prompt tuning's): a mixed batch groups rows by
+        their length with them."""
+        return 0
+
     def parameters(self, model: AdapterModel, name: str) -> list[nn.Parameter]:
         """The method's own weights, head excluded."""
         raise NotImplementedError

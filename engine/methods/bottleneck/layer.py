@@ -82,14 +82,22 @@ class Bottleneck(nn.Module):
 
 
 class AdapterSlot(nn.Module):
-    """The named adapters at one place in the encoder; at most one is active."""
+    """The named adapters at one place in the encoder; at most one is active, or (a mixed batch) each of
+    several takes its own rows."""
 
     def __init__(self) -> None:
         super().__init__()
         self.adapters = nn.ModuleDict()
         self.active: str | None = None
+        self.rows: dict[str, torch.Tensor] | None = None
 
     def forward(self, h: torch.Tensor, r: torch.Tensor, layer_norm: nn.Module) -> torch.Tensor:
+        if self.rows is not None:
+            out = layer_norm(h + r)  # row-wise: the rows of other adapters get exactly the plain residual
+            for name, rows in self.rows.items():
+                if name in self.adapters:
+                    out = out.index_copy(0, rows, self.adapters[name].residual(h[rows], r[rows], layer_norm))
+            return out
         adapter = self.adapters[self.active] if self.active in self.adapters else None
         if adapter is None:
             return layer_norm(h + r)

@@ -65,6 +65,9 @@ class Bottleneck(Method):
     def activate(self, model, name: str | None) -> None:
         bn.set_active_bottleneck(model.encoder, name)
 
+    def route(self, model, rows: dict[str, torch.Tensor] | None, size: int = 0) -> None:
+        bn.route_bottleneck(model.encoder, rows)
+
     def parameters(self, model, name: str) -> list[nn.Parameter]:
         rule = bn.phm_rule(model.encoder, name)
         return [p for m in bn.bottleneck_modules(model.encoder, name).values() for p in m.parameters()] + (

@@ -104,6 +104,12 @@ def set_active_bottleneck(encoder: nn.Module, name: str | None) -> None:
         site.slot.active = name
 
 
+def route_bottleneck(encoder: nn.Module, rows: dict[str, torch.Tensor] | None) -> None:
+    """Each adapter in `rows` on its own rows of the next batches (None: back to the one active adapter)."""
+    for site in adapter_sites(encoder):
+        site.slot.rows = rows
+
+
 def bottleneck_modules(encoder: nn.Module, name: str) -> dict[str, Bottleneck]:
     """Adapter `name`'s modules keyed by their site path."""
     return {s.path: s.slot.adapters[name] for s in adapter_sites(encoder) if name in s.slot.adapters}

@@ -61,6 +61,24 @@ class IA3Linear(nn.Module):
         self.in_features = base_layer.in_features
         self.out_features = base_layer.out_features
         self.active: _Active | None = None
+        self.row_scales: tuple[torch.Tensor | None, torch.Tensor | None] | None = None  # (input, output)
+
+    def route(self, vectors: dict[str, tuple[IA3Vectors, torch.Tensor]] | None, path: str, size: int) -> None:
+        """A mixed batch of `size` rows: each adapter's vector on its rows (`vectors`: name -> (vectors, rows)),
+        1 on the others; None ends it."""
+        if vectors is None:
+            self.row_scales = None
+            return
+        scales: list[torch.Tensor | None] = [None, None]
+        for adapter, rows in vectors.values():
+            if path not in adapter.layout:
+                continue
+            which = 0 if adapter.layout[path].feedforward else 1
+            if scales[which] is None:
+                width = self.in_features if which == 0 else self.out_features
+                scales[which] = adapter.ia3_l.new_ones(size, width)
+            scales[which][rows] = adapter.vector(path)
+        self.row_scales = (scales[0], scales[1])
 
     def activate(self, vectors: IA3Vectors | None, path: str) -> None:
         """Scale with `vectors`' slice for `path` (None, or an adapter without this layer: plain linear)."""
@@ -68,6 +86,8 @@ class IA3Linear(nn.Module):
                        if vectors is not None and path in vectors.layout else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.row_scales is not None:
+            return self._rows_forward(x, *self.row_scales)
         if self.active is None:
             return self.base_layer(x)
         scale = self.active.vectors.vector(self.active.path)
@@ -75,6 +95,13 @@ class IA3Linear(nn.Module):
             return self.base_layer(x * scale.to(x.dtype))
         out = self.base_layer(x)
         return out * scale.to(out.dtype)
+
+    def _rows_forward(self, x: torch.Tensor, before: torch.Tensor | None, after: torch.Tensor | None) -> torch.Tensor:
+        def per_row(scale: torch.Tensor, like: torch.Tensor) -> torch.Tensor:  # (B, n) -> (B, 1.., n)
+            return scale.view(scale.shape[0], *[1] * (like.dim() - 2), scale.shape[1]).to(like.dtype)
+
+        out = self.base_layer(x if before is None else x * per_row(before, x))
+        return out if after is None else out * per_row(after, out)
 
     def extra_repr(self) -> str:
         return "active=None" if self.active is None else f"feedforward={self.active.feedforward}"

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
 from safetensors.torch import load_file
 from torch import nn
 from transformers import PretrainedConfig
@@ -51,6 +52,9 @@ class IA3(Method):
 
     def activate(self, model, name: str | None) -> None:
         ia3.set_active_ia3(model.backbone, name)
+
+    def route(self, model, rows: dict[str, torch.Tensor] | None, size: int = 0) -> None:
+        ia3.route_ia3(model.backbone, rows, size)
 
     def parameters(self, model, name: str) -> list[nn.Parameter]:
         return ia3.ia3_parameters(model.backbone, name)

@@ -88,6 +88,14 @@ def set_active_ia3(backbone: nn.Module, name: str | None) -> None:
         layer.activate(vectors, path)
 
 
+def route_ia3(backbone: nn.Module, rows: dict[str, torch.Tensor] | None, size: int) -> None:
+    """Each IA3 adapter in `rows` scales its own rows of the next batches (None: back to the active one)."""
+    own = None if rows is None else {name: (_vectors(backbone, name), r) for name, r in rows.items()
+                                     if _vectors(backbone, name) is not None}
+    for path, layer in ia3_layers(backbone).items():
+        layer.route(own, path, size)
+
+
 def remove_ia3(backbone: nn.Module, name: str) -> None:
     """Drop adapter `name`'s vectors; the wrappers stay (plain linears while no IA3 adapter is active)."""
     vectors = _vectors(backbone, name)

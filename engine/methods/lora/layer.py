@@ -14,6 +14,7 @@ from torch import nn
 
 ACTIVE = "_adapterlab_lora_active"
 HOOK = "_adapterlab_lora_hook"
+ROWS = "_adapterlab_lora_rows"  # a mixed batch: [(weights, index, rows), ...]
 
 
 class LoraWeights(nn.Module):
@@ -38,6 +39,12 @@ class LoraWeights(nn.Module):
 
 
 def _add_update(module: nn.Linear, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor | None:
+    routes = module.__dict__.get(ROWS)
+    if routes:
+        x = inputs[0]
+        for weights, i, rows in routes:
+            output = output.index_add(0, rows, weights.delta(i, x[rows]).to(output.dtype))
+        return output
     active = module.__dict__.get(ACTIVE)
     if active is None:
         return None
@@ -54,3 +61,8 @@ def hook(linear: nn.Linear) -> None:
 
 def activate(linear: nn.Linear, weights: LoraWeights | None, index: int = 0) -> None:
     linear.__dict__[ACTIVE] = None if weights is None else (weights, index)
+
+
+def route(linear: nn.Linear, routes: list[tuple[LoraWeights, int, torch.Tensor]] | None) -> None:
+    """Each adapter's update on its own rows only (a mixed batch); None ends it."""
+    linear.__dict__[ROWS] = routes

@@ -6,6 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
 from safetensors.torch import load_file
 from torch import nn
 from transformers import PretrainedConfig
@@ -49,6 +50,9 @@ class LoRA(Method):
 
     def activate(self, model, name: str | None) -> None:
         lora.set_active_lora(model.backbone, name)
+
+    def route(self, model, rows: dict[str, torch.Tensor] | None, size: int = 0) -> None:
+        lora.route_lora(model.backbone, rows)
 
     def parameters(self, model, name: str) -> list[nn.Parameter]:
         return lora.lora_parameters(model.backbone, name)

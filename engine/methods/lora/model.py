@@ -75,6 +75,16 @@ def set_active_lora(backbone: nn.Module, name: str | None) -> None:
         layer.activate(linear, weights if path in index else None, index.get(path, 0))
 
 
+def route_lora(backbone: nn.Module, rows: dict[str, torch.Tensor] | None) -> None:
+    """Each LoRA adapter in `rows` updates its own rows of the next batches (None: back to the active one)."""
+    registry = _registry(backbone)
+    for path, linear in _hooked(backbone).items():
+        routes = None if rows is None else [
+            (registry[name], registry[name].paths.index(path), r) for name, r in rows.items()
+            if name in registry and path in registry[name].paths]
+        layer.route(linear, routes)
+
+
 def lora_parameters(backbone: nn.Module, name: str) -> list[nn.Parameter]:
     return list(_registry(backbone)[name].parameters())
 

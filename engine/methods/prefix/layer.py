@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import types
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -47,13 +48,32 @@ class Prefixes(nn.Module):
         return self.control_trans(self.wte.weight).detach().flatten().clone()
 
 
-def _with_prefix(mask: torch.Tensor | None, length: int) -> torch.Tensor | None:
-    """The attention mask with `length` always-visible key columns first (True for a bool mask, 0 for additive);
-    no mask (no padding) stays no mask."""
-    if mask is None:
-        return None
-    visible = torch.ones if mask.dtype == torch.bool else torch.zeros
-    return torch.cat([visible(*mask.shape[:-1], length, dtype=mask.dtype, device=mask.device), mask], dim=-1)
+class LayerPrefix(NamedTuple):
+    """One layer's prefix: keys and values (P, H) for every row, or (B, P, H) per row in a mixed batch, where
+    `visible` (B, P) says which of a row's P columns are its own (a shorter prefix, or none, is padded)."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+    visible: torch.Tensor | None = None
+
+
+def _with_prefix(mask: torch.Tensor | None, length: int, visible: torch.Tensor | None, dtype: torch.dtype,
+                 tokens: int) -> torch.Tensor | None:
+    """The attention mask with `length` key columns first (True for a bool mask, 0 for additive): all visible,
+    or per row as `visible` says. No mask (no padding) stays none while every column is visible."""
+    if visible is None:
+        if mask is None:
+            return None
+        seen = torch.ones if mask.dtype == torch.bool else torch.zeros
+        return torch.cat([seen(*mask.shape[:-1], length, dtype=mask.dtype, device=mask.device), mask], dim=-1)
+    if mask is None:  # additive, as every attention kernel takes it
+        mask = torch.zeros(visible.shape[0], 1, 1, tokens, dtype=dtype, device=visible.device)
+    columns = visible[:, None, None, :]
+    if mask.dtype != torch.bool:
+        columns = torch.zeros((), dtype=mask.dtype, device=mask.device).masked_fill(~columns,
+                                                                                       torch.finfo(mask.dtype).min)
+    shape = torch.broadcast_shapes(mask.shape[:-1], columns.shape[:-1])
+    return torch.cat([columns.expand(*shape, length), mask.expand(*shape, mask.shape[-1])], dim=-1)
 
 
 def _forward(self: nn.Module, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -62,12 +82,13 @@ def _forward(self: nn.Module, hidden_states: torch.Tensor, attention_mask: torch
     prefix = self.__dict__.get(ACTIVE)
     if prefix is None:
         return type(self).forward(self, hidden_states, attention_mask, cache=cache, **kwargs)
-    keys, values = prefix  # (P, H) each
+    keys, values, visible = prefix
     shape = (*hidden_states.shape[:-1], -1, self.attention_head_size)
-    size, length = hidden_states.shape[0], keys.shape[0]
+    size, length = hidden_states.shape[0], keys.shape[-2]
 
-    def heads(x: torch.Tensor) -> torch.Tensor:  # (P, H) -> (B, NH, P, HD)
-        return x.view(length, -1, self.attention_head_size).transpose(0, 1).expand(size, -1, -1, -1)
+    def heads(x: torch.Tensor) -> torch.Tensor:  # (P, H) or (B, P, H) -> (B, NH, P, HD)
+        x = x.view(*x.shape[:-1], -1, self.attention_head_size).transpose(-3, -2)
+        return x.expand(size, -1, -1, -1)
 
     query = self.query(hidden_states).view(shape).transpose(1, 2)
     key = self.key(hidden_states).view(shape).transpose(1, 2)
@@ -78,7 +99,8 @@ def _forward(self: nn.Module, hidden_states: torch.Tensor, attention_mask: torch
 
     fallback = sys.modules[type(self).__module__].eager_attention_forward
     attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, fallback)
-    out, weights = attention(self, query, key, value, _with_prefix(attention_mask, length),
+    out, weights = attention(self, query, key, value, _with_prefix(attention_mask, length, visible, query.dtype,
+                                                                    hidden_states.shape[1]),
                              dropout=0.0 if not self.training else self.dropout.p, scaling=self.scaling, **kwargs)
     return out.reshape(*hidden_states.shape[:-1], -1).contiguous(), weights
 
@@ -97,7 +119,22 @@ def self_attentions(encoder: nn.Module) -> list[nn.Module]:
     return found
 
 
-def set_prefixes(encoder: nn.Module, prefixes: torch.Tensor | None) -> None:
-    """Give layer i the keys prefixes[2i] and values prefixes[2i+1] (None: no prefix anywhere)."""
+def set_prefixes(encoder: nn.Module, prefixes: torch.Tensor | None, visible: torch.Tensor | None = None) -> None:
+    """Give layer i the keys prefixes[2i] and values prefixes[2i+1] (None: no prefix anywhere); per row in a
+    mixed batch, where prefixes are (2L, B, P, H) and `visible` (B, P)."""
     for i, module in enumerate(self_attentions(encoder)):
-        module.__dict__[ACTIVE] = None if prefixes is None else (prefixes[2 * i], prefixes[2 * i + 1])
+        module.__dict__[ACTIVE] = None if prefixes is None else LayerPrefix(prefixes[2 * i], prefixes[2 * i + 1],
+                                                                            visible)
+
+
+def row_prefixes(size: int, own: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row prefixes (2L, B, P, H) and their visible columns (B, P) for a mixed batch of `size` rows, from
+    each adapter's prefixes (2L, P_a, H) and rows; P is the longest, other rows' columns padded and hidden."""
+    length = max(p.shape[1] for p, _ in own)
+    first = own[0][0]
+    out = first.new_zeros(first.shape[0], size, length, first.shape[2])
+    visible = torch.zeros(size, length, dtype=torch.bool, device=first.device)
+    for prefixes, rows in own:
+        out[:, rows, : prefixes.shape[1]] = prefixes[:, None]
+        visible[rows, : prefixes.shape[1]] = True
+    return out, visible

@@ -18,7 +18,7 @@ from engine.folder_files import load_weights, write_json
 from engine.heads import adapterhub_head_size
 from engine.methods.base import Method, weights_fit
 from engine.methods.prefix.config import PrefixConfig, PrefixOptions
-from engine.methods.prefix.layer import Prefixes, self_attentions, set_prefixes
+from engine.methods.prefix.layer import Prefixes, row_prefixes, self_attentions, set_prefixes
 
 REGISTRY = "_adapterlab_prefixes"
 SUPPORTED = ("bert", "roberta", "electra", "xlm-roberta")
@@ -69,6 +69,10 @@ class PrefixTuning(Method):
 
     def activate(self, model, name: str | None) -> None:
         """Nothing to switch: `logits` computes the active adapter's prefixes once per forward."""
+
+    def route(self, model, rows: dict[str, torch.Tensor] | None, size: int = 0) -> None:
+        own = [(_prefixes(model)[name](), r) for name, r in (rows or {}).items() if name in _prefixes(model)]
+        set_prefixes(model.encoder, *row_prefixes(size, own)) if own else set_prefixes(model.encoder, None)
 
     def parameters(self, model, name: str) -> list[nn.Parameter]:
         return list(_prefixes(model)[name].parameters())

@@ -15,7 +15,7 @@ from engine.errors import ConfigError
 from engine.heads import task_head_size
 from engine.methods.base import Method, peft_foreign_meta, save_peft_weights, weights_fit
 from engine.methods.prompt.config import PromptConfig, PromptOptions
-from engine.methods.prompt.model import HEAD_PREFIX, PEFT_KEY, Prompt, prompt_inputs
+from engine.methods.prompt.model import HEAD_PREFIX, PEFT_KEY, Prompt, mixed_prompt_inputs, prompt_inputs
 
 REGISTRY = "_adapterlab_prompts"
 
@@ -59,16 +59,33 @@ class PromptTuning(Method):
     def activate(self, model, name: str | None) -> None:
         """Nothing to switch inside the model: `logits` prepends the active adapter's prompt."""
 
+    def route(self, model, rows: dict[str, torch.Tensor] | None, size: int = 0) -> None:
+        """Nothing to switch inside the model: `mixed_inputs` prepends each row's prompt."""
+
+    def mixed_inputs(self, model, rows: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict:
+        own = [(_prompts(model)[name], r) for name, r in rows.items() if name in _prompts(model)]
+        if not own:
+            return batch
+        inputs = mixed_prompt_inputs(own, model.backbone.get_input_embeddings(), batch)
+        self._check_length(model, inputs)
+        return inputs
+
+    def virtual_tokens(self, model, name: str) -> int:
+        return _prompts(model)[name].embedding.shape[0]
+
     def parameters(self, model, name: str) -> list[nn.Parameter]:
         return [_prompts(model)[name].embedding]
 
     def logits(self, model, name: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = prompt_inputs(_prompts(model)[name], model.backbone.get_input_embeddings(), batch)
+        self._check_length(model, inputs)
+        return model.backbone(**inputs).logits
+
+    def _check_length(self, model, inputs: dict[str, torch.Tensor]) -> None:
         limit = getattr(model.config, "max_position_embeddings", 512)
         if inputs["inputs_embeds"].shape[1] > limit:
             raise ConfigError(f"The texts plus {self.label}'s virtual tokens exceed the model's {limit} positions: "
                               "use a smaller max length.")
-        return model.backbone(**inputs).logits
 
     def save(self, model, name: str, folder: Path) -> None:
         model.adapters[name].config.save_pretrained(folder, model.config, model.base_model_name)
