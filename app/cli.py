@@ -287,6 +287,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from engine.export import TOLERANCE, export_onnx
+
+    tty = sys.stderr.isatty()
+    result = export_onnx(args.adapter, args.output, args.data,
+                         on_phase=(lambda what: print(f"{what}...", file=sys.stderr)) if tty or not args.json else None)
+    if args.json:
+        _print_json(result.as_dict())
+        return 0
+    print(f"wrote {result.onnx_path} ({result.onnx_mb} MB) with its tokenizer, adapter.json, predict.py and README.md")
+    print(f"parity: onnxruntime and torch probabilities differ by at most {result.max_abs_diff:.1e} "
+          f"(limit {TOLERANCE:.0e}) on {result.rows_from}")
+    print(f"try it: cd {args.output} && python predict.py \"my card was charged twice\"")
+    return 0
+
+
 def _write_rows(predictor, frame, output: str, adapter: str) -> None:
     """An evaluation's rows as a spreadsheet-safe CSV, with the predictions predict would give (the adapter is
     already loaded in `predictor`)."""
@@ -407,6 +423,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", help="the label the threshold is for (default: the second label)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_threshold)
+
+    p = sub.add_parser("export", help="export an adapter with its base model and head as one ONNX graph, checked "
+                                      "against the torch model, with a predict.py that needs only onnxruntime")
+    p.add_argument("--adapter", required=True, help="the adapter folder")
+    p.add_argument("--format", choices=["onnx"], default="onnx")
+    p.add_argument("--output", required=True, help="a new (or empty) folder to write the export to")
+    p.add_argument("--data", help="a table with the adapter's text columns to run the parity check on (default: "
+                   "the validation rows of the data it was trained on)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="train on the built-in demo data and predict (offline, about a minute)")
     _later(p, lambda: _add_method_args(p, required=False, default="pfeiffer"))
