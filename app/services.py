@@ -7,10 +7,12 @@ use of the shared models, because counting parameters and predicting both switch
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 from pathlib import Path
 
+from app.security import safe_filename
 from engine.adapter_io import read_metadata, update_metadata
 from engine.base_models import load_config, resolve_base_model, skeleton
 from engine.calibration import RULES
@@ -147,6 +149,28 @@ def classify(items: list[tuple[str, str, str | None]]) -> list[dict]:
         results = predictor().predict_batch([text for _, text, _ in items], [folders[key] for key, _, _ in items],
                                             pairs)
     return [{"adapter": adapters[key]["id"], **result} for (key, _, _), result in zip(items, results, strict=True)]
+
+
+_exports: dict[str, tuple[Path, dict]] = {}  # "<job id> <finished_at> <metadata mtime>" -> (zip, export report)
+
+
+def export_onnx(key: str) -> tuple[Path, dict]:
+    """The finished adapter exported to ONNX (engine/export.py) and zipped for download: (zip, the export's
+    report with its parity check). Made once per version of the adapter (a new threshold makes a new one)."""
+    from engine.export import export_onnx as export  # onnx and onnxruntime load only when asked for
+
+    adapter = find_adapter(key)
+    folder = Path(adapter["adapter_dir"])
+    meta = folder / "adapterlab.json"
+    version = f"{adapter['id']} {adapter.get('finished_at')} {meta.stat().st_mtime_ns if meta.is_file() else ''}"
+    if version not in _exports or not _exports[version][0].is_file():
+        where = work_dir()
+        name = f"{safe_filename(adapter.get('name') or 'adapter')}-onnx"
+        report = export(folder, where / name).as_dict()
+        archive = Path(shutil.make_archive(str(where / name), "zip", root_dir=where / name))
+        shutil.rmtree(where / name)
+        _exports[version] = (archive, report)
+    return _exports[version]
 
 
 def predict_file(key: str, input_path: str | Path, output_name: str, text_column: str | None = None,

@@ -7,7 +7,9 @@ waits behind it, the server's worker training one job at a time. Screenshots go 
 
 from __future__ import annotations
 
+import json
 import re
+import zipfile
 
 import pytest
 from gradio_client import Client, handle_file
@@ -124,6 +126,24 @@ def test_a_one_epoch_job_shows_figures_and_a_plain_settings_table(page, jobs):
                                 "&& ['auto', 'scroll'].includes(getComputedStyle(e).overflowY))")
     assert not scrolls, "the settings table scrolls inside itself"
     shot(page, "jobs-05-one-epoch")
+
+
+def test_a_finished_job_exports_to_onnx_for_download(page, jobs, tmp_path):
+    open_job(page, "one-epoch")
+    expect(page.locator("#job-header")).to_contain_text("Succeeded", timeout=DONE)
+    page.locator("#job-export-onnx").click()
+    exported = page.locator("#job-onnx-file")
+    expect(exported).to_contain_text("largest probability difference", timeout=120_000)
+    expect(page.locator("[data-testid=toast-text]").first).to_contain_text("onnxruntime agrees with the model")
+    expect(page.locator("#job-export-onnx")).to_have_text("⇪ Export to ONNX")
+    shot(page, "jobs-05b-onnx-export")
+    with page.expect_download() as download:
+        exported.get_by_role("link").first.click()
+    archive = tmp_path / "export.zip"
+    download.value.save_as(archive)
+    with zipfile.ZipFile(archive) as z:
+        assert {"model.onnx", "predict.py", "adapter.json", "README.md", "tokenizer.json"} <= set(z.namelist())
+        assert json.loads(z.read("adapter.json"))["parity"]["max_abs_diff"] <= 1e-4
 
 
 def test_the_address_keeps_the_tab_and_other_parameters(page, app_server, jobs):

@@ -33,6 +33,7 @@ ABOUT_JOBS = """\
 - *Interrupted*: the worker stopped (a restart, a crash). The job resumes from its last finished epoch when a
   worker is free.
 """
+EXPORT_LABEL = "⇪ Export to ONNX"
 _zips: dict[str, Path] = {}  # "<job id> <finished_at>" -> the adapter's zip
 
 
@@ -80,7 +81,7 @@ def _detail(job: dict | None):
     """Everything the job page shows, in the order of the `detail` components in `build`."""
     if job is None:
         hidden = gr.update(visible=False)
-        return (note("Choose a job above, or launch one on the Train tab.", "info"), "", *(hidden,) * 12,
+        return (note("Choose a job above, or launch one on the Train tab.", "info"), "", *(hidden,) * 14,
                 *search.detail(None))
     state, is_search = job["state"], job.get("kind") == "search"
     error = note(f"{job.get('error_kind') or 'error'}: {job['error']}", "error") if job.get("error") else ""
@@ -97,7 +98,9 @@ def _detail(job: dict | None):
             gr.update(visible=state in ("failed", "cancelled") and not is_search and not job.get("parent_id")),
             gr.update(visible=state not in ("running", "cancelling")),
             gr.update(value=str(adapter_zip(job)) if done else None, visible=bool(done)),
-            gr.update(visible=False), gr.update(visible=not is_search), *search.detail(job))
+            gr.update(visible=False), gr.update(visible=not is_search),
+            gr.update(visible=bool(done) and not is_search), gr.update(value=None, visible=False),
+            *search.detail(job))
 
 
 def find_job(job_id: str | None) -> dict | None:
@@ -202,6 +205,16 @@ def compare_selected(ids: list[str] | None):
 
 
 @friendly
+def export_onnx(job_id: str):
+    """The adapter as one ONNX graph, zipped, with the parity check the export ran (engine/export.py)."""
+    archive, report = services.export_onnx(check_job_id(job_id))
+    gr.Info(f"Exported: onnxruntime agrees with the model to {report['max_abs_diff']:.1e} on {report['rows_from']}.")
+    return gr.update(value=str(archive), visible=True,
+                     label=f"ONNX export ({report['onnx_mb']} MB graph; largest probability difference "
+                           f"{report['max_abs_diff']:.1e} on {report['rows_from']})")
+
+
+@friendly
 def delete(job_id: str):
     jobs.delete(check_job_id(job_id))
     gr.Info("Job deleted.")
@@ -246,9 +259,12 @@ def build() -> JobsTab:
         retry_btn = gr.Button("↻ Retry", visible=False, size="md", elem_id="job-retry", scale=0, min_width=140)
         download = gr.DownloadButton("⬇ Download adapter (.zip)", visible=False, size="md", variant="primary",
                                      elem_id="job-download", scale=0, min_width=260)
+        export_btn = gr.Button(EXPORT_LABEL, visible=False, size="md", elem_id="job-export-onnx", scale=0,
+                               min_width=200)
         clone_btn = gr.Button("⧉ Train again with these settings", visible=False, size="md", elem_id="job-clone",
                               scale=0, min_width=300)
         delete_btn = gr.Button("Delete", visible=False, size="md", elem_id="job-delete", scale=0, min_width=140)
+    exported = gr.File(visible=False, interactive=False, elem_id="job-onnx-file")
     with gr.Row(visible=False) as confirm_row:
         gr.Markdown("Delete this job and its adapter for good?")
         confirm_btn = gr.Button("Yes, delete it", variant="stop", size="md", elem_id="job-delete-confirm")
@@ -269,7 +285,7 @@ def build() -> JobsTab:
         gr.Markdown(ABOUT_JOBS)
 
     detail = [header, error, loss_plot, metrics_plot, figures, confusion, per_class, settings, cancel_btn, retry_btn,
-              delete_btn, download, confirm_row, clone_btn, *search_section.outputs]
+              delete_btn, download, confirm_row, clone_btn, export_btn, exported, *search_section.outputs]
     timer = gr.Timer(REFRESH_SECONDS)
     table_outputs = [table, picker, selected, method_filter, data_filter]
     timer.tick(refresh, [picker, table_seen, detail_seen, *filters],
@@ -285,6 +301,9 @@ def build() -> JobsTab:
     picker.change(show, picker, [*detail, detail_seen], show_progress="hidden")
     table.select(pick_row, None, picker)
     search_section.trials.select(pick_row, None, picker)
+    export_btn.click(lambda: gr.update(value="Exporting and checking… (about half a minute)", interactive=False),
+                     None, export_btn).then(export_onnx, picker, exported).then(
+        lambda: gr.update(value=EXPORT_LABEL, interactive=True), None, export_btn)
     cancel_btn.click(cancel, picker, None)
     retry_btn.click(retry, picker, picker)
     delete_btn.click(lambda: gr.update(visible=True), None, confirm_row)
