@@ -95,7 +95,7 @@ def markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=256)
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 64], help="the Predictor's; 64 by default")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 64], help="the Predictor's; 32 by default")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--docs", default=str(ROOT / "docs" / "benchmarks.md"), help="docs page to update, or 'none'")
     a = p.parse_args(argv)

@@ -37,21 +37,27 @@ class Classifier:
         settings = json.loads((folder / "tokenizer_config.json").read_text())
         pad = settings.get("pad_token") or "[PAD]"
         pad = pad["content"] if isinstance(pad, dict) else pad
-        self.tokenizer.enable_padding(pad_id=self.tokenizer.token_to_id(pad) or 0, pad_token=pad)
+        self.pad_id = self.tokenizer.token_to_id(pad) or 0
         self.session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
 
     def probabilities(self, texts: list[str], text_pairs: list[str] | None = None) -> np.ndarray:
-        """One row per text, columns in `labels` order (the adapter's temperature applied)."""
-        rows = []
-        for start in range(0, len(texts), self.batch_size):
-            chunk = texts[start : start + self.batch_size]
-            pairs = text_pairs[start : start + self.batch_size] if text_pairs is not None else None
-            encoded = self.tokenizer.encode_batch(list(zip(chunk, pairs, strict=True)) if pairs else chunk)
-            feed = {"input_ids": [e.ids for e in encoded], "attention_mask": [e.attention_mask for e in encoded],
-                    "token_type_ids": [e.type_ids for e in encoded]}
-            inputs = {name: np.array(feed[name], dtype=np.int64) for name in self.config["inputs"]}
-            rows.append(self.session.run(["probabilities"], inputs)[0])
-        return np.concatenate(rows) if rows else np.zeros((0, len(self.labels)), dtype=np.float32)
+        """One row per text, columns in `labels` order (the adapter's temperature applied). Rows are batched by
+        length, so each batch pads to little more than its own texts."""
+        encoded = self.tokenizer.encode_batch(list(zip(texts, text_pairs, strict=True)) if text_pairs else texts)
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            width = max(len(encoded[i].ids) for i in rows)
+            feed = {name: np.zeros((len(rows), width), dtype=np.int64) for name in self.config["inputs"]}
+            for k, i in enumerate(rows):
+                e, n = encoded[i], len(encoded[i].ids)
+                columns = {"input_ids": e.ids, "attention_mask": e.attention_mask, "token_type_ids": e.type_ids}
+                for name in feed:
+                    feed[name][k, :n] = columns[name]
+                feed["input_ids"][k, n:] = self.pad_id
+            out[rows] = self.session.run(["probabilities"], feed)[0]
+        return out
 
     def predict(self, texts: list[str], text_pairs: list[str] | None = None) -> list[dict]:
         """The label for each text (the adapter's threshold where one was chosen) and every label's probability."""
