@@ -73,3 +73,24 @@ def test_we_import_an_adapterhub_adapter(method, safetensors, eject, bundled_mod
     # one text alone has no padding, so no attention mask reaches the layers: the same probabilities
     alone = predictor.probabilities(out, TEXTS[:1], calibrated=False).double()
     assert (alone - ref[:1]).abs().max() <= 1e-4
+
+
+def test_adapterhub_loads_our_fusion_with_the_same_probabilities_and_count(bundled_model, tmp_path) -> None:
+    """Two Pfeiffer adapters trained on their own labels, then a fusion trained over them on a third task; the
+    fusion folder loads in AdapterHub with the same probabilities, and its fusion layers count as AdapterHub's."""
+    rows = [{"text": t, "label": "pos"} for t in POSITIVE] + [{"text": t, "label": "neg"} for t in NEGATIVE]
+    data = write_csv(tmp_path / "d.csv", rows * 2)
+    fused = [train(TrainConfig(data=str(data), method="pfeiffer", output=str(tmp_path / name), epochs=1,
+                               learning_rate=5e-2, batch_size=8, seed=seed)).adapter_dir
+             for name, seed in (("first", 1), ("second", 2))]
+    result = train(TrainConfig(data=str(data), method="fusion", output=str(tmp_path / "fusion"), epochs=1,
+                               learning_rate=5e-2, batch_size=8, method_options={"fuse": fused}))
+    assert result.adapter_params == 2_658_816  # ../shared/reference/adapter-methods.md
+    (tmp_path / "texts.json").write_text(json.dumps([t for t in TEXTS if t]))
+    _reference("adapterhub_fusion_predict.py", "--base-model", str(bundled_model), "--fusion",
+               str(result.adapter_dir), "--texts-json", str(tmp_path / "texts.json"), "--out", str(tmp_path / "r.json"))
+    ref = json.loads((tmp_path / "r.json").read_text())
+    ours = Predictor().probabilities(result.adapter_dir, [t for t in TEXTS if t], calibrated=False)
+    assert ref["fusion_params"] == result.adapter_params and ref["label2id"] == {"neg": 0, "pos": 1}
+    assert (torch.tensor(ref["probabilities"]) - ours.double()).abs().max() <= 1e-4
+    assert (ours[:, 1] - 0.5).abs().max() > 1e-3  # not trivial: the fusion moved away from an even split

@@ -56,13 +56,14 @@ def all_options() -> dict[str, OptionSpec]:
 def _builtin() -> None:
     from engine.methods.bottleneck.method import Compacter, Houlsby, Parallel, Pfeiffer
     from engine.methods.full.method import FullFineTuning
+    from engine.methods.fusion.method import Fusion
     from engine.methods.ia3.method import IA3
     from engine.methods.lora.method import LoRA
     from engine.methods.prefix.method import PrefixTuning
     from engine.methods.prompt.method import PromptTuning
 
-    for method in (Houlsby(), Pfeiffer(), Parallel(), Compacter(), LoRA(), IA3(), PrefixTuning(), PromptTuning(),
-                   FullFineTuning()):
+    for method in (Houlsby(), Pfeiffer(), Parallel(), Compacter(), Fusion(), LoRA(), IA3(), PrefixTuning(),
+                   PromptTuning(), FullFineTuning()):
         register(method)
 
 

@@ -22,14 +22,15 @@ def envelope(model, name: str, config: dict) -> dict:
             "version": ADAPTERHUB_VERSION}
 
 
-def save_head(model, name: str, folder: Path) -> None:
-    """AdapterHub's default classification head, named like the adapter, with the label names."""
+def save_head(model, name: str, folder: Path, saved_name: str | None = None) -> None:
+    """AdapterHub's default classification head, named like the adapter (or `saved_name`), with the label names."""
     labels = model.adapters[name].labels
+    saved = saved_name or name
     head_config = {"activation_function": "tanh", "bias": True, "dropout_prob": None,
                    "head_type": "classification", "label2id": {lab: i for i, lab in enumerate(labels)},
                    "layers": 2, "num_labels": len(labels), "use_pooler": False}
-    write_json(folder / "head_config.json", envelope(model, name, head_config))
-    head = {f"heads.{name}.{k}": v.detach().cpu().contiguous() for k, v in model.heads[name].state_dict().items()}
+    write_json(folder / "head_config.json", envelope(model, saved, head_config))
+    head = {f"heads.{saved}.{k}": v.detach().cpu().contiguous() for k, v in model.heads[name].state_dict().items()}
     torch.save(head, folder / "pytorch_model_head.bin")
 
 

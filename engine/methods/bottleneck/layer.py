@@ -82,23 +82,30 @@ class Bottleneck(nn.Module):
 
 
 class AdapterSlot(nn.Module):
-    """The named adapters at one place in the encoder; at most one is active, or (a mixed batch) each of
-    several takes its own rows."""
+    """The named adapters at one place in the encoder, and the fusion layers over some of them
+    (engine/methods/fusion); at most one is active, or (a mixed batch) each of several takes its own rows."""
 
     def __init__(self) -> None:
         super().__init__()
         self.adapters = nn.ModuleDict()
+        self.fusions = nn.ModuleDict()  # name -> a layer with `members` (adapter names) and `residual`
         self.active: str | None = None
         self.rows: dict[str, torch.Tensor] | None = None
+
+    def _residual(self, name: str, h: torch.Tensor, r: torch.Tensor, layer_norm: nn.Module) -> torch.Tensor | None:
+        if name in self.fusions:
+            fusion = self.fusions[name]
+            return fusion.residual(h, r, layer_norm, [self.adapters[m] for m in fusion.members])
+        if name in self.adapters:
+            return self.adapters[name].residual(h, r, layer_norm)
+        return None
 
     def forward(self, h: torch.Tensor, r: torch.Tensor, layer_norm: nn.Module) -> torch.Tensor:
         if self.rows is not None:
             out = layer_norm(h + r)  # row-wise: the rows of other adapters get exactly the plain residual
             for name, rows in self.rows.items():
-                if name in self.adapters:
-                    out = out.index_copy(0, rows, self.adapters[name].residual(h[rows], r[rows], layer_norm))
+                if name in self.adapters or name in self.fusions:
+                    out = out.index_copy(0, rows, self._residual(name, h[rows], r[rows], layer_norm))
             return out
-        adapter = self.adapters[self.active] if self.active in self.adapters else None
-        if adapter is None:
-            return layer_norm(h + r)
-        return adapter.residual(h, r, layer_norm)
+        out = self._residual(self.active, h, r, layer_norm) if self.active is not None else None
+        return layer_norm(h + r) if out is None else out
