@@ -40,7 +40,10 @@ def adapters(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("export-adapters")
     out = {}
     for name in methods.names():
-        model.add_adapter(name, name, ["neg", "neu", "pos"], OPTIONS.get(name))
+        options = OPTIONS.get(name)
+        if name == "fusion":  # over the Houlsby and Compacter adapters saved above
+            options = {"fuse": [str(out["houlsby"]), str(out["compacter"])]}
+        model.add_adapter(name, name, ["neg", "neu", "pos"], options)
         with torch.no_grad():
             for p in model.trainable_parameters(name):
                 p.add_(torch.randn_like(p) * 0.2)

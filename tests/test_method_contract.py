@@ -51,7 +51,10 @@ def trained(tiny_bert, tmp_path_factory) -> dict:
     model = AdapterModel(str(tiny_bert))
     out = {"model": model, "folders": {}, "probs": {}, "changed": {}}
     for name in methods.names():
-        model.add_adapter(name, name, LABELS, OPTIONS.get(name))
+        options = OPTIONS.get(name)
+        if name == "fusion":  # fuses two adapters saved above (Houlsby's places: Houlsby and Compacter)
+            options = {"fuse": [str(out["folders"]["houlsby"]), str(out["folders"]["compacter"])]}
+        model.add_adapter(name, name, LABELS, options)
         before = {k: v.detach().clone() for k, v in model.named_parameters()}
         _one_step(model, name)
         own = {id(p) for p in model.trainable_parameters(name)}
@@ -112,9 +115,11 @@ def test_every_method_trains_and_predicts_through_the_engine(sentiment_csv, tiny
 
     predictor = Predictor()
     for name in methods.names():
+        options = OPTIONS.get(name)
+        if name == "fusion":  # over the Houlsby and Compacter adapters trained before it
+            options = {"fuse": [str(tmp_path / "houlsby"), str(tmp_path / "compacter")]}
         result = train(TrainConfig(data=str(sentiment_csv), method=name, output=str(tmp_path / name),
-                                   base_model=str(tiny_bert),
-                                   epochs=1, batch_size=8, method_options=OPTIONS.get(name)))
+                                   base_model=str(tiny_bert), epochs=1, batch_size=8, method_options=options))
         assert result.method == name and result.history
         assert predictor.predict(result.adapter_dir, "great product")["label"] in result.labels
 
@@ -123,7 +128,8 @@ def test_every_method_trains_and_predicts_through_the_engine(sentiment_csv, tiny
 # own parameters with each method's default options (prompt tuning: 10 virtual tokens), and its head for 3 labels.
 REFERENCE_COUNTS = {"houlsby": (226_080, 148_995), "pfeiffer": (113_040, 148_995), "parallel": (888_192, 148_995),
                     "lora": (73_728, 1_155), "ia3": (16_128, 1_155), "prompt": (3_840, 1_155),
-                    "full": (22_713_216, 1_155), "prefix": (2_572_544, 148_995), "compacter": (14_320, 148_995)}
+                    "full": (22_713_216, 1_155), "prefix": (2_572_544, 148_995), "compacter": (14_320, 148_995),
+                    "fusion": (2_658_816, 148_995)}  # AdapterFusion's layers over two (or more) Pfeiffer adapters
 
 
 @pytest.mark.parametrize("name", methods.names())

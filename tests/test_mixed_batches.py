@@ -39,6 +39,8 @@ def _adapters(base, folder) -> list:
             labels = ["neg", "neu", "pos"] if k == 0 else ["no", "yes"]
             if method == "prefix" and model.config.model_type == "distilbert":
                 continue  # prefix tuning supports BERT, RoBERTa, ELECTRA and XLM-R
+            if method == "fusion":  # over the Houlsby and Compacter adapters saved above
+                options = {"fuse": [str(folder / "houlsby0"), str(folder / "compacter0")]}
             model.add_adapter(name, method, labels, options)
             with torch.no_grad():
                 for p in model.trainable_parameters(name):

@@ -21,7 +21,7 @@ from transformers import PretrainedConfig
 from engine.errors import ConfigError
 from engine.options import OptionSpec, check_all, option, option_fields
 
-__all__ = ["Method", "OptionSpec", "option", "option_fields", "peft_foreign_meta", "save_peft_weights",
+__all__ = ["Method", "OptionSpec", "adapter_owned", "option", "option_fields", "peft_foreign_meta", "save_peft_weights",
            "weights_fit"]
 
 AdapterModel = nn.Module  # for the hints: engine/adapter_model.py imports this module, so not the other way
@@ -139,6 +139,14 @@ class Method:
             hidden = model.encoder(**batch).last_hidden_state
             return model.heads[name](hidden[:, 0])
         return model.backbone(**batch).logits
+
+
+def adapter_owned(root: nn.Module) -> set[int]:
+    """Ids of the modules inside adapters (under a module whose class says `holds_adapters`, e.g. the bottleneck
+    slots with their fusion layers): never a target of LoRA or IA3, whose names (`query`, `key`, `value`) they
+    may share."""
+    return {id(m) for holder in root.modules() if getattr(type(holder), "holds_adapters", False)
+            for m in holder.modules()}
 
 
 def peft_foreign_meta(folder: Path, config: dict, prefix: str) -> dict:

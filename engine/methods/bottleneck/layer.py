@@ -85,6 +85,8 @@ class AdapterSlot(nn.Module):
     """The named adapters at one place in the encoder, and the fusion layers over some of them
     (engine/methods/fusion); at most one is active, or (a mixed batch) each of several takes its own rows."""
 
+    holds_adapters = True  # nothing inside is a target of LoRA or IA3 (engine/methods/base.py `adapter_owned`)
+
     def __init__(self) -> None:
         super().__init__()
         self.adapters = nn.ModuleDict()

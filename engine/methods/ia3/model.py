@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from engine.errors import ConfigError
+from engine.methods.base import adapter_owned
 from engine.methods.ia3.config import IA3Config
 from engine.methods.ia3.layer import IA3Linear, IA3Vectors, VectorSlice
 
@@ -43,9 +44,11 @@ def ia3_layers(backbone: nn.Module) -> dict[str, IA3Linear]:
 def _targets(backbone: nn.Module, config: IA3Config) -> dict[str, nn.Module]:
     """The modules `config` targets, matched on their path as PEFT matches them (wrapped ones count as theirs)."""
     wrapped = tuple(f"{path}." for path in ia3_layers(backbone))
+    owned = adapter_owned(backbone)
     found = {}
     for path, module in backbone.named_modules():
-        if not path or path.startswith(wrapped) or path.split(".")[0] == REGISTRY or not config.is_target(path):
+        if (not path or path.startswith(wrapped) or path.split(".")[0] == REGISTRY or id(module) in owned
+                or not config.is_target(path)):
             continue
         if not isinstance(module, nn.Linear | IA3Linear):
             raise ConfigError(f"IA3 target module '{path}' is a {type(module).__name__}; only linear layers can "

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from engine.errors import ConfigError
+from engine.methods.base import adapter_owned
 from engine.methods.lora import layer
 from engine.methods.lora.config import LoraConfig
 from engine.methods.lora.layer import LoraWeights
@@ -32,8 +33,9 @@ def linears(backbone: nn.Module) -> dict[str, nn.Linear]:
     """The backbone's linear layers by their path in the base model: a linear another method wrapped (IA3's
     `base_layer`) counts under its wrapper's path, as PEFT would name it."""
     found = {}
+    owned = adapter_owned(backbone)
     for path, module in backbone.named_modules():
-        if path.split(".")[0] in _OTHER_REGISTRIES or type(module) is not nn.Linear:
+        if path.split(".")[0] in _OTHER_REGISTRIES or type(module) is not nn.Linear or id(module) in owned:
             continue
         found[path.removesuffix(".base_layer")] = module
     return found
