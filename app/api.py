@@ -45,7 +45,7 @@ def submit_job(data_file: FileData, text_column: str, label_column: str, method:
                              "epochs": epochs, "learning_rate": learning_rate, "batch_size": batch_size,
                              "max_train_samples": max_train_samples, "name": name,
                              "balance_classes": balance_classes})
-    return jobs.submit(spec)
+    return jobs.submit(spec, allow_folders=False)
 
 
 @friendly

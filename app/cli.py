@@ -41,9 +41,11 @@ def _add_method_args(p: argparse.ArgumentParser, required: bool = True, default:
         for f, _ in option_fields(m.Options):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             readers.setdefault(f.name, []).append(f"{m.name} (default {_shown(default)})")
+    lists = {f.name for m in methods.REGISTRY.values() for f, _ in option_fields(m.Options)
+             if f.default is dataclasses.MISSING and isinstance(f.default_factory(), list)}
     for name, spec in methods.all_options().items():
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, metavar=name.split("_")[-1].upper(),
-                       help=f"{spec.help} Read by {', '.join(readers[name])}.")
+                       nargs="+" if name in lists else None, help=f"{spec.help} Read by {', '.join(readers[name])}.")
 
 
 def _shown(default: object) -> str:
@@ -58,7 +60,9 @@ def method_options(args: argparse.Namespace) -> dict:
     """The method option flags given on the command line, by name."""
     from engine import methods
 
-    return {name: getattr(args, name) for name in methods.all_options() if getattr(args, name, None) is not None}
+    found = {name: getattr(args, name) for name in methods.all_options() if getattr(args, name, None) is not None}
+    # a list flag takes several values or one comma-separated one (--lora-targets query,value)
+    return {k: v[0] if isinstance(v, list) and len(v) == 1 else v for k, v in found.items()}
 
 
 class Parser(argparse.ArgumentParser):
@@ -200,7 +204,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         line = f"epoch {epoch}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}"
         (bar.write if bar else print)(line, file=sys.stderr)
 
-    config = TrainConfig(output=args.output, **train_config_kwargs(args))
+    settings = train_config_kwargs(args)
+    if (settings.get("method_options") or {}).get("fuse"):  # job ids of the fused adapters, as their folders
+        from worker.api import fused_folders
+
+        settings = fused_folders(settings)
+    config = TrainConfig(output=args.output, **settings)
     quiet = args.json
     result = train(config, on_progress=None if quiet else on_progress, on_epoch=None if quiet else on_epoch,
                    on_phase=None if quiet else on_phase)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import math
 from datetime import datetime
+from pathlib import Path
 
 import pandas as pd
 
@@ -300,12 +301,26 @@ def _setting(key: str, value: object) -> str:
     return str(value)
 
 
+def _adapters_named(method: str | None, options: dict) -> dict:
+    """A fusion's adapters (stored as folders) by their jobs' names, as the page offered them."""
+    if method not in methods.REGISTRY:
+        return options
+    lists = [f.name for f, spec in option_fields(methods.get(method).Options) if spec.adapters_of]
+    if not any(options.get(name) for name in lists):
+        return options
+    from worker.api import finished_adapters
+
+    names = {str(Path(a["adapter_dir"]).resolve()): f"{a['name']} ({a['id']})" for a in finished_adapters()}
+    return {k: [names.get(str(Path(v).resolve()), Path(v).name) for v in value] if k in lists else value
+            for k, value in options.items()}
+
+
 def settings_rows(job: dict) -> list[tuple[str, str]]:
     """What the job was asked to do, in words: file names rather than stored paths, 'none' rather than null."""
     spec = dict(job.get("spec") or {})
     spec.update(data=_source_name(job.get("data")) or spec.get("data"),
                 validation=_source_name(job.get("validation_data")))
-    options = dict(spec.get("method_options") or {})
+    options = _adapters_named(spec.get("method"), dict(spec.get("method_options") or {}))
     if "reduction_factor" in spec:  # stored before method_options
         options.setdefault("reduction_factor", spec["reduction_factor"])
     rows = []

@@ -192,9 +192,15 @@ def parameter_count(base_model: str, method: str, options: dict, num_labels: int
     config alone (nothing is loaded), checked as a job would be."""
     config = load_config(resolve_base_model(base_model))
     kind = get_method(method)
-    chosen = kind.options(options)
+    chosen = kind.options(jobs.fused_folders(options, allow_folders=False))  # a fusion's adapters by job id
     adapter, head = kind.count(chosen, config, max(2, num_labels))
     return adapter, adapter + head, sum(p.numel() for p in skeleton(config).base_model.parameters())
+
+
+def adapters_of(method_names: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(label, job id) of the finished adapters of these methods, newest first: what a fusion can fuse."""
+    return [(f"{a['name']} · {get_method(a['method']).label} · {a['id']}", a["id"]) for a in adapters()
+            if a["method"] in method_names]
 
 
 def datasets_dir() -> Path:

@@ -27,13 +27,15 @@ class OptionSpec:
     low_open: bool = False  # the limit itself is refused (a rate above 0, a factor above 0)
     optional: bool = False  # empty is a value: None (the method's default, every row, never stop early)
     say_empty: bool = False  # messages say "..., or empty" (where empty is a choice the user makes)
+    adapters_of: tuple = ()  # a list of trained adapters of these methods: the page offers the finished ones
 
 
 def option(default: Any, label: str, help: str, low: float | None = None, high: float | None = None,
            choices: tuple = (), whole: bool = False, low_open: bool = False, optional: bool = False,
-           say_empty: bool = False) -> Any:
+           say_empty: bool = False, adapters_of: tuple = ()) -> Any:
     """A dataclass field carrying its `OptionSpec`."""
-    spec = OptionSpec(label, help, low, high, tuple(choices), whole, low_open, optional or say_empty, say_empty)
+    spec = OptionSpec(label, help, low, high, tuple(choices), whole, low_open, optional or say_empty, say_empty,
+                      tuple(adapters_of))
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata={"option": spec})
     return dataclasses.field(default=default, metadata={"option": spec})

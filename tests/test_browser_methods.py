@@ -93,3 +93,49 @@ def test_each_new_method_trains_on_the_demo_data(page, app_server):
     expect(page.locator("#play-result")).to_contain_text("%")
     shot(page, "methods-playground-full")
     assert "Traceback" not in page.content()
+
+
+def test_fusion_fuses_two_finished_adapters_chosen_in_the_page(page, app_server):
+    """Two Pfeiffer jobs finish (queued through the API); the Train tab offers them under Fusion, the fusion job
+    trains over them, and the Playground predicts with it like with any adapter."""
+    from gradio_client import Client, handle_file
+
+    from tests.test_app_server import wait_for_job
+    from tests.test_gradio_api import status
+
+    client = Client(app_server.url, verbose=False, download_files=False)
+    ids = [client.predict(data_file=handle_file(str(app_server.sentiment_csv)), text_column="review",
+                          label_column="sentiment", method="pfeiffer", epochs=1, base_model=str(app_server.tiny_model),
+                          name=f"to-fuse-{k}", api_name="/submit_job") for k in (1, 2)]
+    for job_id in ids:
+        assert wait_for_job(status(client), job_id)["state"] == "succeeded"
+    page.reload()
+    open_tab(page, "1 · Data")
+    page.get_by_label("Built-in demo data").check()
+    page.get_by_label(re.compile("Support tickets")).check()
+    page.locator("#data-next").click()
+    page.locator("#train-method").get_by_text("Fusion", exact=True).click()
+    expect(page.locator("#train-options-fusion")).to_be_visible()
+    base = page.locator("#train-base-model input")
+    base.fill(str(app_server.tiny_model))
+    base.press("Enter")
+    for k in (1, 2):
+        choose(page, "#train-fusion-fuse", re.compile(f"to-fuse-{k} · Pfeiffer"))
+    page.keyboard.press("Escape")  # the menu closed before the screenshot
+    expect(page.locator("#train-param-count")).to_contain_text("6,272 in the method")  # 2 layers × (3·32² + 2·32)
+    page.locator("#train-epochs input").fill("1")
+    page.locator("#train-name").get_by_role("textbox").fill("demo-fusion")
+    shot(page, "methods-train-fusion")
+    page.locator("#train-launch").click()
+    header = page.locator("#job-header")
+    expect(header).to_contain_text("demo-fusion", timeout=30_000)
+    expect(header).to_contain_text("Succeeded", timeout=JOB_TIMEOUT * 1000)
+    expect(header).to_contain_text("Fusion")
+    expect(page.locator("#job-settings tr", has_text="Adapters to fuse")).to_contain_text("to-fuse-2")
+    shot(page, "methods-job-fusion")
+    open_tab(page, "4 · Playground")
+    choose(page, "#play-adapter", re.compile("demo-fusion"))
+    page.locator("#play-text").get_by_role("textbox").fill("I was charged twice this month")
+    page.locator("#play-predict").click()
+    expect(page.locator("#play-result")).to_contain_text("%")
+    assert "Traceback" not in page.content()

@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, defer
 
-from engine.errors import AdapterLabError
+from engine.errors import AdapterLabError, ConfigError
 from worker import db, search, settings
 from worker.job_queue import enqueue
 from worker.models import ACTIVE, FINAL, WAITING, Job, JobEpoch, JobKind, JobState, JobStep, utcnow
@@ -82,14 +82,40 @@ def _load(s: Session, job_id: str, lock: bool = True) -> Job:
     return job
 
 
-def submit(spec: dict, like: str | None = None) -> str:
+def fused_folders(spec: dict, allow_folders: bool = True) -> dict:
+    """The spec with a fusion's adapters (`fuse`, at the top or in `method_options`) as their folders: each named
+    by the id of a finished job, or (`allow_folders`, the command line on this machine) by a folder."""
+    spec = dict(spec)
+    if isinstance(spec.get("method_options"), dict):
+        spec["method_options"] = dict(spec["method_options"])
+    for holder in (spec, spec.get("method_options") or {}):
+        items = holder.get("fuse")
+        if not items:
+            continue
+        items = items.split(",") if isinstance(items, str) else list(items)
+        holder["fuse"] = [_fused_folder(str(item).strip(), allow_folders) for item in items if str(item).strip()]
+    return spec
+
+
+def _fused_folder(key: str, allow_folders: bool) -> str:
+    if allow_folders and Path(key).is_dir():
+        return str(Path(key).resolve())
+    found = finished_adapter(key) if len(key) <= 64 else None
+    if found is None:
+        where = "a job id from the Jobs tab" + (" or an adapter folder" if allow_folders else "")
+        raise ConfigError(f"No finished adapter '{key}' to fuse: give {where}.")
+    return found["adapter_dir"]
+
+
+def submit(spec: dict, like: str | None = None, allow_folders: bool = True) -> str:
     """Validate a training spec, snapshot its data and queue it; return the job id.
 
     `spec` holds TrainConfig fields except `output` (`data` is a file path or hub dataset `name[:config]`) and an
     optional display `name`. `like`: the id of the job this one copies (`like_spec`), whose data it names the
-    same way. Raises DataError or ConfigError for a spec that could not train.
+    same way. A fusion's adapters may be job ids (`fused_folders`; folders only with `allow_folders`). Raises
+    DataError or ConfigError for a spec that could not train.
     """
-    spec = dict(spec)
+    spec = fused_folders(spec, allow_folders)
     name = str(spec.pop("name", None) or "").strip()
     fields = prepare_job(spec, get_job(like) if like else None)
     source = fields["data_source"]

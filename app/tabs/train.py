@@ -117,6 +117,9 @@ def parameter_count(base_model: str, method: str, options: dict, labels: list[st
 def option_control(method: str, name: str, spec: OptionSpec, default: object) -> gr.components.Component:
     """One option's control: a choice of the offered values, or a text box the form checks (in the page's words)."""
     key = f"train-{method}-{name}".replace("_", "-")
+    if spec.adapters_of:  # finished jobs' adapters of those methods (refreshed when the method is chosen)
+        return gr.Dropdown(services.adapters_of(spec.adapters_of), value=[], multiselect=True, label=spec.label,
+                           info=spec.help, elem_id=key)
     if spec.choices:
         return gr.Radio(list(spec.choices), value=default, label=spec.label, info=spec.help, elem_id=key)
     shown = ", ".join(default) if isinstance(default, list) else ("" if default is None else default)
@@ -258,6 +261,11 @@ def build(data: DataTab) -> TrainTab:
     status = gr.Markdown(elem_id="train-status")
 
     method.input(on_method, method, [cards, *groups, epochs, learning_rate])  # by the user: a clone sets its own
+    for key, control in option_controls.items():
+        kinds = next(spec for f, spec in option_fields(methods.get(key.split(".")[0]).Options)
+                     if f.name == key.split(".", 1)[1]).adapters_of
+        if kinds:  # the adapters finished since the page loaded
+            method.input(lambda kinds=kinds: gr.Dropdown(choices=services.adapters_of(kinds)), None, control)
     mode.change(on_mode, mode, [method_column, search_column, count, epochs, learning_rate, launch])
     # On load and on every change; one at a time and newest last, so the count always matches the form.
     labels = gr.State([])
@@ -294,7 +302,7 @@ def launch_job(data: dict | None, form: dict):
     try:
         spec = build_spec(data, form)
         job_id = jobs.submit_search(spec, search_values(form)) if searching else \
-            jobs.submit(spec, like=(data or {}).get("like"))
+            jobs.submit(spec, like=(data or {}).get("like"), allow_folders=False)
     except AdapterLabError as exc:
         return gr.skip(), gr.skip(), gr.skip(), note(str(exc), "error")
     all_jobs = jobs.list_jobs()
@@ -315,7 +323,14 @@ def clone_values(job: dict) -> tuple[dict, dict]:
             "labels": job.get("labels") or [], "label_names": spec.get("label_names"), "like": job["id"]}
     method = methods.get(spec["method"])
     options = {**dataclasses.asdict(method.options()), **(spec.get("method_options") or {})}
-    form = {f"{method.name}.{key}": ", ".join(v) if isinstance(v, list) else v for key, v in options.items()}
+    by_folder = {str(Path(a["adapter_dir"]).resolve()): a["id"] for a in services.adapters()}
+    form = {}
+    for f, option in option_fields(method.Options):
+        value = options.get(f.name)
+        if option.adapters_of:  # stored as folders, chosen in the page by job id
+            form[f"{method.name}.{f.name}"] = [by_folder[v] for v in value if v in by_folder]
+        else:
+            form[f"{method.name}.{f.name}"] = ", ".join(value) if isinstance(value, list) else value
     form.update({key: spec.get(key) for key in SETTINGS})
     form.update(method=method.name, base_model=spec.get("base_model") or DEFAULT_BASE_MODEL, name="", mode=TRAIN_ONE,
                 base_dropout=bool(spec.get("base_dropout")), balance_classes=bool(spec.get("balance_classes")),

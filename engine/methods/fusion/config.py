@@ -19,7 +19,8 @@ FUSABLE = ("houlsby", "pfeiffer", "compacter")  # sequential bottleneck adapters
 class FusionOptions:
     fuse: list[str] = option([], "Adapters to fuse", "Two or more trained bottleneck adapters (Houlsby, Pfeiffer or "
                              "Compacter) on this base model: by folder, or by job id in the page and job commands. "
-                             "They stay frozen; a fusion layer in each block learns how much of each to use.")
+                             "They stay frozen; a fusion layer in each block learns how much of each to use.",
+                             adapters_of=FUSABLE)
 
 
 def adapterhub_names(names: list[str]) -> tuple[str, ...]:
