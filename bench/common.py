@@ -144,3 +144,19 @@ def add_shared_args(p) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     p.add_argument("--device", default="", help="cpu or cuda (default: cuda when present)")
     p.add_argument("--out", required=True)
+
+
+def latency(send, texts: list, warm: int = 0) -> dict:
+    """p50 and p95 in ms of `send(text)` over `texts`, after `warm` untimed calls on the first ones."""
+    import statistics
+    import time
+
+    for text in texts[:warm]:
+        send(text)
+    times = []
+    for text in texts:
+        start = time.perf_counter()
+        send(text)
+        times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return {"p50_ms": round(statistics.median(times), 2), "p95_ms": round(times[int(len(times) * 0.95)], 2)}

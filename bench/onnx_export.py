@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
-from common import publish  # noqa: E402
+from common import latency, publish  # noqa: E402
 from run import cpu_family  # noqa: E402
 
 SST2 = ROOT.parent / "shared" / "data" / "sst2"
@@ -40,16 +40,6 @@ def _classifier(folder: Path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.Classifier(folder)
-
-
-def _latency(send, texts: list[str]) -> dict:
-    times = []
-    for text in texts:
-        start = time.perf_counter()
-        send(text)
-        times.append((time.perf_counter() - start) * 1000)
-    times.sort()
-    return {"p50_ms": round(statistics.median(times), 2), "p95_ms": round(times[int(len(times) * 0.95)], 2)}
 
 
 def _measure(method: str, work: Path, texts: list[str], sst2_csv: Path) -> dict:
@@ -75,10 +65,10 @@ def _measure(method: str, work: Path, texts: list[str], sst2_csv: Path) -> dict:
     for text in one[:20]:  # warm both
         onnx.predict([text])
         predictor.predict(folder, text)
-    latency = {"onnxruntime": [], "torch": []}
+    blocks = {"onnxruntime": [], "torch": []}
     for k in range(0, len(one), 50):  # interleaved blocks
-        latency["onnxruntime"].append(_latency(lambda t: onnx.predict([t]), one[k : k + 50]))
-        latency["torch"].append(_latency(lambda t: predictor.predict(folder, t), one[k : k + 50]))
+        blocks["onnxruntime"].append(latency(lambda t: onnx.predict([t]), one[k : k + 50]))
+        blocks["torch"].append(latency(lambda t: predictor.predict(folder, t), one[k : k + 50]))
     throughput = {"onnxruntime": [], "torch": []}
     for _ in range(3):
         for how, run in (("onnxruntime", lambda: onnx.predict(batch)),
@@ -88,8 +78,8 @@ def _measure(method: str, work: Path, texts: list[str], sst2_csv: Path) -> dict:
             throughput[how].append(len(batch) / (time.perf_counter() - start))
     return {"method": method, "export_seconds": round(export_seconds, 1), "onnx_mb": report.onnx_mb,
             "max_abs_diff": report.max_abs_diff, "parity_rows": report.rows_checked,
-            "p50_ms": {h: statistics.median(b["p50_ms"] for b in v) for h, v in latency.items()},
-            "p95_ms": {h: statistics.median(b["p95_ms"] for b in v) for h, v in latency.items()},
+            "p50_ms": {h: statistics.median(b["p50_ms"] for b in v) for h, v in blocks.items()},
+            "p95_ms": {h: statistics.median(b["p95_ms"] for b in v) for h, v in blocks.items()},
             "per_second": {h: statistics.median(v) for h, v in throughput.items()}, "batch_rows": len(batch)}
 
 

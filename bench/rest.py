@@ -16,7 +16,6 @@ import argparse
 import csv
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
-from common import publish  # noqa: E402
+from common import latency, publish  # noqa: E402
 from run import cpu_family  # noqa: E402
 
 SST2 = ROOT.parent / "shared" / "data" / "sst2"
@@ -85,18 +84,6 @@ def _train(url: str, home: Path) -> str:
             return job_id
         time.sleep(1)
     raise SystemExit("training did not finish in 10 minutes")
-
-
-def _latency(send, texts: list[str]) -> dict:
-    for text in texts[:20]:
-        send(text)
-    times = []
-    for text in texts:
-        start = time.perf_counter()
-        send(text)
-        times.append((time.perf_counter() - start) * 1000)
-    times.sort()
-    return {"p50_ms": round(statistics.median(times), 2), "p95_ms": round(times[int(len(times) * 0.95)], 2)}
 
 
 def _throughput(url: str, adapter: str, texts: list[str], clients: int) -> dict:
@@ -154,9 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             adapter = _train(url, home)
             page = Client(url, verbose=False, download_files=False)
             with httpx.Client(base_url=url) as http:
-                rest = _latency(lambda t: http.post("/v1/classify", json={"adapter": adapter, "texts": [t]})
-                                .raise_for_status(), texts)
-            gradio_api = _latency(lambda t: page.predict(adapter=adapter, text=t, api_name="/predict"), texts[:120])
+                rest = latency(lambda t: http.post("/v1/classify", json={"adapter": adapter, "texts": [t]})
+                                .raise_for_status(), texts, warm=20)
+            gradio_api = latency(lambda t: page.predict(adapter=adapter, text=t, api_name="/predict"), texts[:120],
+                                 warm=20)
             throughput = [_throughput(url, adapter, texts, n) for n in CLIENTS]
         finally:
             server.terminate()
