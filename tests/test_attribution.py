@@ -36,8 +36,13 @@ def model(tmp_path_factory) -> AdapterModel:
     texts = POSITIVE + NEGATIVE
     batch = dict(model.tokenizer(texts, padding=True, return_tensors="pt"))
     targets = torch.tensor([1] * len(POSITIVE) + [0] * len(NEGATIVE))
-    for name in methods.names():
-        model.add_adapter(name, name, LABELS, OPTIONS.get(name))
+    # Fusion last: it fuses adapters trained before it, and the others keep their random draws
+    for name in sorted(methods.names(), key=lambda n: n == "fusion"):
+        options = OPTIONS.get(name)
+        if name == "fusion":  # over the Houlsby and Compacter adapters trained above, saved
+            folder = tmp_path_factory.mktemp("attr-fused")
+            options = {"fuse": [str(save_adapter(model, n, folder / n, {})) for n in ("houlsby", "compacter")]}
+        model.add_adapter(name, name, LABELS, options)
         optimizer = torch.optim.AdamW(model.train_adapter(name), lr=RATES.get(name, 0.05))
         model.train()
         for _ in range(10):
