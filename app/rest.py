@@ -14,7 +14,7 @@ import secrets
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app import services
 from app.security import auth_from_env
@@ -32,6 +32,9 @@ class Item(BaseModel):
 
 class ClassifyRequest(BaseModel):
     """Either `adapter` with `texts` (and `text_pairs`), or `items`, each naming its adapter."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["adapter", "texts"]},
+                                                           {"required": ["items"]}]})
 
     adapter: str | None = Field(None, description="The adapter's job id (or its unique name), for `texts`.")
     texts: list[str] | None = Field(None, max_length=MAX_TEXTS)
@@ -67,6 +70,16 @@ class ClassifyResponse(BaseModel):
     results: list[Result]
 
 
+class Error(BaseModel):
+    detail: str | list[dict] = Field(description="What is wrong, in words (field by field for a malformed body).")
+
+
+ERRORS: dict = {401: {"model": Error, "description": "The server has a login and the call did not send it."},
+                404: {"model": Error, "description": "No finished adapter has this id (or unique name)."},
+                422: {"model": Error, "description": "The request cannot be classified as sent: an empty text, "
+                      "a missing second text, `texts` without `adapter`, ..."}}
+
+
 class Adapter(BaseModel):
     id: str
     name: str
@@ -93,7 +106,7 @@ def _logged_in(request: Request) -> None:
 router = APIRouter(prefix="/v1", dependencies=[Depends(_logged_in)])
 
 
-@router.post("/classify", response_model=ClassifyResponse)
+@router.post("/classify", response_model=ClassifyResponse, responses=ERRORS)
 def classify(request: ClassifyRequest) -> dict:
     """Labels and per-label probabilities (with each adapter's temperature and threshold), in input order."""
     try:
@@ -104,7 +117,7 @@ def classify(request: ClassifyRequest) -> dict:
         raise HTTPException(422, str(exc)) from exc
 
 
-@router.get("/adapters", response_model=list[Adapter])
+@router.get("/adapters", response_model=list[Adapter], responses={401: ERRORS[401]})
 def adapters() -> list[dict]:
     """The finished adapters, newest first."""
     return [{key: a[key] for key in ("id", "name", "method", "labels")} for a in services.adapters()]

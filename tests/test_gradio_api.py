@@ -232,3 +232,34 @@ def test_jobs_and_adapters_survive_a_server_restart(client, trained):
     result = client.predict(adapter=trained["id"], text="i hate it", api_name="/predict")
     assert result["label"] in ("neg", "pos")
 
+
+
+def test_rest_answers_generated_requests_as_its_schema_says(app_server, trained):
+    """schemathesis: requests generated from `/v1/openapi.json` (an adapter id that exists among them), each
+    answered with a status code and body the schema documents, never a server error. Its check that every
+    schema-valid body is accepted is left out: one second text per text, non-blank texts and a pair adapter's
+    second text are rules JSON Schema cannot say, refused with 422 and a reason."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+    schema = schemathesis.openapi.from_dict(httpx.get(f"{app_server.url}v1/openapi.json").json())
+    base_url = app_server.url.rstrip("/")
+    checked: list[tuple[str, int]] = []
+
+    def fuzz(operation) -> None:
+        @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @given(case=operation.as_strategy(), known=st.booleans())
+        def check(case, known):
+            if known and isinstance(case.body, dict) and "adapter" in case.body:
+                case.body["adapter"] = trained["id"]  # reach the classifier, not only the 404
+            response = case.call_and_validate(base_url=base_url, excluded_checks=[positive_data_acceptance])
+            checked.append((operation.label, response.status_code))
+
+        check()
+
+    for result in schema.get_all_operations():
+        fuzz(result.ok())
+    assert {("GET /v1/adapters", 200), ("POST /v1/classify", 200), ("POST /v1/classify", 404),
+            ("POST /v1/classify", 422)} <= set(checked)  # answers, refusals and unknown adapters all met
