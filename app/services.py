@@ -70,11 +70,28 @@ def find_adapter(key: str) -> dict:
     raise ConfigError(f"There is no finished adapter '{key}'. Train one on the Train tab, or pick one from the list.")
 
 
+_metadata: dict[str, tuple[int, dict]] = {}  # adapterlab.json -> (its mtime, what it says)
+
+
+def _read_metadata(folder: str) -> dict:
+    """`read_metadata`, read again only when the file changed: a prediction asks for the columns each time
+    (parsing the file was a tenth of a one-text REST call)."""
+    path = Path(folder) / "adapterlab.json"
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        return read_metadata(folder)
+    cached = _metadata.get(str(path))
+    if cached is None or cached[0] != stamp:
+        cached = _metadata[str(path)] = (stamp, read_metadata(folder))
+    return cached[1]
+
+
 def trained_columns(adapter: dict) -> tuple[str, str | None, str]:
     """(text column, second text column or None, label column) the adapter was trained on; files it reads (a
     batch to predict, a test file) default to them."""
     try:
-        meta = read_metadata(adapter["adapter_dir"])
+        meta = _read_metadata(adapter["adapter_dir"])
     except (ConfigError, OSError):
         return "text", None, "label"
     return meta.get("text_column") or "text", meta.get("text_pair_column"), meta.get("label_column") or "label"

@@ -166,8 +166,14 @@ class Predictor:
         results: list[dict] = [{} for _ in texts]
         for rows in by_model.values():
             model = loaded[rows[0]][0]
-            logits = self._mixed_logits(model, [loaded[i][1] for i in rows], [texts[i] for i in rows],
-                                        [text_pairs[i] for i in rows] if text_pairs is not None else None)
+            names = [loaded[i][1] for i in rows]
+            pairs = [text_pairs[i] for i in rows] if text_pairs is not None else None
+            if len(set(names)) == 1 and (pairs is None or len({p is None for p in pairs}) == 1):
+                # one adapter: its own forward pass, without routing (a request of one adapter's texts)
+                logits = self.logits(adapters[rows[0]], [texts[i] for i in rows],
+                                     None if pairs is None or pairs[0] is None else pairs)
+            else:
+                logits = self._mixed_logits(model, names, [texts[i] for i in rows], pairs)
             for i, row_logits in zip(rows, logits, strict=True):
                 labels = self.labels(adapters[i])
                 temperature, threshold = self.decision(adapters[i])

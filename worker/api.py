@@ -258,10 +258,11 @@ def _finished(query):
     return query.where(Job.state.in_((JobState.SUCCEEDED, JobState.CANCELLED)), Job.adapter_dir.is_not(None))
 
 
-def _adapter(j: Job) -> dict:
-    return {"id": j.id, "name": j.name, "method": j.method, "labels": j.labels,
-            "adapter_dir": _absolute(j.adapter_dir), "base_model": j.base_model, "metrics": j.metrics,
-            "state": j.state, "finished_at": _iso(j.finished_at), "size_mb": _size_mb(j.adapter_dir)}
+def _adapter(j: Job, sized: bool = True) -> dict:
+    found = {"id": j.id, "name": j.name, "method": j.method, "labels": j.labels,
+             "adapter_dir": _absolute(j.adapter_dir), "base_model": j.base_model, "metrics": j.metrics,
+             "state": j.state, "finished_at": _iso(j.finished_at)}
+    return {**found, "size_mb": _size_mb(j.adapter_dir)} if sized else found
 
 
 def finished_adapters() -> list[dict]:
@@ -272,10 +273,11 @@ def finished_adapters() -> list[dict]:
 
 
 def finished_adapter(job_id: str) -> dict | None:
-    """One of `finished_adapters` by its job id, looked up alone (a prediction's cost, not the list's)."""
+    """One of `finished_adapters` by its job id, looked up alone (a prediction's cost, not the list's), without
+    its `size_mb` (a stat of every file it holds)."""
     with db.session() as s:
         job = s.scalar(_finished(select(Job).where(Job.id == job_id)))
-        return _adapter(job) if job and (settings.data_dir() / job.adapter_dir).is_dir() else None
+        return _adapter(job, sized=False) if job and (settings.data_dir() / job.adapter_dir).is_dir() else None
 
 
 def _size_mb(relative: str) -> float:
