@@ -12,6 +12,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from app.coalescing import Coalescer
 from app.security import safe_filename
 from engine.adapter_io import read_metadata, update_metadata
 from engine.base_models import load_config, resolve_base_model, skeleton
@@ -161,11 +162,19 @@ def classify(items: list[tuple[str, str, str | None]]) -> list[dict]:
             raise DataError(f"Adapter '{adapter['name']}' was trained on text pairs: text {i + 1} needs its "
                             "second text (text_pair) too.")
         pairs.append(text_pair if takes_pairs else None)
-    with _lock:
-        folders = {key: _current(adapter) for key, adapter in adapters.items()}
-        results = predictor().predict_batch([text for _, text, _ in items], [folders[key] for key, _, _ in items],
-                                            pairs)
+    results = _classifier([(adapter, text, pair) for (key, text, _), adapter, pair
+                           in zip(items, [adapters[key] for key, _, _ in items], pairs, strict=True)])
     return [{"adapter": adapters[key]["id"], **result} for (key, _, _), result in zip(items, results, strict=True)]
+
+
+def _classify_rows(rows: list[tuple[dict, str, str | None]]) -> list[dict]:
+    """(adapter, text, second text) rows, maybe of several requests, through one `predict_batch` (lock held)."""
+    folders = {adapter["id"]: _current(adapter) for adapter, _, _ in rows}
+    return predictor().predict_batch([text for _, text, _ in rows], [folders[a["id"]] for a, _, _ in rows],
+                                     [pair for _, _, pair in rows])
+
+
+_classifier = Coalescer(_lock, _classify_rows)  # concurrent REST requests share forward passes
 
 
 _exports: dict[str, tuple[Path, dict]] = {}  # "<job id> <finished_at> <metadata mtime>" -> (zip, export report)
