@@ -162,8 +162,7 @@ def classify(items: list[tuple[str, str, str | None]]) -> list[dict]:
             raise DataError(f"Adapter '{adapter['name']}' was trained on text pairs: text {i + 1} needs its "
                             "second text (text_pair) too.")
         pairs.append(text_pair if takes_pairs else None)
-    results = _classifier([(adapter, text, pair) for (key, text, _), adapter, pair
-                           in zip(items, [adapters[key] for key, _, _ in items], pairs, strict=True)])
+    results = _classifier([(adapters[key], text, pair) for (key, text, _), pair in zip(items, pairs, strict=True)])
     return [{"adapter": adapters[key]["id"], **result} for (key, _, _), result in zip(items, results, strict=True)]
 
 

@@ -73,6 +73,12 @@ def _named(text_column: str, text_pair_column: str | None) -> str:
     return f"'{text_column}'" + (f" or '{text_pair_column}'" if text_pair_column else "")
 
 
+def _results(probs: torch.Tensor, labels: list[str], threshold: dict | None) -> list[dict]:
+    """`{"label", "probabilities"}` per row of one adapter's probabilities (its threshold deciding the label)."""
+    return [{"label": labels[best], "probabilities": {lab: float(p) for lab, p in zip(labels, row, strict=True)}}
+            for best, row in zip(decide(probs, labels, threshold), probs.tolist(), strict=True)]
+
+
 class Predictor:
     """Holds one `AdapterModel` per base model; `predict` activates the named adapter and runs it.
 
@@ -146,10 +152,7 @@ class Predictor:
         """`{"label": ..., "probabilities": {label: p}}` for one text (or pair); the label follows the adapter's
         threshold when one was chosen."""
         probs = self.probabilities(folder, [text], [text_pair] if text_pair is not None else None, calibrated)
-        labels = self.labels(folder)
-        best = decide(probs, labels, self.decision(folder)[1])[0]
-        return {"label": labels[best],
-                "probabilities": {lab: float(p) for lab, p in zip(labels, probs[0], strict=True)}}
+        return _results(probs, self.labels(folder), self.decision(folder)[1])[0]
 
     def predict_batch(self, texts: list[str], adapters: list[str | Path], text_pairs: list[str | None] | None = None,
                       calibrated: bool = True) -> list[dict]:
@@ -174,12 +177,16 @@ class Predictor:
                                      None if pairs is None or pairs[0] is None else pairs)
             else:
                 logits = self._mixed_logits(model, names, [texts[i] for i in rows], pairs)
-            for i, row_logits in zip(rows, logits, strict=True):
-                labels = self.labels(adapters[i])
-                temperature, threshold = self.decision(adapters[i])
-                probs = (row_logits[None, : len(labels)] / (temperature if calibrated else 1.0)).softmax(-1)
-                results[i] = {"label": labels[decide(probs, labels, threshold)[0]],
-                              "probabilities": {lab: float(p) for lab, p in zip(labels, probs[0], strict=True)}}
+            by_adapter: dict[str, list[int]] = {}
+            for j, name in enumerate(names):
+                by_adapter.setdefault(name, []).append(j)
+            for positions in by_adapter.values():  # each adapter's labels and decision read once
+                folder = adapters[rows[positions[0]]]
+                labels = self.labels(folder)
+                temperature, threshold = self.decision(folder)
+                probs = (logits[positions, : len(labels)] / (temperature if calibrated else 1.0)).softmax(-1)
+                for j, result in zip(positions, _results(probs, labels, threshold), strict=True):
+                    results[rows[j]] = result
         return results
 
     def _mixed_logits(self, model: AdapterModel, names: list[str], texts: list[str],
