@@ -162,6 +162,14 @@ def given_settings(args: argparse.Namespace) -> dict:
             **check_all(TrainConfig, given)}
 
 
+def _lists_adapters(method: str, options: dict) -> bool:
+    """Whether an option given lists trained adapters (the job store then resolves job ids among them)."""
+    from engine import methods
+    from engine.options import option_fields
+
+    return any(spec.adapters_of and options.get(f.name) for f, spec in option_fields(methods.get(method).Options))
+
+
 def _print_json(data: object) -> None:
     print(json.dumps(data, default=str))
 
@@ -205,10 +213,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         (bar.write if bar else print)(line, file=sys.stderr)
 
     settings = train_config_kwargs(args)
-    if (settings.get("method_options") or {}).get("fuse"):  # job ids of the fused adapters, as their folders
-        from worker.api import fused_folders
+    if _lists_adapters(args.method, settings.get("method_options") or {}):  # a fusion's: job ids, as folders
+        from worker.api import adapter_folders
 
-        settings = fused_folders(settings)
+        settings = adapter_folders(settings)
     config = TrainConfig(output=args.output, **settings)
     quiet = args.json
     result = train(config, on_progress=None if quiet else on_progress, on_epoch=None if quiet else on_epoch,

@@ -15,6 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, defer
 
 from engine.errors import AdapterLabError, ConfigError
+from engine.methods import REGISTRY
+from engine.options import option_fields
 from worker import db, search, settings
 from worker.job_queue import enqueue
 from worker.models import ACTIVE, FINAL, WAITING, Job, JobEpoch, JobKind, JobState, JobStep, utcnow
@@ -82,22 +84,30 @@ def _load(s: Session, job_id: str, lock: bool = True) -> Job:
     return job
 
 
-def fused_folders(spec: dict, allow_folders: bool = True) -> dict:
-    """The spec with a fusion's adapters (`fuse`, at the top or in `method_options`) as their folders: each named
-    by the id of a finished job, or (`allow_folders`, the command line on this machine) by a folder."""
-    spec = dict(spec)
+def adapter_options(method: str | None, options: dict, allow_folders: bool = True) -> dict:
+    """`options` with those of the method that list trained adapters (their spec's `adapters_of`: a fusion's
+    adapters) as folders: each named by the id of a finished job, or (`allow_folders`, the command line on this
+    machine) by a folder."""
+    if method not in REGISTRY:
+        return options
+    lists = {f.name for f, spec in option_fields(REGISTRY[method].Options) if spec.adapters_of}
+    out = dict(options)
+    for name in lists & {k for k, v in options.items() if v}:
+        items = out[name].split(",") if isinstance(out[name], str) else list(out[name])
+        out[name] = [_adapter_folder(str(item).strip(), allow_folders) for item in items if str(item).strip()]
+    return out
+
+
+def adapter_folders(spec: dict, allow_folders: bool = True) -> dict:
+    """A job spec with `adapter_options` applied, whether the options come at the top (flags) or in
+    `method_options`."""
+    spec = adapter_options(spec.get("method"), spec, allow_folders)
     if isinstance(spec.get("method_options"), dict):
-        spec["method_options"] = dict(spec["method_options"])
-    for holder in (spec, spec.get("method_options") or {}):
-        items = holder.get("fuse")
-        if not items:
-            continue
-        items = items.split(",") if isinstance(items, str) else list(items)
-        holder["fuse"] = [_fused_folder(str(item).strip(), allow_folders) for item in items if str(item).strip()]
+        spec["method_options"] = adapter_options(spec.get("method"), spec["method_options"], allow_folders)
     return spec
 
 
-def _fused_folder(key: str, allow_folders: bool) -> str:
+def _adapter_folder(key: str, allow_folders: bool) -> str:
     if allow_folders and Path(key).is_dir():
         return str(Path(key).resolve())
     found = finished_adapter(key) if len(key) <= 64 else None
@@ -112,10 +122,11 @@ def submit(spec: dict, like: str | None = None, allow_folders: bool = True) -> s
 
     `spec` holds TrainConfig fields except `output` (`data` is a file path or hub dataset `name[:config]`) and an
     optional display `name`. `like`: the id of the job this one copies (`like_spec`), whose data it names the
-    same way. A fusion's adapters may be job ids (`fused_folders`; folders only with `allow_folders`). Raises
+    same way. Adapters an option lists (a fusion's) may be job ids (`adapter_folders`; folders only with
+    `allow_folders`). Raises
     DataError or ConfigError for a spec that could not train.
     """
-    spec = fused_folders(spec, allow_folders)
+    spec = adapter_folders(spec, allow_folders)
     name = str(spec.pop("name", None) or "").strip()
     fields = prepare_job(spec, get_job(like) if like else None)
     source = fields["data_source"]

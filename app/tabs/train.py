@@ -262,8 +262,8 @@ def build(data: DataTab) -> TrainTab:
 
     method.input(on_method, method, [cards, *groups, epochs, learning_rate])  # by the user: a clone sets its own
     for key, control in option_controls.items():
-        kinds = next(spec for f, spec in option_fields(methods.get(key.split(".")[0]).Options)
-                     if f.name == key.split(".", 1)[1]).adapters_of
+        method_name, option_name = key.split(".", 1)
+        kinds = field_spec(methods.get(method_name).Options, option_name).adapters_of
         if kinds:  # the adapters finished since the page loaded
             method.input(lambda kinds=kinds: gr.Dropdown(choices=services.adapters_of(kinds)), None, control)
     mode.change(on_mode, mode, [method_column, search_column, count, epochs, learning_rate, launch])
