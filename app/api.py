@@ -1,8 +1,9 @@
 """The app's named Gradio API for scripts and tests: /submit_job, /submit_search, /job_status, /search_status,
 /list_adapters, /predict, /explain, /evaluate, /label_issues, /set_threshold.
 
-Each endpoint is a thin call into worker.api or the shared Predictor. Gradio derives the parameter names and
-types from these signatures, so this module keeps its annotations evaluated (no `from __future__`).
+Each endpoint is a thin call into worker.api or the shared Predictor, as the caller's login or API token
+(app/access.py). Gradio derives the parameter names and types from these signatures, so this module keeps its
+annotations evaluated (no `from __future__`).
 """
 
 import json
@@ -11,7 +12,7 @@ import gradio as gr
 from gradio.data_classes import FileData
 from gradio.utils import get_upload_folder
 
-from app import services
+from app import access, services
 from app.search_views import search_result
 from app.security import check_job_id, uploaded_path
 from app.tabs.train import DEFAULT_METHOD, build_spec
@@ -45,7 +46,7 @@ def submit_job(data_file: FileData, text_column: str, label_column: str, method:
                              "epochs": epochs, "learning_rate": learning_rate, "batch_size": batch_size,
                              "max_train_samples": max_train_samples, "name": name,
                              "balance_classes": balance_classes})
-    return jobs.submit(spec, allow_folders=False)
+    return jobs.submit(spec, allow_folders=False, actor=access.current())
 
 
 @friendly
@@ -60,23 +61,24 @@ def submit_search(data_file: FileData, text_column: str, label_column: str, budg
     spec = build_spec(data, {"method": (methods or [DEFAULT_METHOD])[0], "base_model": base_model,
                              "batch_size": batch_size, "max_train_samples": max_train_samples, "name": name})
     return jobs.submit_search(spec, {"budget_minutes": budget_minutes, "methods": methods,
-                                     "max_trials": max_trials, "parallel": parallel})
+                                     "max_trials": max_trials, "parallel": parallel}, access.current())
 
 
 @friendly
 def search_status(search_id: str) -> dict:
     """A search as `adapterlab search --json` prints it: `state`, `best` and every trial (`job_id`, `state`,
     `method`, `macro_f1`, settings, outcome)."""
-    found = jobs.get_job(check_job_id(search_id))
+    actor = access.current()
+    found = jobs.get_job(check_job_id(search_id), actor)
     if found["kind"] != "search":
         raise gr.Error(f"Job {search_id} is not a search; /job_status shows it.")
-    return _plain(search_result(found, jobs.trials(found["id"])))
+    return _plain(search_result(found, jobs.trials(found["id"], actor)))
 
 
 @friendly
 def job_status(job_id: str) -> dict:
     """The job's record: state, progress, eta_seconds, metrics, error, history, steps and settings."""
-    job = _plain(jobs.get_job(check_job_id(job_id)))
+    job = _plain(jobs.get_job(check_job_id(job_id), access.current()))
     job.pop("traceback", None)  # for the server log and the CLI, not for web clients
     for key in ("data", "validation_data"):  # a dict with a "path" reads as a file to download in gradio_client
         if isinstance(job.get(key), dict):
@@ -87,20 +89,20 @@ def job_status(job_id: str) -> dict:
 @friendly
 def list_adapters() -> list[dict]:
     """Every finished adapter: id, name, method, labels, base_model, metrics."""
-    return _plain(services.adapters())
+    return _plain(services.adapters(access.current()))
 
 
 @friendly
 def predict(adapter: str, text: str, text_pair: str | None = None) -> dict:
     """`{"label": ..., "probabilities": {label: p}}` from the adapter with this job id (or unique name)."""
-    return services.predict(adapter, text, text_pair)
+    return services.predict(adapter, text, text_pair, access.current())
 
 
 @friendly
 def explain(adapter: str, text: str, text_pair: str | None = None) -> dict:
     """`/predict`'s result plus how much each word pushed each label's logit (Integrated Gradients):
     `attributions` ([[word, weight], ...] for the predicted label) and `attributions_by_label`."""
-    return services.explain(adapter, text, text_pair)
+    return services.explain(adapter, text, text_pair, access.current())
 
 
 @friendly
@@ -110,11 +112,12 @@ def evaluate(adapter: str, data_file: FileData, text_column: str | None = None, 
     it): `id`, `rows`, `metrics` (as the job's) and `calibration` (`ece`, `ece_before`, `temperature`, ...).
     Columns default to those the adapter was trained on."""
     path = uploaded_path(data_file.get("path") if isinstance(data_file, dict) else None, get_upload_folder())
-    found = services.find_adapter(adapter)
+    actor = access.current()
+    found = services.find_adapter(adapter, actor)
     text, pair, label = services.trained_columns(found)
     name = (data_file.get("orig_name") if isinstance(data_file, dict) else None) or path.name
     return _plain(services.evaluate_file(found["id"], path, name, text_column or text,
-                                         text_pair_column or pair, label_column or label))
+                                         text_pair_column or pair, label_column or label, actor))
 
 
 @friendly
@@ -125,7 +128,7 @@ def label_issues(adapter: str, data_file: FileData | None = None) -> list[dict]:
     path = None
     if data_file:
         path = uploaded_path(data_file.get("path") if isinstance(data_file, dict) else None, get_upload_folder())
-    return _plain(services.label_issues(adapter, path))
+    return _plain(services.label_issues(adapter, path, access.current()))
 
 
 @friendly
@@ -134,7 +137,7 @@ def set_threshold(adapter: str, rule: str | None = "max_f1", target: float | Non
     """Save a binary adapter's decision threshold, chosen on its validation rows: `rule` max_f1, precision or
     recall (the last two with a `target`), for `label` (default: the second); `rule` empty removes it. /predict
     applies it at once."""
-    return _plain(services.set_threshold(adapter, rule or None, target, label))
+    return _plain(services.set_threshold(adapter, rule or None, target, label, access.current()))
 
 
 def register() -> None:

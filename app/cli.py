@@ -464,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
     """Job, worker and web-app commands live beside this module; each registers its own sub-commands."""
     registers = []
-    for module in ("app.cli_jobs", "app.cli_serve"):
+    for module in ("app.cli_jobs", "app.cli_serve", "app.cli_users"):
         try:
             registers.append(__import__(module, fromlist=["register"]).register)
         except ModuleNotFoundError as exc:

@@ -1,5 +1,5 @@
-"""Job commands: `submit`, `search`, `compare`, `jobs`, `job`, `cancel`, `retry`, `delete`, and the `worker` that
-runs the jobs."""
+"""Job commands: `submit`, `search`, `compare`, `jobs`, `job`, `cancel`, `retry`, `delete`, `share`, and the
+`worker` that runs the jobs. Each acts as the user of `--token`, or as the machine's admin without one."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import argparse
 import json
 import sys
 import time
+
+from app.cli_users import actor
+from app.cli_users import add_token_arg as _add_token_arg
 
 SEARCH_FLAGS = {"budget_minutes": "--budget-minutes", "methods": "--methods", "max_trials": "--trials",
                 "parallel": "--parallel"}  # SearchConfig field -> flag (scripts rely on these names)
@@ -26,8 +29,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from engine.errors import ConfigError
     from worker import api
 
+    who = actor(args)
     if args.like:
-        spec, changes = api.like_spec(args.like, args.method), given_settings(args)
+        spec, changes = api.like_spec(args.like, args.method, who), given_settings(args)
         if "method_options" in changes:  # the options not given keep the job's values
             changes["method_options"] = {**spec.get("method_options", {}), **changes["method_options"]}
         spec = {**spec, **changes, "name": args.name}
@@ -35,7 +39,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         spec = {**train_config_kwargs(args), "name": args.name}
     else:
         raise ConfigError("submit needs --data and --method, or --like JOB_ID to copy a job's settings.")
-    job_id = api.submit(spec, like=args.like)
+    job_id = api.submit(spec, like=args.like, actor=who)
     if args.json:
         _print_json({"job_id": job_id})
     else:
@@ -52,7 +56,7 @@ def _trial_line(row: dict) -> str:
             f"{', ' + options if options else ''}: {score} ({row['outcome']}, {row['epochs_run']} epochs run)")
 
 
-def _wait_for_search(search_id: str) -> dict:
+def _wait_for_search(search_id: str, who) -> dict:
     """Poll until the search ends, printing each trial as it ends (on stderr: stdout keeps the result)."""
     from app.search_views import search_result
     from worker import api
@@ -61,8 +65,8 @@ def _wait_for_search(search_id: str) -> dict:
           file=sys.stderr)
     shown: set[str] = set()
     while True:
-        search = api.get_job(search_id)
-        result = search_result(search, api.trials(search_id))
+        search = api.get_job(search_id, who)
+        result = search_result(search, api.trials(search_id, who))
         for row in result["trials"]:
             if row["job_id"] not in shown and row["ended"]:
                 shown.add(row["job_id"])
@@ -79,14 +83,15 @@ def cmd_search(args: argparse.Namespace) -> int:
     values = {field: getattr(args, field) for field in SEARCH_FLAGS}
     if args.methods is not None:
         values["methods"] = [m for m in args.methods.split(",") if m.strip()]
-    search_id = api.submit_search(search_spec(args), values)
+    who = actor(args)
+    search_id = api.submit_search(search_spec(args), values, who)
     if not args.wait:
         if args.json:
-            _print_json({"search_id": search_id, "state": api.get_job(search_id)["state"]})
+            _print_json({"search_id": search_id, "state": api.get_job(search_id, who)["state"]})
         else:
             print(search_id)
         return 0
-    result = _wait_for_search(search_id)
+    result = _wait_for_search(search_id, who)
     if args.json:
         _print_json(result)
         return 0
@@ -105,7 +110,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if len(args.ids) < 2:
         raise ConfigError("compare needs two job ids or more.")
-    result = compare([api.get_job(job_id) for job_id in args.ids])
+    who = actor(args)
+    result = compare([api.get_job(job_id, who) for job_id in args.ids])
     if args.json:
         _print_json(result)
         return 0
@@ -133,33 +139,39 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_jobs(args: argparse.Namespace) -> int:
     from worker import api
 
-    jobs = api.list_jobs()
+    jobs = api.list_jobs(actor(args))
     if args.json:
         _print_json(jobs)
         return 0
     if not jobs:
         print("no jobs yet: `adapterlab submit ...` queues one")
         return 0
-    print(f"{'ID':<12}  {'STATE':<11}  {'PROGRESS':>8}  {'METHOD':<8}  {'CREATED':<25}  NAME")
+    owners = any(job["owner"] for job in jobs)  # a team's server: say whose each job is
+    print(f"{'ID':<12}  {'STATE':<11}  {'PROGRESS':>8}  {'METHOD':<8}  {'CREATED':<25}  " +
+          ("OWNER           " if owners else "") + "NAME")
     for job in jobs:
+        owner = f"{(job['owner'] or 'admin') + (' (shared)' if job['shared'] else ''):<16}" if owners else ""
         print(f"{job['id']:<12}  {job['state']:<11}  {_percent(job):>8}  {job['method']:<8}  "
-              f"{job['created_at']:<25}  {job['name']}")
+              f"{job['created_at']:<25}  {owner}{job['name']}")
     return 0
 
 
 def cmd_job(args: argparse.Namespace) -> int:
     from worker import api
 
-    job = api.get_job(args.id)
+    who = actor(args)
+    job = api.get_job(args.id, who)
     if args.json:
         _print_json(job)
         return 0
     if job["kind"] == "search":
-        return _print_search(job)
+        return _print_search(job, who)
     eta = f", about {job['eta_seconds']:.0f}s left" if job["eta_seconds"] else ""
     print(f"{job['id']}  {job['name']}")
     print(f"  state      {job['state']} ({_percent(job)}{eta}), attempts {job['attempts']}")
     print(f"  training   {job['method']} on {job['base_model']}, data {job['data'].get('filename') or job['data']}")
+    if job["owner"] or job["shared"]:
+        print(f"  owner      {job['owner'] or 'admin'}{', shared with every user' if job['shared'] else ''}")
     for key in ("created_at", "started_at", "finished_at"):
         if job[key]:
             print(f"  {key.removesuffix('_at'):<10} {job[key]}")
@@ -176,11 +188,11 @@ def cmd_job(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_search(job: dict) -> int:
+def _print_search(job: dict, who) -> int:
     from app.search_views import search_result
     from worker import api
 
-    result = search_result(job, api.trials(job["id"]))
+    result = search_result(job, api.trials(job["id"], who))
     eta = f", about {job['eta_seconds']:.0f}s of the budget left" if job["eta_seconds"] else ""
     print(f"{job['id']}  {job['name']}")
     print(f"  state      search {job['state']} ({_percent(job)}{eta}); budget {result['budget_minutes']:g} min, "
@@ -203,7 +215,7 @@ def _print_search(job: dict) -> int:
 def cmd_cancel(args: argparse.Namespace) -> int:
     from worker import api
 
-    job = api.cancel(args.id)
+    job = api.cancel(args.id, actor(args))
     if args.json:
         _print_json(job)
     else:
@@ -214,7 +226,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def cmd_retry(args: argparse.Namespace) -> int:
     from worker import api
 
-    job_id = api.retry(args.id)
+    job_id = api.retry(args.id, actor(args))
     if args.json:
         _print_json({"job_id": job_id})
     else:
@@ -225,8 +237,19 @@ def cmd_retry(args: argparse.Namespace) -> int:
 def cmd_delete(args: argparse.Namespace) -> int:
     from worker import api
 
-    api.delete(args.id)
+    api.delete(args.id, actor(args))
     print(f"{args.id}: deleted")
+    return 0
+
+
+def cmd_share(args: argparse.Namespace) -> int:
+    from worker import api
+
+    job = api.share(args.id, not args.off, actor(args))
+    if args.json:
+        _print_json(job)
+    else:
+        print(f"{job['id']}: {'shared with every user' if job['shared'] else 'seen by its owner and the admins'}")
     return 0
 
 
@@ -262,6 +285,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("submit", help="check a training and queue it as a job (the flags of train, no --output)")
     add_train_args(p, required=False)
+    _add_token_arg(p)
     p.add_argument("--like", metavar="JOB_ID", help="copy this job's data and settings; the flags given change "
                    "them (another --method starts from its own defaults)")
     p.add_argument("--name", help="display name (default: data file and method)")
@@ -271,25 +295,33 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "trials run as jobs, chosen by Optuna")
     add_search_train_args(p)
     _add_search_args(p)
+    _add_token_arg(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("compare", help="several jobs side by side: results and the settings that differ")
     p.add_argument("ids", nargs="+", metavar="ID")
     p.add_argument("--json", action="store_true")
+    _add_token_arg(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("jobs", help="list jobs, newest first")
     p.add_argument("--json", action="store_true")
+    _add_token_arg(p)
     p.set_defaults(func=cmd_jobs)
 
     for name, func, help_text in (("job", cmd_job, "show one job: state, progress, metrics, adapter, error"),
                                   ("cancel", cmd_cancel, "cancel a job (a running one keeps its best adapter)"),
                                   ("retry", cmd_retry, "queue a failed, cancelled or interrupted job again"),
-                                  ("delete", cmd_delete, "delete a job that is not running, with its files")):
+                                  ("delete", cmd_delete, "delete a job that is not running, with its files"),
+                                  ("share", cmd_share, "show a job (a search with its trials) to every user; "
+                                                       "--off: to its owner and the admins only")):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("id", metavar="ID")
         if name != "delete":
             p.add_argument("--json", action="store_true")
+        if name == "share":
+            p.add_argument("--off", action="store_true", help="stop sharing it")
+        _add_token_arg(p)
         p.set_defaults(func=func)
 
     p = sub.add_parser("worker", help="run jobs from the queue, one at a time (one worker per GPU)")

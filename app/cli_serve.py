@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -45,16 +46,24 @@ def _stop_on_sigterm() -> threading.Event:
     return stop
 
 
+def _has_login() -> bool:
+    from worker import users
+
+    return auth_from_env() is not None or users.accounts_enabled()
+
+
 def refuse_if_exposed(host: str, port: int = DEFAULT_PORT, allow_anonymous: bool = False) -> None:
     """Stop before listening when other machines could reach the app without a login and no one asked for that."""
-    refusal = None if allow_anonymous else exposure_refusal(host, auth_from_env(), port, settings.in_container())
+    if allow_anonymous or is_loopback(host):
+        return
+    refusal = exposure_refusal(host, _has_login(), port, settings.in_container())
     if refusal:
         raise ConfigError(refusal)
 
 
 def warn_if_exposed(host: str, port: int = DEFAULT_PORT) -> None:
     """Say so on stderr when other machines can reach the app and no login is set."""
-    warning = exposure_warning(host, auth_from_env(), port, settings.in_container())
+    warning = None if is_loopback(host) else exposure_warning(host, _has_login(), port, settings.in_container())
     if warning:
         print(f"adapterlab: {warning}", file=sys.stderr, flush=True)
 
@@ -66,12 +75,15 @@ def _address(host: str, port: int) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    refuse_if_exposed(args.host, args.port, args.allow_anonymous)  # both before the slow imports and the worker
-    settings.check_data_dir()
+    settings.check_data_dir()  # both before the slow imports and the worker
+    refuse_if_exposed(args.host, args.port, args.allow_anonymous)
     from app.main import launch
     from worker.embedded import start_embedded_worker, stop_embedded_worker
 
     warn_if_exposed(args.host, args.port)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    for noisy in ("httpx", "alembic", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     stop = _stop_on_sigterm()
     worker = None if args.no_worker else start_embedded_worker()
     try:

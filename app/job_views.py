@@ -147,7 +147,7 @@ def header(job: dict) -> str:
     base = job.get("base_model") or spec.get("base_model") or "the bundled model"
     lines = [f"### {html.escape(str(job.get('name') or job['id']))} · {state_text(job['state'])}",
              f"{methods.label(kind)} {trained} `{base}` · job id `{job['id']}` · "
-             f"created {_when(job.get('created_at'))}"]
+             f"created {_when(job.get('created_at'))}{_whose(job)}"]
     if job["state"] == "queued":
         lines.append(f"Waiting for a worker to start it. {NO_WORKER}")
     elif job["state"] == "interrupted":
@@ -169,6 +169,12 @@ def header(job: dict) -> str:
     if job.get("attempts", 1) and job.get("attempts", 1) > 1:
         lines.append(f"Attempt {job['attempts']}.")
     return "\n\n".join(lines)
+
+
+def _whose(job: dict) -> str:
+    """' by ana · shared' on a team's server (jobs made by the machine or the single admin have no owner)."""
+    owner = f" by {html.escape(job['owner'])}" if job.get("owner") else ""
+    return owner + (" · shared with every user" if job.get("shared") else "")
 
 
 def _where(job: dict, spec: dict) -> str:

@@ -6,9 +6,10 @@
 from __future__ import annotations
 
 import gradio as gr
+from starlette.middleware import Middleware
 
-from app import api, page_url, rest
-from app.security import DEFAULT_MAX_UPLOAD_MB, auth_from_env
+from app import access, api, page_url, rest
+from app.security import DEFAULT_MAX_UPLOAD_MB
 from app.tabs import data, jobs, playground, search, train
 from engine.data import remember_last_file
 
@@ -82,6 +83,7 @@ def build_app(max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB) -> gr.Blocks:
         gr.Markdown("# AdapterLab\nTrain a text classifier with small adapters on top of a frozen transformer: "
                     "**1** choose data, **2** choose a method, **3** watch the job, **4** try the result.",
                     elem_id="al-title")
+        who = gr.Markdown(elem_id="al-who")
         with gr.Tabs() as tabs:
             with gr.Tab("1 · Data", id="data"):
                 data_tab = data.build(max_upload_mb)
@@ -96,8 +98,18 @@ def build_app(max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB) -> gr.Blocks:
         playground_tab.select(playground.refresh_menus, menus[:3], menus)
         demo.load(playground.refresh_menus, menus[:3], menus)
         page_url.connect(demo, tabs, jobs_tab)
+        demo.load(logged_in, None, who)
     _keep_only_named_api(demo)
     return demo
+
+
+def logged_in() -> str:
+    """'Logged in as ana · Log out' on a server with logins."""
+    actor = access.current()
+    if not access.login_required():
+        return ""
+    name = actor.name or ("an admin" if actor.admin else "a removed account")
+    return f"Logged in as **{name}**{' (admin)' if actor.admin and actor.name else ''} · [Log out](/logout)"
 
 
 def _keep_only_named_api(demo: gr.Blocks) -> None:
@@ -115,13 +127,14 @@ _I18N = gr.I18n(en={"common.complete": "Done"})
 
 
 def launch(host: str = "127.0.0.1", port: int = 7860, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB) -> gr.Blocks:
-    """Start the web server in the background and return: loopback by default, a login when
-    ADAPTERLAB_USERNAME/PASSWORD are set. The caller keeps the process alive and closes the app."""
-    auth = auth_from_env()
+    """Start the web server in the background and return: loopback by default, a login when the job store has
+    users or ADAPTERLAB_USERNAME/PASSWORD are set (app/access.py), API tokens on every route. The caller keeps
+    the process alive and closes the app."""
     remember_last_file()
     demo = build_app(max_upload_mb)
     demo.queue(default_concurrency_limit=4)
-    demo.launch(server_name=host, server_port=port, auth=auth, auth_message="Log in to AdapterLab.",
+    demo.launch(server_name=host, server_port=port, auth=access.check_login if access.login_required() else None,
+                auth_message="Log in to AdapterLab.", app_kwargs={"middleware": [Middleware(access.BearerTokens)]},
                 max_file_size=f"{max_upload_mb}mb", prevent_thread_lock=True, quiet=True,
                 ssr_mode=False, theme=_theme(), css=CSS, js=ON_LOAD_JS,
                 footer_links=["api"], i18n=_I18N)

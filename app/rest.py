@@ -1,26 +1,28 @@
 """`/v1`: classify texts with trained adapters over plain HTTP, on the web server's own port.
 
 `POST /v1/classify` takes one adapter and its texts, or items that each name their adapter; `GET /v1/adapters`
-lists what can be used; `GET /v1/openapi.json` is the schema. Adapters are the job ids the page shows. With a
-login configured (ADAPTERLAB_USERNAME/PASSWORD), each call sends it as HTTP Basic auth (`curl -u NAME:PASS`);
-a call with a wrong or missing login is refused with 401 and nothing is done.
+lists what can be used; `GET /v1/openapi.json` is the schema. Adapters are the job ids the page shows. When the
+server has logins (users, or ADAPTERLAB_USERNAME/PASSWORD), each call sends an API token
+(`Authorization: Bearer TOKEN`, from `adapterlab tokens create`) or a login as HTTP Basic auth (`curl -u
+NAME:PASS`), and sees the adapters that login may use; a wrong or missing one is refused with 401 and nothing
+is done.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
-from app import services
-from app.security import auth_from_env
+from app import access, services
 from engine import __version__
 from engine.errors import ConfigError, DataError
+from worker import users
+from worker.access import MACHINE, Actor
 
 MAX_TEXTS = 256  # per request: a bigger batch is a file for the Playground's batch prediction
 # A text to classify: not blank, as the schema says (the check itself answers 422 with the text's number)
@@ -77,7 +79,8 @@ class Error(BaseModel):
     detail: str | list[dict] = Field(description="What is wrong, in words (field by field for a malformed body).")
 
 
-ERRORS: dict = {401: {"model": Error, "description": "The server has a login and the call did not send it."},
+ERRORS: dict = {401: {"model": Error, "description": "The server has logins and the call sent no valid token or "
+                      "login."},
                 404: {"model": Error, "description": "No finished adapter has this id (or unique name)."},
                 422: {"model": Error, "description": "The request cannot be classified as sent: an empty text, "
                       "a missing second text, `texts` without `adapter`, ..."}}
@@ -90,30 +93,40 @@ class Adapter(BaseModel):
     labels: list[str]
 
 
-def _logged_in(request: Request) -> None:
-    """The server's login as HTTP Basic auth, when it has one."""
-    login = auth_from_env()
-    if login is None:
-        return
+def caller(request: Request) -> Actor:
+    """Who calls: an API token's user, a login sent as HTTP Basic auth, or, on a server without logins, the
+    machine's owner."""
+    if not access.login_required():
+        return MACHINE
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        found = users.token_actor(value.strip())
+        if found is None:
+            access.log.warning("refused: an unknown or revoked API token on %s", request.url.path)
+            raise HTTPException(401, "This API token is not valid (mistyped, or revoked): create one with "
+                                "`adapterlab tokens create --user NAME`.", headers={"WWW-Authenticate": "Bearer"})
+        return found
     try:
-        user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
+        name, _, password = base64.b64decode(value, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
-        user = password = ""
-    if scheme.lower() != "basic" or not (secrets.compare_digest(user, login[0])
-                                         & secrets.compare_digest(password, login[1])):
-        raise HTTPException(401, "This server has a login: send it as HTTP Basic auth (curl -u NAME:PASSWORD).",
-                            headers={"WWW-Authenticate": 'Basic realm="AdapterLab"'})
+        name = password = ""
+    if scheme.lower() == "basic" and access.check_login(name, password):
+        return access.actor_of(name)
+    access.log.warning("refused: a call without a valid login on %s", request.url.path)
+    raise HTTPException(401, "This server has logins: send an API token (Authorization: Bearer TOKEN) or a login as "
+                        "HTTP Basic auth (curl -u NAME:PASSWORD).",
+                        headers={"WWW-Authenticate": 'Bearer, Basic realm="AdapterLab"'})
 
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(_logged_in)])
+Caller = Annotated[Actor, Depends(caller)]
+router = APIRouter(prefix="/v1")
 
 
 @router.post("/classify", response_model=ClassifyResponse, responses=ERRORS)
-def classify(request: ClassifyRequest) -> dict:
+def classify(request: ClassifyRequest, actor: Caller) -> dict:
     """Labels and per-label probabilities (with each adapter's temperature and threshold), in input order."""
     try:
-        return {"results": services.classify(request.rows())}
+        return {"results": services.classify(request.rows(), actor)}
     except ConfigError as exc:  # no such adapter
         raise HTTPException(404, str(exc)) from exc
     except DataError as exc:
@@ -121,13 +134,13 @@ def classify(request: ClassifyRequest) -> dict:
 
 
 @router.get("/adapters", response_model=list[Adapter], responses={401: ERRORS[401]})
-def adapters() -> list[dict]:
-    """The finished adapters, newest first."""
-    return [{key: a[key] for key in ("id", "name", "method", "labels")} for a in services.adapters()]
+def adapters(actor: Caller) -> list[dict]:
+    """The finished adapters the caller may use, newest first."""
+    return [{key: a[key] for key in ("id", "name", "method", "labels")} for a in services.adapters(actor)]
 
 
 @router.get("/openapi.json", include_in_schema=False)
-def schema() -> dict:
+def schema(actor: Caller) -> dict:
     return get_openapi(title="AdapterLab", version=__version__, routes=router.routes,
                        description=__doc__.split("\n\n", 1)[1])
 

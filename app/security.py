@@ -38,27 +38,28 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def exposure_refusal(host: str, auth: tuple[str, str] | None, port: int = DEFAULT_PORT,
+def exposure_refusal(host: str, has_login: object, port: int = DEFAULT_PORT,
                      container: bool = False) -> str | None:
     """Why `serve` must not start: other machines could reach it and no login is set. Serving them anonymously
     has to be asked for (--allow-anonymous), never happen by a mistyped --host. In a container, which listens on
     every interface so that its port can be published, the advice is in `docker run` options."""
-    if is_loopback(host) or auth:
+    if is_loopback(host) or has_login:
         return None
     if container:
         return (f"No login is set, and this container listens on {host} so that its port can be published. Publish "
                 f"the port on this machine only and say so: docker run -p 127.0.0.1:{port}:{port} -e "
                 f"{ALLOW_ANONYMOUS_ENV}=1 ...; or require a login: -e {USERNAME_ENV}=... -e {PASSWORD_ENV}=...")
     return (f"--host {host} makes AdapterLab reachable from other machines, and no login is set: anyone who can reach "
-            f"it could upload data, train and delete jobs. Set {USERNAME_ENV} and {PASSWORD_ENV} to require a login, "
-            f"or pass --allow-anonymous (or set {ALLOW_ANONYMOUS_ENV}=1) to serve without one on purpose.")
+            f"it could upload data, train and delete jobs. Add accounts (`adapterlab users add NAME --admin`) or set "
+            f"{USERNAME_ENV} and {PASSWORD_ENV} to require a login, or pass --allow-anonymous (or set "
+            f"{ALLOW_ANONYMOUS_ENV}=1) to serve without one on purpose.")
 
 
-def exposure_warning(host: str, auth: tuple[str, str] | None, port: int = DEFAULT_PORT,
+def exposure_warning(host: str, has_login: object, port: int = DEFAULT_PORT,
                      container: bool = False) -> str | None:
     """What `serve` says when it was asked to start without a login where other machines could reach it: a
     warning; in a container, where that address is needed to publish the port, a note on how to publish it."""
-    if is_loopback(host) or auth:
+    if is_loopback(host) or has_login:
         return None
     if container:
         return (f"note: no login is set ({ALLOW_ANONYMOUS_ENV}): publish this container's port on this machine only, "

@@ -1,7 +1,8 @@
 """What the web callbacks share: one Predictor per process (base models load once), adapter lookup, counts.
 
-Adapters are found by job id in the job store, never by a path from the browser. One lock serialises every
-use of the shared models, because counting parameters and predicting both switch the active adapter.
+Adapters are found by job id in the job store, never by a path from the browser, and only among those the
+asking `actor` may use (worker/access.py). One lock serialises every use of the shared models, because counting
+parameters and predicting both switch the active adapter.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from engine.methods import get as get_method
 from engine.thresholds import pick
 from worker import api as jobs
 from worker import evaluations, settings
+from worker.access import Actor, check_change
 
 _lock = threading.RLock()
 _work_dir = None  # a TemporaryDirectory, removed when the process exits
@@ -49,18 +51,18 @@ def work_dir() -> Path:
     return Path(tempfile.mkdtemp(dir=_work_dir.name))
 
 
-def adapters() -> list[dict]:
-    """Finished adapters, newest first, as the job store lists them."""
-    return jobs.finished_adapters()
+def adapters(actor: Actor) -> list[dict]:
+    """The finished adapters `actor` may use, newest first, as the job store lists them."""
+    return jobs.finished_adapters(actor)
 
 
-def find_adapter(key: str) -> dict:
-    """The finished adapter with this job id (or, failing that, this unique name)."""
+def find_adapter(key: str, actor: Actor) -> dict:
+    """The finished adapter with this job id (or, failing that, this unique name) that `actor` may use."""
     key = (key or "").strip()
-    by_id = jobs.finished_adapter(key) if key else None
+    by_id = jobs.finished_adapter(key, actor) if key else None
     if by_id:
         return by_id
-    found = adapters()
+    found = adapters(actor)
     named = [a for a in found if a.get("name") == key]
     if len(named) == 1:
         return named[0]
@@ -121,9 +123,9 @@ def _current(adapter: dict) -> str:
     return folder
 
 
-def _one_text(key: str, text: str, text_pair: str | None) -> tuple[dict, str | None]:
+def _one_text(key: str, text: str, text_pair: str | None, actor: Actor) -> tuple[dict, str | None]:
     """The adapter with this id or name, and the second text it takes (None unless trained on pairs), checked."""
-    adapter = find_adapter(key)
+    adapter = find_adapter(key, actor)
     if not (text or "").strip():
         raise DataError("Type a text to classify.")
     takes_pairs = bool(pair_column(adapter))
@@ -132,26 +134,26 @@ def _one_text(key: str, text: str, text_pair: str | None) -> tuple[dict, str | N
     return adapter, text_pair if takes_pairs else None
 
 
-def predict(key: str, text: str, text_pair: str | None = None) -> dict:
+def predict(key: str, text: str, text_pair: str | None, actor: Actor) -> dict:
     """`{"label", "probabilities"}` for one text through the adapter with this id or name."""
-    adapter, text_pair = _one_text(key, text, text_pair)
+    adapter, text_pair = _one_text(key, text, text_pair, actor)
     with _lock:
         return predictor().predict(_current(adapter), text, text_pair)
 
 
-def explain(key: str, text: str, text_pair: str | None = None) -> dict:
+def explain(key: str, text: str, text_pair: str | None, actor: Actor) -> dict:
     """`predict`'s result plus each word's attribution: `attributions` (for the predicted label) and
     `attributions_by_label` ({label: [[word, weight], ...]})."""
-    adapter, text_pair = _one_text(key, text, text_pair)
+    adapter, text_pair = _one_text(key, text, text_pair, actor)
     with _lock:
         return predictor().explain(_current(adapter), text, text_pair)
 
 
-def classify(items: list[tuple[str, str, str | None]]) -> list[dict]:
+def classify(items: list[tuple[str, str, str | None]], actor: Actor) -> list[dict]:
     """`{"adapter", "label", "probabilities"}` for each (adapter id or name, text, second text), in input order,
     with each adapter's temperature and threshold: rows of different adapters share the model's forward passes
     (`Predictor.predict_batch`)."""
-    adapters = {key: find_adapter(key) for key, _, _ in items}
+    adapters = {key: find_adapter(key, actor) for key, _, _ in items}
     pairs: list[str | None] = []
     for i, (key, text, text_pair) in enumerate(items):
         adapter = adapters[key]
@@ -179,12 +181,12 @@ _classifier = Coalescer(_lock, _classify_rows)  # concurrent REST requests share
 _exports: dict[str, tuple[Path, dict]] = {}  # "<job id> <finished_at> <metadata mtime>" -> (zip, export report)
 
 
-def export_onnx(key: str) -> tuple[Path, dict]:
+def export_onnx(key: str, actor: Actor) -> tuple[Path, dict]:
     """The finished adapter exported to ONNX (engine/export.py) and zipped for download: (zip, the export's
     report with its parity check). Made once per version of the adapter (a new threshold makes a new one)."""
     from engine.export import export_onnx as export  # onnx and onnxruntime load only when asked for
 
-    adapter = find_adapter(key)
+    adapter = find_adapter(key, actor)
     folder = Path(adapter["adapter_dir"])
     meta = folder / "adapterlab.json"
     version = f"{adapter['id']} {adapter.get('finished_at')} {meta.stat().st_mtime_ns if meta.is_file() else ''}"
@@ -198,10 +200,10 @@ def export_onnx(key: str) -> tuple[Path, dict]:
     return _exports[version]
 
 
-def predict_file(key: str, input_path: str | Path, output_name: str, text_column: str | None = None,
-                 text_pair_column: str | None = None) -> tuple[Path, FilePredictions]:
+def predict_file(key: str, input_path: str | Path, output_name: str, text_column: str | None,
+                 text_pair_column: str | None, actor: Actor) -> tuple[Path, FilePredictions]:
     """Predict every row of a table into a CSV for download, reading the text from the chosen columns."""
-    adapter = find_adapter(key)
+    adapter = find_adapter(key, actor)
     takes_pairs = bool(pair_column(adapter))
     if takes_pairs and not text_pair_column:
         raise DataError(f"Adapter '{adapter['name']}' was trained on text pairs: choose the second text column too.")
@@ -212,19 +214,20 @@ def predict_file(key: str, input_path: str | Path, output_name: str, text_column
     return out, result
 
 
-def parameter_count(base_model: str, method: str, options: dict, num_labels: int) -> tuple[int, int, int]:
+def parameter_count(base_model: str, method: str, options: dict, num_labels: int,
+                    actor: Actor) -> tuple[int, int, int]:
     """(method, method + classifier head, base model) parameter counts for these settings, from the model's
     config alone (nothing is loaded), checked as a job would be."""
     config = load_config(resolve_base_model(base_model))
     kind = get_method(method)
-    chosen = kind.options(jobs.adapter_options(method, options, allow_folders=False))  # a fusion's, by job id
+    chosen = kind.options(jobs.adapter_options(method, options, False, actor))  # a fusion's, by job id
     adapter, head = kind.count(chosen, config, max(2, num_labels))
     return adapter, adapter + head, sum(p.numel() for p in skeleton(config).base_model.parameters())
 
 
-def adapters_of(method_names: tuple[str, ...]) -> list[tuple[str, str]]:
+def adapters_of(method_names: tuple[str, ...], actor: Actor) -> list[tuple[str, str]]:
     """(label, job id) of the finished adapters of these methods, newest first: what a fusion can fuse."""
-    return [(f"{a['name']} · {get_method(a['method']).label} · {a['id']}", a["id"]) for a in adapters()
+    return [(f"{a['name']} · {get_method(a['method']).label} · {a['id']}", a["id"]) for a in adapters(actor)
             if a["method"] in method_names]
 
 
@@ -251,19 +254,19 @@ def dataset_path(name: str) -> Path:
 
 
 def evaluate_file(job_id: str, path: str | Path, file_name: str, text_column: str, text_pair_column: str | None,
-                  label_column: str) -> dict:
+                  label_column: str, actor: Actor) -> dict:
     """Evaluate the job's adapter on a labelled file in this process and record it with the job."""
-    adapter = find_adapter(job_id)
+    adapter = find_adapter(job_id, actor)
     with _lock:
         result = predictor().evaluate(_current(adapter), path, text_column, text_pair_column or None, label_column)
     return evaluations.record(adapter["id"], result, file_name,
-                              {"text": text_column, "pair": text_pair_column or None, "label": label_column})
+                              {"text": text_column, "pair": text_pair_column or None, "label": label_column}, actor)
 
 
-def label_issues(key: str, path: str | Path | None = None) -> list[dict]:
+def label_issues(key: str, path: str | Path | None, actor: Actor) -> list[dict]:
     """Suspicious labels, most suspicious first: those found when the job trained, or those of a labelled file
     (read with the adapter's training columns)."""
-    adapter = find_adapter(key)
+    adapter = find_adapter(key, actor)
     if path is None:
         frame = evaluations.label_issues(adapter["id"])
     else:
@@ -272,10 +275,11 @@ def label_issues(key: str, path: str | Path | None = None) -> list[dict]:
     return frame.to_dict(orient="records")
 
 
-def set_threshold(key: str, rule: str | None, target: float | None = None, label: str | None = None) -> dict:
+def set_threshold(key: str, rule: str | None, target: float | None, label: str | None, actor: Actor) -> dict:
     """Choose a binary adapter's threshold on its job's validation rows (`rule` max_f1, precision or recall) and
-    save it; `rule=None` removes it. Returns the adapter's saved settings."""
-    adapter = find_adapter(key)
+    save it; `rule=None` removes it (only its owner or an admin). Returns the adapter's saved settings."""
+    adapter = find_adapter(key, actor)
+    check_change(actor, "set the threshold of", adapter["id"], adapter["owner"])
     folder = adapter["adapter_dir"]
     chosen = None
     if rule is not None:

@@ -17,23 +17,26 @@ from engine.inference import spreadsheet_safe
 from engine.review import scored
 from engine.thresholds import curve
 from worker import evaluations
+from worker.access import Actor
 
 PAGE_ROWS = 50
 SORTS = ("least confident first", "most confident first", "file order")
 ISSUE_ROWS = 100
 
 
-def sources(job_id: str) -> list[tuple[str, str]]:
-    """The row sets of a job: its validation split, then each test evaluation (newest last)."""
+def sources(job_id: str, actor: Actor) -> list[tuple[str, str]]:
+    """The row sets of a job: its validation split, then each test evaluation `actor` may see (newest last)."""
     out = [("Validation split (best epoch)", "validation")] if evaluations.rows_path(job_id, "validation") else []
-    for e in evaluations.list_for(job_id):
+    for e in evaluations.list_for(job_id, actor):
         out.append((f"Test file {e['file_name']} · {when(e['created_at'])}", e["id"]))
     return out
 
 
-def rows(job_id: str, source: str, adapter_dir: str) -> tuple[pd.DataFrame, list[str]]:
-    """Every stored row of a source, with what predict says now; and the adapter's labels."""
-    frame, meta = evaluations.stored_rows(job_id, source), read_metadata(adapter_dir)
+def rows(job_id: str, source: str, adapter_dir: str, actor: Actor) -> tuple[pd.DataFrame, list[str]]:
+    """Every stored row of a source `actor` may see, with what predict says now; and the adapter's labels."""
+    allowed = source in {value for _, value in sources(job_id, actor)}
+    frame = evaluations.stored_rows(job_id, source) if allowed else pd.DataFrame()
+    meta = read_metadata(adapter_dir)
     if frame.empty:
         return frame, meta["labels"]
     return scored(frame, meta["labels"], temperature_in_use(meta), meta.get("threshold")), meta["labels"]
@@ -160,12 +163,12 @@ def threshold_words(meta: dict) -> str:
             f"(chosen for {how}: precision {t['precision']:.3f}, recall {t['recall']:.3f} on validation).")
 
 
-def evaluations_frame(job_id: str) -> pd.DataFrame:
+def evaluations_frame(job_id: str, actor: Actor) -> pd.DataFrame:
     columns = ["file", "rows", "accuracy", "macro-F1", "ECE", "evaluated", "fingerprint"]
     return pd.DataFrame([[e["file_name"], e["rows"], round(e["accuracy"], 4), round(e["macro_f1"], 4),
                           round(e["calibration"]["ece"], 4), when(e["created_at"]),
                           e["fingerprint"].split(":")[-1][:12]]
-                         for e in evaluations.list_for(job_id)], columns=columns)
+                         for e in evaluations.list_for(job_id, actor)], columns=columns)
 
 
 def issues_table(frame: pd.DataFrame) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from engine import methods
 from engine.data import DEMO_DATA
 from engine.errors import ConfigError, DataError
 from tests.conftest import write_csv
+from worker.access import MACHINE
 from worker.spec import normalise
 
 
@@ -292,7 +293,7 @@ def test_method_switch_shows_its_options_and_defaults():
 
 
 def test_live_parameter_count(tiny_bert):
-    counts = {m: services.parameter_count(str(tiny_bert), m, {"reduction_factor": 8} if m != "ia3" else {}, 3)
+    counts = {m: services.parameter_count(str(tiny_bert), m, {"reduction_factor": 8} if m != "ia3" else {}, 3, MACHINE)
               for m in ("pfeiffer", "houlsby", "ia3")}
     assert counts["pfeiffer"][0] == 2 * (2 * 32 * 4 + 4 + 32)  # 2 layers, bottleneck 32 / 8
     assert counts["houlsby"][0] == 2 * counts["pfeiffer"][0]
@@ -311,15 +312,15 @@ def test_live_parameter_count(tiny_bert):
 
 def test_adapters_are_found_by_id_or_unique_name(monkeypatch):
     found = [{"id": "a1", "name": "same"}, {"id": "a2", "name": "same"}, {"id": "a3", "name": "solo"}]
-    monkeypatch.setattr(services.jobs, "finished_adapters", lambda: found)
-    monkeypatch.setattr(services.jobs, "finished_adapter", lambda key: next((a for a in found if a["id"] == key),
-                                                                            None))
-    assert services.find_adapter("a2")["id"] == "a2"
-    assert services.find_adapter("solo")["id"] == "a3"
+    monkeypatch.setattr(services.jobs, "finished_adapters", lambda actor: found)
+    monkeypatch.setattr(services.jobs, "finished_adapter", lambda key, actor: next((a for a in found
+                                                                                   if a["id"] == key), None))
+    assert services.find_adapter("a2", MACHINE)["id"] == "a2"
+    assert services.find_adapter("solo", MACHINE)["id"] == "a3"
     with pytest.raises(ConfigError, match="Several"):
-        services.find_adapter("same")
+        services.find_adapter("same", MACHINE)
     with pytest.raises(ConfigError, match="no finished adapter"):
-        services.find_adapter("../adapters/a1")
+        services.find_adapter("../adapters/a1", MACHINE)
 
 
 def test_retried_adapter_is_reloaded_not_served_stale(monkeypatch, tmp_path):
@@ -342,22 +343,22 @@ def test_retried_adapter_is_reloaded_not_served_stale(monkeypatch, tmp_path):
     adapter = {"id": "j1", "name": "n", "adapter_dir": str(folder), "finished_at": "10:00"}
     monkeypatch.setattr(services, "_predictor", recorder)
     monkeypatch.setattr(services, "_loaded_versions", {})
-    monkeypatch.setattr(services.jobs, "finished_adapters", lambda: [adapter])
-    monkeypatch.setattr(services.jobs, "finished_adapter", lambda key: adapter if key == adapter["id"] else None)
-    services.predict("j1", "hello")
-    services.predict("j1", "hello")
+    monkeypatch.setattr(services.jobs, "finished_adapters", lambda actor: [adapter])
+    monkeypatch.setattr(services.jobs, "finished_adapter", lambda key, actor: adapter if key == adapter["id"] else None)
+    services.predict("j1", "hello", None, MACHINE)
+    services.predict("j1", "hello", None, MACHINE)
     assert recorder.unloaded == []
     adapter["finished_at"] = "11:00"
-    services.predict("j1", "hello")
+    services.predict("j1", "hello", None, MACHINE)
     assert recorder.unloaded == [str(folder.resolve())]
 
 
 def test_job_actions_go_through_the_job_api(monkeypatch):
     calls = []
-    monkeypatch.setattr(jobs_tab.jobs, "list_jobs", lambda: [job()])
-    monkeypatch.setattr(jobs_tab.jobs, "cancel", lambda i: calls.append(("cancel", i)))
-    monkeypatch.setattr(jobs_tab.jobs, "retry", lambda i: calls.append(("retry", i)) or i)
-    monkeypatch.setattr(jobs_tab.jobs, "delete", lambda i: calls.append(("delete", i)))
+    monkeypatch.setattr(jobs_tab.jobs, "list_jobs", lambda actor: [job()])
+    monkeypatch.setattr(jobs_tab.jobs, "cancel", lambda i, actor: calls.append(("cancel", i)))
+    monkeypatch.setattr(jobs_tab.jobs, "retry", lambda i, actor: calls.append(("retry", i)) or i)
+    monkeypatch.setattr(jobs_tab.jobs, "delete", lambda i, actor: calls.append(("delete", i)))
     jobs_tab.cancel("abc123")
     assert jobs_tab.retry("abc123")["value"] == "abc123"
     picker, confirm = jobs_tab.delete("abc123")
@@ -369,8 +370,8 @@ def test_job_actions_go_through_the_job_api(monkeypatch):
 
 def test_live_refresh_redraws_only_what_changed(monkeypatch):
     state = {"job": job("running")}
-    monkeypatch.setattr(jobs_tab.jobs, "list_jobs", lambda: [state["job"]])
-    monkeypatch.setattr(jobs_tab.jobs, "get_job", lambda i: state["job"])
+    monkeypatch.setattr(jobs_tab.jobs, "list_jobs", lambda actor: [state["job"]])
+    monkeypatch.setattr(jobs_tab.jobs, "get_job", lambda i, actor: state["job"])
     first = jobs_tab.refresh("abc123", "", "")  # outputs: the table and its 4 menus, its signature, the job page
     table_seen, detail_seen = first[5], first[-1]
     assert isinstance(first[0], pd.DataFrame) and "Running" in first[6]

@@ -20,6 +20,7 @@ from engine.training import TrainConfig, train
 from tests.conftest import NEGATIVE, POSITIVE, write_csv
 from tests.test_jobs import home  # noqa: F401  (the fixture, used by name)
 from worker import api, evaluations, runner
+from worker.access import MACHINE
 
 ROWS = [{"review": t, "label": "pos"} for t in POSITIVE * 3] + [{"review": t, "label": "neg"} for t in NEGATIVE * 3]
 
@@ -133,18 +134,18 @@ def test_a_job_keeps_its_review_and_its_test_evaluations(home, tiny_bert, tmp_pa
     job_id = api.submit({"data": str(data), "text_column": "review", "method": "ia3", "base_model": str(tiny_bert),
                          "epochs": 1, "batch_size": 8, "balance_classes": True})
     assert runner.run_job(job_id) == "succeeded"
-    assert [value for _, value in trust_views.sources(job_id)] == ["validation"]
+    assert [value for _, value in trust_views.sources(job_id, MACHINE)] == ["validation"]
     adapter_dir = api.get_job(job_id)["adapter_dir"]
     assert read_metadata(adapter_dir)["training"]["balance_classes"] is True
     test = write_csv(tmp_path / "test.csv", [{"body": r["review"], "y": r["label"]} for r in ROWS[::4]])
-    done = services.evaluate_file(job_id, test, "test.csv", "body", None, "y")
+    done = services.evaluate_file(job_id, test, "test.csv", "body", None, "y", MACHINE)
     assert re.fullmatch(r"[0-9a-f]{12}", done["id"]) and done["rows"] == 12
     listed = evaluations.list_for(job_id)
     assert [(e["file_name"], e["rows"], e["columns"]) for e in listed] == [
         ("test.csv", 12, {"text": "body", "pair": None, "label": "y"})]
     assert read_metadata(adapter_dir)["evaluations"][0]["file_name"] == "test.csv"
     assert "test file test.csv" in (api.settings.adapters_dir() / job_id / "README.md").read_text()
-    frame, labels = trust_views.rows(job_id, done["id"], adapter_dir)
+    frame, labels = trust_views.rows(job_id, done["id"], adapter_dir, MACHINE)
     assert len(frame) == 12 and labels == ["neg", "pos"]
     matrix = trust_views.confusion_frame(frame, labels)
     assert int(matrix[labels].to_numpy().sum()) == 12

@@ -3,6 +3,9 @@
 An evaluation runs in the caller's process (the web page's, or the command line's) with the engine's Predictor:
 it reads an adapter, never trains, and takes seconds to a minute. Its metrics go to the job store, its rows to
 the job's review folder, and a summary into the adapter's `adapterlab.json` so its model card lists it.
+
+Whoever may see a job may evaluate its adapter (worker/access.py); an evaluation is shown to the user who ran it,
+the job's owner when they ran it, and the admins.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ import uuid
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from engine.adapter_io import read_metadata, update_metadata
 from engine.inference import Evaluation as Result
 from engine.review import LABEL_ISSUES, VALIDATION
 from worker import db, settings
+from worker.access import MACHINE, Actor, may_see, refused
 from worker.api import JobNotFound, JobStateError
 from worker.models import Evaluation, Job, JobState
 
@@ -26,10 +30,13 @@ def review_dir(job_id: str) -> Path:
     return settings.reviews_dir() / job_id
 
 
-def finished_adapter(job_id: str) -> Path:
-    """The adapter folder of a finished job, or a JobStateError saying why there is none."""
+def finished_adapter(job_id: str, actor: Actor = MACHINE) -> Path:
+    """The adapter folder of a finished job `actor` may see, or a JobStateError saying why there is none."""
     with db.session() as s:
         job = s.get(Job, job_id)
+        if job is not None and not may_see(actor, job.owner, job.shared):
+            refused(actor, "evaluate", job_id, job.owner)
+            job = None
         if job is None:
             raise JobNotFound(f"No job '{job_id}': it does not exist or was deleted.")
         if job.state not in (JobState.SUCCEEDED, JobState.CANCELLED) or not job.adapter_dir:
@@ -40,9 +47,10 @@ def finished_adapter(job_id: str) -> Path:
     return folder
 
 
-def record(job_id: str, result: Result, file_name: str, columns: dict) -> dict:
-    """Store one evaluation: its metrics in the job store, its rows for the error browser, and a line in the
-    adapter's metadata (the model card)."""
+def record(job_id: str, result: Result, file_name: str, columns: dict, actor: Actor = MACHINE) -> dict:
+    """Store `actor`'s evaluation: its metrics in the job store, its rows for the error browser, and a line in
+    the adapter's metadata (the model card)."""
+    finished_adapter(job_id, actor)
     eval_id = uuid.uuid4().hex[:12]
     folder = review_dir(job_id)
     folder.mkdir(parents=True, exist_ok=True)
@@ -50,7 +58,7 @@ def record(job_id: str, result: Result, file_name: str, columns: dict) -> dict:
     m = result.metrics
     row = Evaluation(id=eval_id, job_id=job_id, file_name=file_name[:500], fingerprint=result.fingerprint,
                      rows=result.rows, accuracy=m["accuracy"], macro_f1=m["macro_f1"], metrics=m,
-                     calibration=result.calibration.as_dict(), columns=columns)
+                     calibration=result.calibration.as_dict(), columns=columns, owner=actor.owner)
     with db.session() as s:
         if s.get(Job, job_id) is None:
             raise JobNotFound(f"No job '{job_id}': it was deleted while it was evaluated.")
@@ -70,11 +78,16 @@ def _as_dict(e: Evaluation) -> dict:
             "columns": e.columns, "created_at": e.created_at.isoformat(timespec="seconds")}
 
 
-def list_for(job_id: str) -> list[dict]:
-    """The job's test evaluations, oldest first."""
+def list_for(job_id: str, actor: Actor = MACHINE) -> list[dict]:
+    """The job's test evaluations that `actor` may see, oldest first."""
     with db.session() as s:
-        rows = s.scalars(select(Evaluation).where(Evaluation.job_id == job_id).order_by(Evaluation.created_at))
-        return [_as_dict(e) for e in rows]
+        job = s.get(Job, job_id)
+        if job is None or not may_see(actor, job.owner, job.shared):
+            return []
+        query = select(Evaluation).where(Evaluation.job_id == job_id).order_by(Evaluation.created_at)
+        if not actor.admin:
+            query = query.where(or_(Evaluation.owner.is_(None), Evaluation.owner.in_({actor.name, job.owner})))
+        return [_as_dict(e) for e in s.scalars(query)]
 
 
 def rows_path(job_id: str, evaluation: str) -> Path | None:

@@ -1,4 +1,5 @@
-"""The job store's tables: jobs (training runs and searches), their progress steps and per-epoch evaluations.
+"""The job store's tables: jobs (training runs and searches), their progress steps and per-epoch evaluations,
+and the team's accounts (users and their API tokens; worker/users.py).
 
 A search (worker/search.py) is a job of kind `search` whose trials are training jobs pointing at it; its Optuna
 study lives in Optuna's own tables in the same database."""
@@ -8,7 +9,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -67,6 +80,9 @@ class Job(Base):
     # A search's own settings and findings: budget, methods, deadline, best trial, importances
     search: Mapped[dict | None] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED, index=True)
+    # Who made it (a user's name; None: the machine itself or the single admin login) and whether every user sees it
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)
+    shared: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # The input snapshot: TrainConfig fields (data paths relative to the data directory) and where the data came from.
     spec: Mapped[dict] = mapped_column(JSON)
     data_source: Mapped[dict] = mapped_column(JSON)
@@ -161,6 +177,36 @@ class Evaluation(Base):
     metrics: Mapped[dict] = mapped_column(JSON)
     calibration: Mapped[dict] = mapped_column(JSON)
     columns: Mapped[dict] = mapped_column(JSON)  # text, pair and label columns read
+    owner: Mapped[str | None] = mapped_column(String(64))  # who ran it (None: the machine or the single admin)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="evaluations")
+
+
+class User(Base):
+    """An account: logs in to the page with its password (an argon2 hash), scripts use its API tokens."""
+
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete-orphan",
+                                                  passive_deletes=True)
+
+
+class ApiToken(Base):
+    """A token for scripts, `al_<id>_<secret>`: the id is public (lists, revoking), only the secret's SHA-256 is
+    kept (a random 256-bit secret needs no slow hash; passwords do)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    user_name: Mapped[str] = mapped_column(ForeignKey("users.name", ondelete="CASCADE"), index=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship(back_populates="tokens")

@@ -120,9 +120,10 @@ def _locked(search_id: str) -> Iterator[None]:
 
 # --- submitting ------------------------------------------------------------------------------------------------
 
-def submit(spec: dict, values: dict) -> str:
+def submit(spec: dict, values: dict, owner: str | None = None) -> str:
     """Check a search (its training settings as `api.submit` takes them, less what the search chooses, and its
-    SearchConfig `values`), snapshot its data, create its study and start its first trials; return its id."""
+    SearchConfig `values`), snapshot its data, create its study and start its first trials; return its id. Its
+    trials belong to its `owner` too."""
     config = check_config(values)
     spec = {k: v for k, v in spec.items() if k not in SEARCHED}
     name = str(spec.pop("name", None) or "").strip()
@@ -140,7 +141,7 @@ def submit(spec: dict, values: dict) -> str:
     job = Job(id=job_id, name=(name or f"{source.get('filename') or source.get('name') or 'data'} · search")[:200],
               kind=JobKind.SEARCH, state=JobState.QUEUED, spec=shared, data_source=source,
               validation_source=fields["validation_source"], method="search", base_model=fields["base_model"],
-              batch_size=fields["batch_size"], search=search)
+              batch_size=fields["batch_size"], search=search, owner=owner)
     with db.session() as s:
         s.add(job)
     advance(job_id)
@@ -207,7 +208,7 @@ def _new_trial(search: Job, number: int, trial_id: int, params: dict, chosen: di
     return Job(id=uuid.uuid4().hex[:12], kind=JobKind.TRAIN, parent_id=search.id, state=JobState.QUEUED,
                name=f"{search.name} · trial {number + 1}"[:200], spec=spec,
                data_source=search.data_source, validation_source=search.validation_source, method=config.method,
-               base_model=search.base_model, batch_size=search.batch_size,
+               base_model=search.base_model, batch_size=search.batch_size, owner=search.owner, shared=search.shared,
                trial={"number": number, "id": trial_id, "params": params})
 
 

@@ -11,6 +11,7 @@ import html
 import gradio as gr
 import pandas as pd
 
+from app import access
 from app import compare_views as views
 from app.job_views import job_label
 from app.security import check_job_id
@@ -26,10 +27,10 @@ COMPARE_JS = ("(ids) => { const params = new URLSearchParams(location.search); "
 
 def chosen_jobs(ids: list[str] | None) -> list[dict]:
     """The jobs of these ids that still exist, in the order chosen."""
-    found = []
+    found, actor = [], access.current()
     for job_id in ids or []:
         try:
-            found.append(jobs.get_job(check_job_id(job_id)))
+            found.append(jobs.get_job(check_job_id(job_id), actor))
         except AdapterLabError:
             continue
     return found
@@ -104,7 +105,7 @@ def build(choices: list[tuple[str, str]]) -> tuple[gr.Accordion, gr.Dropdown]:
 
 
 def menu() -> list[tuple[str, str]]:
-    return [(job_label(j), j["id"]) for j in jobs.list_jobs()]
+    return [(job_label(j), j["id"]) for j in jobs.list_jobs(access.current())]
 
 
 def landing(ids: str | None):

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import gradio as gr
 
+from app import access, services
 from app import job_views as views
-from app import services
 from app.security import check_job_id, safe_filename
 from app.tabs import compare, search, trust
 from app.ui import friendly, note
 from engine.errors import AdapterLabError
 from worker import api as jobs
+from worker.access import may_change
 
 REFRESH_SECONDS = 2.0
 ABOUT_JOBS = """\
@@ -55,7 +56,7 @@ def filter_choices(all_jobs: list[dict]) -> tuple[list[str], list[str]]:
 
 
 def choices(all_jobs: list[dict] | None = None) -> list[tuple[str, str]]:
-    return [(views.job_label(j), j["id"]) for j in (jobs.list_jobs() if all_jobs is None else all_jobs)]
+    return [(views.job_label(j), j["id"]) for j in (jobs.list_jobs(access.current()) if all_jobs is None else all_jobs)]
 
 
 def adapter_zip(job: dict) -> Path:
@@ -81,7 +82,7 @@ def _detail(job: dict | None):
     """Everything the job page shows, in the order of the `detail` components in `build`."""
     if job is None:
         hidden = gr.update(visible=False)
-        return (note("Choose a job above, or launch one on the Train tab.", "info"), "", *(hidden,) * 14,
+        return (note("Choose a job above, or launch one on the Train tab.", "info"), "", *(hidden,) * 15,
                 *search.detail(None))
     state, is_search = job["state"], job.get("kind") == "search"
     error = note(f"{job.get('error_kind') or 'error'}: {job['error']}", "error") if job.get("error") else ""
@@ -100,7 +101,14 @@ def _detail(job: dict | None):
             gr.update(value=str(adapter_zip(job)) if done else None, visible=bool(done)),
             gr.update(visible=False), gr.update(visible=not is_search),
             gr.update(visible=bool(done) and not is_search), gr.update(value=None, visible=False),
-            *search.detail(job))
+            _share_box(job), *search.detail(job))
+
+
+def _share_box(job: dict):
+    """The share toggle, on a server with accounts, for who may change the job."""
+    actor = access.current()
+    shown = access.login_required() and may_change(actor, job.get("owner")) and not job.get("parent_id")
+    return gr.update(value=bool(job.get("shared")), visible=shown)
 
 
 def find_job(job_id: str | None) -> dict | None:
@@ -108,7 +116,7 @@ def find_job(job_id: str | None) -> dict | None:
     if not job_id:
         return None
     try:
-        return jobs.get_job(check_job_id(job_id))
+        return jobs.get_job(check_job_id(job_id), access.current())
     except AdapterLabError:
         return None
 
@@ -123,7 +131,7 @@ def _table_outputs(all_jobs: list[dict], filters: tuple) -> tuple:
 
 def refresh(job_id: str | None, table_seen: str, detail_seen: str, *filters):
     """One timer tick: redraw the table and the job page only where the store changed (no flicker)."""
-    all_jobs = jobs.list_jobs()
+    all_jobs = jobs.list_jobs(access.current())
     table_sig = _signature([all_jobs, filters])
     job = find_job(job_id)
     detail_sig = _signature(job)
@@ -146,24 +154,24 @@ def pick_row(evt: gr.SelectData):
 
 @friendly
 def cancel(job_id: str):
-    jobs.cancel(check_job_id(job_id))
+    jobs.cancel(check_job_id(job_id), access.current())
     gr.Info("Stopping the job: the best epoch so far is kept.")
 
 
 @friendly
 def retry(job_id: str):
-    new_id = jobs.retry(check_job_id(job_id))
+    new_id = jobs.retry(check_job_id(job_id), access.current())
     return gr.update(choices=choices(), value=new_id)
 
 
 def filtered(*filters):
     """The table after a filter or the order changed."""
-    all_jobs = jobs.list_jobs()
+    all_jobs = jobs.list_jobs(access.current())
     return (*_table_outputs(all_jobs, filters), _signature([all_jobs, filters]))
 
 
 def select_shown(*filters) -> list[str]:
-    return [j["id"] for j in views.filter_jobs(jobs.list_jobs(), *filters)]
+    return [j["id"] for j in views.filter_jobs(jobs.list_jobs(access.current()), *filters)]
 
 
 def _each(ids: list[str] | None, action, done: str) -> None:
@@ -183,14 +191,18 @@ def _each(ids: list[str] | None, action, done: str) -> None:
 
 @friendly
 def cancel_selected(ids: list[str] | None):
-    _each(ids, jobs.cancel, "Cancelled {count} job{s} (running ones stop at their next step).")
+    actor = access.current()
+    _each(ids, lambda job_id: jobs.cancel(job_id, actor),
+          "Cancelled {count} job{s} (running ones stop at their next step).")
 
 
 @friendly
 def delete_selected(ids: list[str] | None):
+    actor = access.current()
+
     def delete_one(job_id: str) -> None:
         try:
-            jobs.delete(job_id)
+            jobs.delete(job_id, actor)
         except jobs.JobNotFound:  # a trial deleted with its search, selected too
             pass
 
@@ -207,7 +219,7 @@ def compare_selected(ids: list[str] | None):
 @friendly
 def export_onnx(job_id: str):
     """The adapter as one ONNX graph, zipped, with the parity check the export ran (engine/export.py)."""
-    archive, report = services.export_onnx(check_job_id(job_id))
+    archive, report = services.export_onnx(check_job_id(job_id), access.current())
     gr.Info(f"Exported: onnxruntime agrees with the model to {report['max_abs_diff']:.1e} on {report['rows_from']}.")
     return gr.update(value=str(archive), visible=True,
                      label=f"ONNX export ({report['onnx_mb']} MB graph; largest probability difference "
@@ -215,8 +227,15 @@ def export_onnx(job_id: str):
 
 
 @friendly
+def share(job_id: str, shared: bool):
+    job = jobs.share(check_job_id(job_id), shared, access.current())
+    gr.Info("Every user can now see this job and use its adapter." if job["shared"] else
+            "Only you and the admins see this job now.")
+
+
+@friendly
 def delete(job_id: str):
-    jobs.delete(check_job_id(job_id))
+    jobs.delete(check_job_id(job_id), access.current())
     gr.Info("Job deleted.")
     return gr.update(choices=choices(), value=None), gr.update(visible=False)
 
@@ -232,7 +251,7 @@ def build() -> JobsTab:
         data_filter = gr.Dropdown([], multiselect=True, label="Data set", elem_id="jobs-data-filter", scale=2)
         sort = gr.Dropdown(list(views.SORTS), value="Newest first", label="Sort by", elem_id="jobs-sort", scale=1)
     filters = [find, states, method_filter, data_filter, sort]
-    table = gr.Dataframe(lambda: views.table(jobs.list_jobs()), headers=views.TABLE_COLUMNS,
+    table = gr.Dataframe(lambda: views.table(jobs.list_jobs(access.current())), headers=views.TABLE_COLUMNS,
                          datatype=["str", "str", "str", "html", "str", "str", "str", "str", "str"], interactive=False,
                          label="All jobs", max_height=360, elem_id="jobs-table")
     with gr.Row(elem_id="jobs-bulk"):
@@ -265,6 +284,9 @@ def build() -> JobsTab:
                               scale=0, min_width=300)
         delete_btn = gr.Button("Delete", visible=False, size="md", elem_id="job-delete", scale=0, min_width=140)
     exported = gr.File(visible=False, interactive=False, elem_id="job-onnx-file")
+    share_box = gr.Checkbox(False, label="Shared with every user", visible=False, elem_id="job-share",
+                            info="Every user sees this job and may use its adapter; only you and the admins change "
+                                 "it.")
     with gr.Row(visible=False) as confirm_row:
         gr.Markdown("Delete this job and its adapter for good?")
         confirm_btn = gr.Button("Yes, delete it", variant="stop", size="md", elem_id="job-delete-confirm")
@@ -285,7 +307,7 @@ def build() -> JobsTab:
         gr.Markdown(ABOUT_JOBS)
 
     detail = [header, error, loss_plot, metrics_plot, figures, confusion, per_class, settings, cancel_btn, retry_btn,
-              delete_btn, download, confirm_row, clone_btn, export_btn, exported, *search_section.outputs]
+              delete_btn, download, confirm_row, clone_btn, export_btn, exported, share_box, *search_section.outputs]
     timer = gr.Timer(REFRESH_SECONDS)
     table_outputs = [table, picker, selected, method_filter, data_filter]
     timer.tick(refresh, [picker, table_seen, detail_seen, *filters],
@@ -305,6 +327,7 @@ def build() -> JobsTab:
                      None, export_btn).then(export_onnx, picker, exported).then(
         lambda: gr.update(value=EXPORT_LABEL, interactive=True), None, export_btn)
     cancel_btn.click(cancel, picker, None)
+    share_box.input(share, [picker, share_box], None)
     retry_btn.click(retry, picker, picker)
     delete_btn.click(lambda: gr.update(visible=True), None, confirm_row)
     keep_btn.click(lambda: gr.update(visible=False), None, confirm_row)

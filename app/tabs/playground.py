@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import gradio as gr
 
-from app import services
+from app import access, services
 from app.security import safe_filename
 from app.tabs.data import FILE_TYPES, GUESS_ROWS
 from app.ui import friendly, note
@@ -30,7 +30,7 @@ T = TypeVar("T")
 def adapter_choices() -> list[tuple[str, str]]:
     """Menu entries 'name · method · macro-F1' with the job id as value."""
     out = []
-    for a in services.adapters():
+    for a in services.adapters(access.current()):
         score = f" · macro-F1 {a['metrics']['macro_f1']:.2f}" if a.get("metrics") else ""
         own = f" · own model, {a['size_mb']:.0f} MB" if a.get("method") == "full" and a.get("size_mb") else ""
         out.append((f"{a['name']} · {methods.label(a['method'])}{own}{score} · {a['id']}", a["id"]))
@@ -68,7 +68,7 @@ def pair_box(keys: str | list[str] | None):
     columns = []
     for key in keys:
         try:
-            columns.append(services.pair_column(services.find_adapter(key)))
+            columns.append(services.pair_column(services.find_adapter(key, access.current())))
         except AdapterLabError:
             continue
     names = [c for c in columns if c]
@@ -96,14 +96,14 @@ def single_changed(key: str | None):
 
 def predict(key: str, text: str, text_pair: str):
     """The probabilities, or a note why there are none; an explanation shown was of another input, so it goes."""
-    result, problem = _attempt(services.predict, key, text, text_pair or None)
+    result, problem = _attempt(services.predict, key, text, text_pair or None, access.current())
     return (result["probabilities"] if result else None), problem, *_no_explanation()
 
 
 def explain(key: str, text: str, text_pair: str):
     """The probabilities and the text coloured by each word's pull on the predicted label (the menu picks
     another label); the explained input is kept with it, so later edits of the boxes do not mix in."""
-    result, problem = _attempt(services.explain, key, text, text_pair or None)
+    result, problem = _attempt(services.explain, key, text, text_pair or None, access.current())
     if not result:
         return None, problem, *_no_explanation()
     shown = {"text": text, "pair": text_pair, "by_label": result["attributions_by_label"]}
@@ -141,11 +141,11 @@ def compare_all(keys: list[str], text: str, text_pair: str) -> list[dict]:
     """The same input through each chosen adapter, named for the side-by-side view."""
     if not keys or len(keys) < 2:
         raise ConfigError("Choose two or more adapters to compare.")
-    results = []
+    results, actor = [], access.current()
     for key in keys:
-        adapter = services.find_adapter(key)
+        adapter = services.find_adapter(key, actor)
         pair = text_pair if services.pair_column(adapter) else None
-        result = services.predict(key, text, pair)
+        result = services.predict(key, text, pair, actor)
         results.append({"name": f"{adapter['name']} ({methods.label(adapter['method'])})", **result})
     return results
 
@@ -164,7 +164,7 @@ def _trained_columns(key: str | None) -> tuple[str | None, str | None]:
     if not key:
         return None, None
     try:
-        return services.text_columns(services.find_adapter(key))
+        return services.text_columns(services.find_adapter(key, access.current()))
     except AdapterLabError:
         return None, None
 
@@ -249,7 +249,7 @@ def predict_table(key: str, path: str | None, text_column: str | None, pair_colu
     if not path:
         raise DataError("Upload a table to predict.")
     output, result = services.predict_file(key, path, f"{safe_filename(Path(path).stem, 'data')}-predictions.csv",
-                                           text_column, pair_column)
+                                           text_column, pair_column, access.current())
     done = f"{result.predicted:,} of {_rows(result.rows)}" if result.skipped else _rows(result.rows)
     status = note(f"Predicted {done}. Download the CSV below: it has a prediction column and one probability "
                   "column per label.", "ok")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from app import access
 from app import search_views as views
 from app.tabs.playground import adapter_choices
 from app.ui import note
@@ -51,14 +52,14 @@ def build() -> SearchSection:
 
 def header(job: dict) -> str:
     """The job page's header for a search: budget, trials and the best so far."""
-    return views.header(views.search_result(job, jobs.trials(job["id"])), job)
+    return views.header(views.search_result(job, jobs.trials(job["id"], access.current())), job)
 
 
 def detail(job: dict | None) -> tuple:
     """The search page's updates for the job shown (hidden for a training job)."""
     if job is None or job.get("kind") != "search":
         return (gr.update(visible=False), *(gr.skip(),) * 6, None)
-    result = views.search_result(job, jobs.trials(job["id"]))
+    result = views.search_result(job, jobs.trials(job["id"], access.current()))
     frame, importance = views.plot_frame(result), views.importance_frame(result)
     best = result["best"]
     waiting = "" if len(importance) else note(IMPORTANCE_WAIT, "info")

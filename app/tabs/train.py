@@ -13,8 +13,8 @@ from pathlib import Path
 
 import gradio as gr
 
+from app import access, services
 from app import job_views as views
-from app import services
 from app.security import check_job_id
 from app.tabs.data import DataTab
 from app.tabs.jobs import JobsTab, choices
@@ -28,6 +28,7 @@ from engine.options import check_value, default_of, field_spec
 from engine.search_space import default_methods
 from engine.training import TrainConfig
 from worker import api as jobs
+from worker.access import Actor
 from worker.search import SearchConfig
 
 DEFAULT_METHOD = "pfeiffer"
@@ -99,7 +100,7 @@ def parameter_count(base_model: str, method: str, options: dict, labels: list[st
     config, so it follows every change at once."""
     try:
         adapter, trainable, base = services.parameter_count(base_model or DEFAULT_BASE_MODEL, method, options,
-                                                            len(labels or []) or 2)
+                                                            len(labels or []) or 2, access.current())
     except AdapterLabError as exc:
         return note(str(exc), "error")
     share = 100 * trainable / base if base else 0
@@ -118,7 +119,8 @@ def option_control(method: str, name: str, spec: OptionSpec, default: object) ->
     """One option's control: a choice of the offered values, or a text box the form checks (in the page's words)."""
     key = f"train-{method}-{name}".replace("_", "-")
     if spec.adapters_of:  # finished jobs' adapters of those methods (refreshed when the method is chosen)
-        return gr.Dropdown(services.adapters_of(spec.adapters_of), value=[], multiselect=True, label=spec.label,
+        return gr.Dropdown(services.adapters_of(spec.adapters_of, access.current()), value=[], multiselect=True,
+                           label=spec.label,
                            info=spec.help, elem_id=key)
     if spec.choices:
         return gr.Radio(list(spec.choices), value=default, label=spec.label, info=spec.help, elem_id=key)
@@ -265,7 +267,8 @@ def build(data: DataTab) -> TrainTab:
         method_name, option_name = key.split(".", 1)
         kinds = field_spec(methods.get(method_name).Options, option_name).adapters_of
         if kinds:  # the adapters finished since the page loaded
-            method.input(lambda kinds=kinds: gr.Dropdown(choices=services.adapters_of(kinds)), None, control)
+            method.input(lambda kinds=kinds: gr.Dropdown(choices=services.adapters_of(kinds, access.current())),
+                         None, control)
     mode.change(on_mode, mode, [method_column, search_column, count, epochs, learning_rate, launch])
     # On load and on every change; one at a time and newest last, so the count always matches the form.
     labels = gr.State([])
@@ -299,19 +302,20 @@ def launch_job(data: dict | None, form: dict):
     """Queue the job (or the search) and open it on the Jobs tab; a setting to fix is said under the button, and
     nothing is queued."""
     searching = form.get("mode") == SEARCH
+    actor = access.current()
     try:
         spec = build_spec(data, form)
-        job_id = jobs.submit_search(spec, search_values(form)) if searching else \
-            jobs.submit(spec, like=(data or {}).get("like"), allow_folders=False)
+        job_id = jobs.submit_search(spec, search_values(form), actor) if searching else \
+            jobs.submit(spec, like=(data or {}).get("like"), allow_folders=False, actor=actor)
     except AdapterLabError as exc:
         return gr.skip(), gr.skip(), gr.skip(), note(str(exc), "error")
-    all_jobs = jobs.list_jobs()
+    all_jobs = jobs.list_jobs(actor)
     what = "Search" if searching else "Job"
     return (gr.Tabs(selected="jobs"), views.table(all_jobs), gr.update(choices=choices(all_jobs), value=job_id),
             note(f"{what} {job_id} queued. Opening it on the Jobs tab.", "ok"))
 
 
-def clone_values(job: dict) -> tuple[dict, dict]:
+def clone_values(job: dict, actor: Actor) -> tuple[dict, dict]:
     """(the Data tab's choice, the form's values by name) that train job `job` again: its data snapshot and
     columns, label names, method and options, and every setting."""
     spec = job["spec"]
@@ -323,7 +327,7 @@ def clone_values(job: dict) -> tuple[dict, dict]:
             "labels": job.get("labels") or [], "label_names": spec.get("label_names"), "like": job["id"]}
     method = methods.get(spec["method"])
     options = {**dataclasses.asdict(method.options()), **(spec.get("method_options") or {})}
-    by_folder = {str(Path(a["adapter_dir"]).resolve()): a["id"] for a in services.adapters()}
+    by_folder = {str(Path(a["adapter_dir"]).resolve()): a["id"] for a in services.adapters(actor)}
     form = {}
     for f, option in option_fields(method.Options):
         value = options.get(f.name)
@@ -338,6 +342,18 @@ def clone_values(job: dict) -> tuple[dict, dict]:
                 max_eval_samples=spec.get("max_eval_samples") or default_of(SETTINGS["max_eval_samples"][0]),
                 early_stopping_patience=spec.get("early_stopping_patience") or "")
     return data, form
+
+
+def filled_value(key: str, values: dict, actor: Actor):
+    """What a clone puts in the form's control `key`: its value, with the adapters `actor` may fuse as the
+    choices of an adapter list."""
+    if key not in values:
+        return gr.skip()
+    method_name, _, option = key.partition(".")
+    if method_name in methods.names() and field_spec(methods.get(method_name).Options, option).adapters_of:
+        kinds = field_spec(methods.get(method_name).Options, option).adapters_of
+        return gr.Dropdown(choices=services.adapters_of(kinds, actor), value=values[key])
+    return values[key]
 
 
 def connect(train: TrainTab, data: DataTab, tabs: gr.Tabs, jobs_tab: JobsTab) -> None:
@@ -356,14 +372,15 @@ def connect(train: TrainTab, data: DataTab, tabs: gr.Tabs, jobs_tab: JobsTab) ->
 
     @friendly
     def clone(job_id: str):
-        chosen, values = clone_values(jobs.get_job(check_job_id(job_id or "")))
+        actor = access.current()
+        chosen, values = clone_values(jobs.get_job(check_job_id(job_id or ""), actor), actor)
         if not chosen["labels"]:  # a job that has not trained yet: read its labels as the Data tab would
             chosen["labels"] = prepare(chosen["source"], (chosen["validation"] or {}).get("path"), chosen["text"],
                                        chosen["pair"], chosen["label"]).renamed(chosen["label_names"]).labels
         method = values["method"]
         shown = [gr.update(visible=m == method) for m in methods.names()]
         return (gr.Tabs(selected="train"), chosen, method_cards(method), *shown,
-                *[values.get(names[c], gr.skip()) for c in filled],
+                *[filled_value(names[c], values, actor) for c in filled],
                 note(f"Settings copied from job {job_id}: change what you want and launch.", "info"))
 
     jobs_tab.clone.click(clone, jobs_tab.picker, [tabs, data.chosen, train.cards, *train.groups, *filled,

@@ -14,7 +14,7 @@ import gradio as gr
 import pandas as pd
 from gradio.utils import get_upload_folder
 
-from app import services
+from app import access, services
 from app import trust_views as views
 from app.security import check_job_id, safe_filename, uploaded_path
 from app.tabs.data import FILE_TYPES, GUESS_ROWS
@@ -23,7 +23,9 @@ from engine.adapter_io import read_metadata
 from engine.data import guess_columns, read_table
 from engine.errors import AdapterLabError, ConfigError
 from engine.thresholds import positive_label, set_temperature_use
+from worker import api as jobs
 from worker import evaluations
+from worker.access import check_change
 
 RULES = {"Best F1": "max_f1", "At least this precision": "precision", "At least this recall": "recall"}
 
@@ -32,7 +34,7 @@ def _finished(job_id: str | None) -> tuple[str, Path] | None:
     """(job id, adapter folder) of a finished job with an AdapterLab adapter, else None."""
     try:
         job_id = check_job_id(job_id or "")
-        folder = evaluations.finished_adapter(job_id)
+        folder = evaluations.finished_adapter(job_id, access.current())
         read_metadata(folder)
     except AdapterLabError:  # no job, not finished, or a folder from elsewhere: no section
         return None
@@ -47,11 +49,11 @@ def load(job_id: str | None):
     job_id, folder = found
     meta = read_metadata(folder)
     binary = len(meta["labels"]) == 2
-    choices = views.sources(job_id)
+    choices = views.sources(job_id, access.current())
     issues = evaluations.label_issues(job_id)
     issues_csv = views.csv_file(issues, services.work_dir(), "suspicious-labels.csv") if len(issues) else None
     label = positive_label(meta, (meta.get("threshold") or {}).get("label")) if binary else None
-    return (gr.update(visible=True), views.evaluations_frame(job_id),
+    return (gr.update(visible=True), views.evaluations_frame(job_id, access.current()),
             gr.Dropdown(choices=choices, value=choices[0][1] if choices else None),
             views.reliability_frame(meta.get("calibration")), views.calibration_words(meta),
             gr.update(value=meta.get("apply_temperature", True), interactive="temperature" in meta),
@@ -88,21 +90,21 @@ def evaluate(job_id: str | None, path: str | None, text: str | None, pair: str |
             raise ConfigError("Choose the text and label columns of the test file.")
         job_id = check_job_id(job_id or "")
         source = uploaded_path(path, get_upload_folder())
-        done = services.evaluate_file(job_id, source, Path(path).name, text, pair or None, label)
+        done = services.evaluate_file(job_id, source, Path(path).name, text, pair or None, label, access.current())
     except AdapterLabError as exc:  # said in the page, beside the button; nothing is stored
         return note(str(exc), "error"), gr.skip(), gr.skip()
     m = done["metrics"]
     return (note(f"{done['file_name']}: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f} on "
                  f"{done['rows']:,} rows. Its rows are in the error browser.", "ok"),
-            views.evaluations_frame(job_id),
-            gr.Dropdown(choices=views.sources(job_id), value=done["id"]))
+            views.evaluations_frame(job_id, access.current()),
+            gr.Dropdown(choices=views.sources(job_id, access.current()), value=done["id"]))
 
 
 def _rows(job_id: str | None, source: str | None) -> tuple[pd.DataFrame, list[str]]:
     found = _finished(job_id)
     if found is None or not source:
         return pd.DataFrame(), []
-    return views.rows(found[0], source, str(found[1]))
+    return views.rows(found[0], source, str(found[1]), access.current())
 
 
 def browse(job_id: str | None, source: str | None, cell: list | None, search: str, only_errors: bool, sort: str,
@@ -135,6 +137,7 @@ def use_temperature(job_id: str | None, on: bool):
     found = _finished(job_id)
     if found is None:
         return gr.skip()
+    check_change(access.current(), "change the probabilities of", found[0], jobs.get_job(found[0])["owner"])
     set_temperature_use(found[1], on)
     gr.Info("Predict now uses the calibrated probabilities." if on else "Predict now uses the raw probabilities.")
     return views.threshold_words(read_metadata(found[1]))
@@ -157,13 +160,13 @@ def threshold_view(job_id: str | None, label: str | None):
 
 @friendly
 def apply_threshold(job_id: str | None, label: str | None, rule: str, target: float | None):
-    services.set_threshold(check_job_id(job_id or ""), RULES[rule], target, label)
+    services.set_threshold(check_job_id(job_id or ""), RULES[rule], target, label, access.current())
     return threshold_view(job_id, label)
 
 
 @friendly
 def remove_threshold(job_id: str | None, label: str | None):
-    services.set_threshold(check_job_id(job_id or ""), None)
+    services.set_threshold(check_job_id(job_id or ""), None, None, None, access.current())
     return threshold_view(job_id, label)
 
 
