@@ -132,7 +132,7 @@ def table(jobs: list[dict]) -> pd.DataFrame:
     rows = []
     for job in jobs:
         method = method_name(job) if job.get("method") else "—"
-        rows.append([html.escape(str(job.get("name") or job["id"])), method,
+        rows.append([str(job.get("name") or job["id"]), method,  # a "str" cell shows text as it is
                      state_text(job["state"]), progress_bar(job.get("progress")), time_left(job),
                      _score(job.get("metrics"), "macro_f1"),
                      _score(job.get("metrics"), "accuracy"), _when(job.get("created_at")), job["id"]])
