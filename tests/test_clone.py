@@ -13,6 +13,7 @@ from app.tabs import train as train_tab
 from engine import methods
 from tests.test_jobs import home, spec  # noqa: F401  (fixtures, used by name)
 from worker import api, runner
+from worker.access import MACHINE
 
 
 def _last_job_id(capsys) -> str:
@@ -53,7 +54,7 @@ def test_submit_without_data_or_a_job_says_what_to_give(home, capsys, args, mess
 def test_the_train_tab_is_filled_with_the_job_s_values(home, spec):  # noqa: F811
     job_id = api.submit({**spec, "method": "lora", "method_options": {"lora_r": 4, "lora_alpha": 8},
                          "max_train_samples": 30, "early_stopping_patience": 2, "label_names": {"neg": "bad"}})
-    chosen, form = train_tab.clone_values(api.get_job(job_id))
+    chosen, form = train_tab.clone_values(api.get_job(job_id), MACHINE)
     assert chosen["like"] == job_id and chosen["name"] == "sentiment.csv" and chosen["label_names"] == {"neg": "bad"}
     assert (chosen["text"], chosen["label"], chosen["pair"]) == ("text", "label", None)
     assert form["method"] == "lora" and form["lora.lora_r"] == 4 and form["lora.lora_alpha"] == 8
