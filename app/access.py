@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 
 import anyio
 from gradio.context import LocalContext
@@ -21,9 +22,20 @@ from worker.access import MACHINE, NOBODY, Actor, log
 REST_PREFIX = "/v1"
 
 
+_CHECK_SECONDS = 5.0  # how long "does the store have users?" is taken as known: not a query on every call
+_required: tuple[float, bool] = (-_CHECK_SECONDS, False)
+
+
 def login_required() -> bool:
     """Whether the server asks for a login: the simple mode's pair is set, or the store has users."""
-    return auth_from_env() is not None or users.accounts_enabled()
+    global _required
+    if auth_from_env() is not None:
+        return True
+    checked, found = _required
+    if time.monotonic() - checked >= _CHECK_SECONDS:
+        found = users.accounts_enabled()
+        _required = (time.monotonic(), found)
+    return found
 
 
 def check_login(name: str, password: str) -> bool:

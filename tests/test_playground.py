@@ -17,8 +17,8 @@ ADAPTERS = {"j1": {"id": "j1", "name": "reviews", "method": "pfeiffer", "metrics
 def finished(monkeypatch) -> dict:
     """Finished adapters as the job store would list them (newest first); tests add and remove entries."""
     found = {"j1": ADAPTERS["j1"]}
-    monkeypatch.setattr(services, "adapters", lambda: list(reversed(found.values())))
-    monkeypatch.setattr(services.jobs, "finished_adapter", found.get)  # the lookup by id
+    monkeypatch.setattr(services, "adapters", lambda actor: list(reversed(found.values())))
+    monkeypatch.setattr(services.jobs, "finished_adapter", lambda key, actor: found.get(key))  # the lookup by id
     monkeypatch.setattr(services, "text_columns", lambda adapter: adapter["columns"])
     return found
 
@@ -92,7 +92,7 @@ EXPLAINED = {"label": "pos", "probabilities": {"neg": 0.2, "pos": 0.8},
 
 
 def test_explain_colours_the_words_for_the_chosen_label(finished, monkeypatch):
-    monkeypatch.setattr(services, "explain", lambda key, text, pair: EXPLAINED)
+    monkeypatch.setattr(services, "explain", lambda key, text, pair, actor: EXPLAINED)
     probabilities, status, shown, menu, words = playground.explain("j1", "I  love <it>!", "")
     assert probabilities == EXPLAINED["probabilities"] and status == ""
     assert menu.value == "pos" and [v for _, v in menu.choices] == ["neg", "pos"] and menu.visible
