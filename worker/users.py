@@ -62,27 +62,32 @@ def add(name: str, password: str, admin: bool = False) -> dict:
     return get(name)
 
 
+def _user(s, name: str) -> User:
+    user = s.get(User, name)
+    if user is None:
+        raise AccountError(f"There is no user '{name}' (`adapterlab users list` shows who there is).")
+    return user
+
+
+def _as_dict(user: User) -> dict:
+    return {"name": user.name, "admin": user.admin, "created_at": user.created_at.isoformat(timespec="seconds"),
+            "tokens": len(user.tokens)}
+
+
 def get(name: str) -> dict:
     with db.session() as s:
-        user = s.get(User, name)
-        if user is None:
-            raise AccountError(f"There is no user '{name}' (`adapterlab users list` shows who there is).")
-        return {"name": user.name, "admin": user.admin, "created_at": user.created_at.isoformat(timespec="seconds"),
-                "tokens": len(user.tokens)}
+        return _as_dict(_user(s, name))
 
 
 def list_users() -> list[dict]:
     with db.session() as s:
-        names = s.scalars(select(User.name).order_by(User.name)).all()
-    return [get(name) for name in names]
+        return [_as_dict(user) for user in s.scalars(select(User).order_by(User.name))]
 
 
 def remove(name: str) -> int:
     """Remove a user and their tokens; their jobs stay, kept by the admins (owner cleared). Returns how many."""
     with db.session() as s:
-        user = s.get(User, name)
-        if user is None:
-            raise AccountError(f"There is no user '{name}' (`adapterlab users list` shows who there is).")
+        user = _user(s, name)
         s.delete(user)
         kept = s.execute(update(Job).where(Job.owner == name).values(owner=None)).rowcount
         s.execute(update(Evaluation).where(Evaluation.owner == name).values(owner=None))
@@ -92,9 +97,7 @@ def remove(name: str) -> int:
 def set_password(name: str, password: str) -> None:
     password = _check_password(password)
     with db.session() as s:
-        user = s.get(User, name)
-        if user is None:
-            raise AccountError(f"There is no user '{name}' (`adapterlab users list` shows who there is).")
+        user = _user(s, name)
         user.password_hash = _hasher.hash(password)
 
 
