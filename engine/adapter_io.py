@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from engine.adapter_model import AdapterModel
+from engine.disk import written_whole
 from engine.errors import ConfigError
 from engine.folder_files import write_json
 from engine.methods import REGISTRY, get
@@ -39,19 +40,20 @@ def library_versions() -> dict[str, str]:
 
 
 def save_adapter(model: AdapterModel, name: str, out_dir: str | Path, metadata: dict) -> Path:
-    """Write adapter `name` and its head in its method's reference format, and `adapterlab.json`."""
+    """Write adapter `name` and its head in its method's reference format, and `adapterlab.json`: all of it
+    or, when the disk fills up, none (the folder's earlier files stay whole)."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     info = model.adapters[name]
     kind = model.method(name)
-    kind.save(model, name, out)
     adapter, trainable = model.parameter_counts(name)
     meta = {"name": name, "method": info.method, "base_model": model.base_model_name, "labels": info.labels,
             "options": kind.options_of(model, name), "adapter_params": adapter, "trainable_params": trainable,
             "library_versions": library_versions(), "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
             **metadata}
-    write_json(out / METADATA, meta)
-    write_card(out, meta)
+    with written_whole(out) as staging:
+        kind.save(model, name, staging)
+        write_json(staging / METADATA, meta)
+        write_card(staging, meta)
     info.meta = meta
     return out
 

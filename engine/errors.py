@@ -26,3 +26,9 @@ class ConfigError(AdapterLabError):
 
 class TrainingCancelled(Exception):
     """Raised inside the training loop when the caller asked it to stop."""
+
+
+class DiskFull(AdapterLabError):
+    """A write found no space left: what was there before stays whole (engine/disk.py)."""
+
+    kind = "disk full"

@@ -14,6 +14,7 @@ import torch
 
 from engine.calibration import decide
 from engine.data import PreparedData, Split
+from engine.disk import written_whole
 from engine.label_issues import class_thresholds, find_label_issues
 
 VALIDATION = "validation.parquet"
@@ -72,8 +73,12 @@ def write_training_review(folder: str | Path, data: PreparedData, validation_log
 
     Validation probabilities are out-of-sample and set the per-label thresholds; training rows are judged by the
     same thresholds, though their probabilities come from a model that saw them (so it finds fewer of them)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    with written_whole(Path(folder)) as staging:
+        return _write_review(staging, data, validation_logits, train_logits)
+
+
+def _write_review(folder: Path, data: PreparedData, validation_logits: torch.Tensor,
+                  train_logits: torch.Tensor) -> dict:
     rows_frame(data.validation, validation_logits, data.labels).to_parquet(folder / VALIDATION, index=False)
     val_probs, train_probs = validation_logits.softmax(-1), train_logits.softmax(-1)
     thresholds = class_thresholds(val_probs.double(), data.validation.labels)

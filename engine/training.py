@@ -23,6 +23,7 @@ from engine.base_models import load_config, resolve_base_model
 from engine.batching import length_grouped_batches
 from engine.calibration import calibrate
 from engine.data import PreparedData, prepare
+from engine.disk import write_file
 from engine.errors import TrainingCancelled
 from engine.evaluation import evaluate, predict_logits
 from engine.methods import all_options
@@ -210,10 +211,8 @@ def _checkpoint_path(checkpoint_dir: str | None) -> Path | None:
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    """Write atomically: a kill -9 mid-write leaves the previous checkpoint whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path.with_suffix(".tmp"))
-    path.with_suffix(".tmp").replace(path)
+    """Written whole: a kill -9 or a full disk mid-write leaves the previous checkpoint as it was."""
+    write_file(path, lambda file: torch.save(state, file))
 
 
 def train(
@@ -301,6 +300,8 @@ def train(
         start_epoch, train_seconds, samples_seen = state["epoch"], state["train_seconds"], state["samples_seen"]
         resume_batch, resume_loss = state.get("batches_done", 0), state.get("running_loss", 0.0)
         torch.set_rng_state(state["rng"].cpu())  # dropout continues exactly as if never interrupted
+        phase(f"resuming from the checkpoint {resume_batch:,} batches into epoch {start_epoch + 1}" if resume_batch
+              else f"resuming from the checkpoint after epoch {start_epoch}", 0, 0)
 
     def checkpoint(epoch: int, batches_done: int = 0, running_loss: float = 0.0, seconds: float = 0.0) -> None:
         """The run so far: `epoch` epochs finished, and `batches_done` batches of the next one."""

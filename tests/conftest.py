@@ -40,7 +40,7 @@ def make_tiny_model(folder: Path, model_type: str = "bert", **config: object) ->
     if model_type == "electra":
         sizes["embedding_size"] = 32
     torch.manual_seed(0)
-    AutoModel.from_config(AutoConfig.for_model(model_type, **sizes, **config)).save_pretrained(folder)
+    AutoModel.from_config(AutoConfig.for_model(model_type, **{**sizes, **config})).save_pretrained(folder)
     for name in TOKENIZER_FILES:
         shutil.copy(bundled_model_dir() / name, folder / name)
     return folder

@@ -21,9 +21,10 @@ from pathlib import Path
 import optuna
 import pytest
 from conftest import ROOT
+from sqlalchemy import text
 from test_worker import WORKER_ENV, resumed_after_an_epoch, start_worker, stop, wait_final, wait_for
 
-from worker import api, db, settings
+from worker import api, db, job_queue, settings
 
 pytestmark = pytest.mark.services
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -237,6 +238,38 @@ def test_a_redis_restart_that_loses_the_queue_loses_no_job_and_runs_none_twice(o
     assert [j["state"] for j in jobs] == ["succeeded"] * 3, [j["error"] for j in jobs]
     assert [j["attempts"] for j in jobs] == [1, 1, 1]  # none ran twice
     assert "waiting but not in the queue" in log.read_text() and code == 0
+
+
+def test_a_worker_killed_between_taking_a_job_from_the_queue_and_claiming_it_loses_no_job(scaled_out, spec):
+    """The window at-most-once delivery leaves open: Redis has handed the message over, the job store still says
+    `queued`. The worker is caught in it for real: a transaction of the test's holds the job's row locked, so the
+    worker's claim waits on it, and the worker is killed there. A worker started afterwards finds the job waiting
+    with no message, queues it again and runs it, once."""
+    scaled_out.mkdir(parents=True, exist_ok=True)
+    job_id = api.submit({**spec, "epochs": 1, "name": "caught in its claim"})
+    first_log, second_log = scaled_out / "worker-a.log", scaled_out / "worker-b.log"
+    with db.get_engine().connect() as holder, db.get_engine().connect() as watcher:
+        holder.execute(text("SELECT id FROM jobs WHERE id = :id FOR UPDATE"), {"id": job_id})
+        first = start_worker(first_log)
+        def claim_waits() -> bool:
+            waiting = watcher.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                           "AND query ILIKE 'UPDATE jobs SET state%'")).scalar()
+            watcher.rollback()  # pg_stat_activity is read once per transaction
+            return bool(waiting)
+
+        wait_for(claim_waits, "the worker's claim to wait on the locked row", first_log)
+        assert job_id not in job_queue.pending_job_ids()  # the message is out of Redis, in the worker
+        first.kill()
+        first.wait()
+        holder.rollback()
+    assert (api.get_job(job_id)["state"], api.get_job(job_id)["attempts"]) == ("queued", 0)
+    second = start_worker(second_log)
+    try:
+        job = wait_final(job_id, second_log)
+    finally:
+        code = stop(second)
+    assert (job["state"], job["attempts"]) == ("succeeded", 1), job["error"]
+    assert job["worker_id"].endswith(f":{second.pid}") and code == 0
 
 
 @pytest.fixture()

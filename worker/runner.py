@@ -13,6 +13,7 @@ import traceback
 
 import torch
 
+from engine.disk import disk_full_message, is_disk_full
 from engine.errors import AdapterLabError
 from engine.training import Progress, TrainConfig, TrainResult, pick_device, train
 from worker import search, settings, store
@@ -70,6 +71,8 @@ def failure(exc: BaseException, job: Job) -> tuple[str, str]:
     """(error kind, one-line message a user can act on) for an exception that ended a training."""
     if isinstance(exc, AdapterLabError):
         return exc.kind, str(exc)
+    if is_disk_full(exc):  # the job store's own writes (SQLite on the same disk)
+        return "disk full", disk_full_message(settings.data_dir())
     if is_out_of_memory(exc):
         asked = job.spec["batch_size"]
         tried = f" (retried after running out at {asked})" if job.batch_size != asked else ""
@@ -117,6 +120,8 @@ def _train(job: Job, me: str, beat: Heartbeat, dev: str, hooks: search.TrialHook
         if what == last_phase and done < total and time.monotonic() - last_stored < settings.progress_seconds():
             return
         store.record_phase(job.id, me, f"{what} {done:,} of {total:,} rows" if total else what)
+        if what.startswith("resuming"):
+            log.info("job %s: %s", job.id, what)
         last_stored, last_phase = time.monotonic(), what
 
     def on_epoch(epoch: int, metrics: dict) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
+from engine.disk import is_disk_full
 from engine.training import Progress, TrainResult
 from worker import db, settings
 from worker.models import ACTIVE, WAITING, Job, JobEpoch, JobKind, JobState, JobStep, utcnow
@@ -35,8 +36,9 @@ def _unreachable(exc: DBAPIError) -> bool:
     return isinstance(exc, OperationalError | InterfaceError)
 
 
-def retried(write: Callable[..., T]) -> Callable[..., T]:
-    """A running job's write, tried again while the job store is unreachable, for `store_retry_seconds`.
+def retried(write: Callable[..., T], also_when_full: bool = False) -> Callable[..., T]:
+    """A running job's write, tried again while the job store is unreachable (or, `also_when_full`, while its
+    disk is full), for `store_retry_seconds`.
 
     Each write is safe to repeat: a progress or epoch row replaces any at or after its step, and state changes
     apply only to a job the worker still holds, so a retry after a write that did land duplicates nothing."""
@@ -47,9 +49,10 @@ def retried(write: Callable[..., T]) -> Callable[..., T]:
             try:
                 return write(*args, **kwargs)
             except DBAPIError as exc:
-                if not _unreachable(exc) or time.monotonic() >= deadline:
+                waits = _unreachable(exc) or (also_when_full and is_disk_full(exc))
+                if not waits or time.monotonic() >= deadline:
                     raise
-                log.warning("job store unreachable (%s); %s tried again in %.1f s", type(exc.orig).__name__,
+                log.warning("job store unreachable or full (%s); %s tried again in %.1f s", type(exc.orig).__name__,
                             write.__name__, delay)
                 time.sleep(delay)
                 delay = min(2 * delay, 5.0)
@@ -148,7 +151,7 @@ def finish(job_id: str, worker_id: str, result: TrainResult, adapter_dir: str,
         return state if s.execute(update(Job).where(_held(job_id, worker_id)).values(**values)).rowcount else None
 
 
-@retried
+@functools.partial(retried, also_when_full=True)  # a failure is recorded once space is freed
 def fail(job_id: str, worker_id: str, kind: str, message: str, traceback: str | None) -> None:
     with db.session() as s:
         s.execute(update(Job).where(_held(job_id, worker_id)).values(
