@@ -38,19 +38,19 @@ REQUESTS = 600
 CLIENTS = (1, 8, 32)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _sentences(name: str, n: int) -> list[dict]:
+def sentences(name: str, n: int) -> list[dict]:
     with (SST2 / name).open(newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))[:n]
 
 
-def _serve(home: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+def serve(home: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
     env = {**os.environ, "ADAPTERLAB_HOME": str(home), "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
                                stdout=(home / "serve.log").open("ab"), stderr=subprocess.STDOUT)
@@ -65,14 +65,14 @@ def _serve(home: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit(f"adapterlab serve did not start:\n{(home / 'serve.log').read_text()[-3000:]}")
 
 
-def _train(url: str, home: Path) -> str:
+def train_adapter(url: str, home: Path) -> str:
     from gradio_client import Client, handle_file
 
     train = home / "sst2-200.csv"
     with train.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, ["text", "label"])
         writer.writeheader()
-        writer.writerows({"text": r["text"], "label": r["label"]} for r in _sentences("train.csv", 200))
+        writer.writerows({"text": r["text"], "label": r["label"]} for r in sentences("train.csv", 200))
     client = Client(url, verbose=False, download_files=False)
     job_id = client.predict(data_file=handle_file(str(train)), text_column="text", label_column="label",
                             method="pfeiffer", epochs=1, api_name="/submit_job")
@@ -133,12 +133,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from engine.precision import cpu_model
 
-    texts = [r["text"] for r in _sentences("validation.csv", 320)]
+    texts = [r["text"] for r in sentences("validation.csv", 320)]
     with tempfile.TemporaryDirectory(prefix="adapterlab-rest-") as tmp:
         home = Path(tmp)
-        server, url = _serve(home)
+        server, url = serve(home)
         try:
-            adapter = _train(url, home)
+            adapter = train_adapter(url, home)
             page = Client(url, verbose=False, download_files=False)
             with httpx.Client(base_url=url) as http:
                 rest = latency(lambda t: http.post("/v1/classify", json={"adapter": adapter, "texts": [t]})

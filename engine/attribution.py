@@ -17,6 +17,7 @@ import torch
 from captum.attr import LayerIntegratedGradients
 
 from engine.adapter_model import AdapterModel
+from engine.batching import TEXT_CHARS
 
 # Gauss-Legendre points per label at first: within the tolerance for 35 of 40 demo tickets on the bundled model,
 # and a 30-token sentence at 4 labels in about 0.9 s on one CPU core (docs/benchmarks.md#word-attributions).
@@ -67,6 +68,8 @@ def explain(model: AdapterModel, name: str, text: str, text_pair: str | None = N
     with n_steps points, doubled up to max_steps for the labels whose attributions do not add up (`off_labels`)."""
     tokenizer = model.tokenizer
     batcher = model.batcher(max_length, bf16=False)
+    text = text[:TEXT_CHARS]  # a prefix, as training and prediction read it: the offsets still point into it
+    text_pair = text_pair[:TEXT_CHARS] if text_pair is not None else None
     enc = tokenizer(text, text_pair, truncation=True, max_length=max_length, return_offsets_mapping=True,
                     return_special_tokens_mask=True)
     row = {"input_ids": enc["input_ids"]}

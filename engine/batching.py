@@ -10,6 +10,13 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 ENCODE_CHUNK = 10_000  # rows per tokenizer call: progress a few times a second, no slower than one call
+# What the tokenizer is given of a text at most: far more than any max_length in tokens reads, so a 100 MB cell
+# costs what a page does instead of seconds and gigabytes of token offsets.
+TEXT_CHARS = 100_000
+
+
+def clipped(texts: list[str]) -> list[str]:
+    return [t[:TEXT_CHARS] for t in texts]
 
 
 class Batcher:
@@ -39,7 +46,7 @@ class Batcher:
         out: list[dict[str, list[int]]] = []
         for start in range(0, len(texts), ENCODE_CHUNK):
             end = start + ENCODE_CHUNK
-            enc = self.tokenizer(texts[start:end], pairs[start:end] if pairs is not None else None,
+            enc = self.tokenizer(clipped(texts[start:end]), clipped(pairs[start:end]) if pairs is not None else None,
                                  truncation=True, max_length=self.max_length)
             out += [{k: enc[k][i] for k in keys} for i in range(len(enc["input_ids"]))]
             if on_chunk:

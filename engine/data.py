@@ -31,6 +31,12 @@ TABLE_SUFFIXES = DELIMITED_SUFFIXES | {".jsonl", ".json", ".parquet"}
 Columns = dict[str, list]  # column name -> cells, the table form training reads (pandas only for other formats)
 HEAD_BYTES = 1 << 20  # what a preview reads of a delimited file
 ARROW_FROM_BYTES = 16 << 20  # from this size a CSV is worth pyarrow's import (+45 MB, 0.15 s)
+# Limits against hostile or mistaken files (docs/security.md): a table to classify has a few columns, and only
+# Parquet is compressed, so only it can unpack to far more memory than its upload's size.
+MAX_COLUMNS = 1_000
+MAX_ROWS = 20_000_000
+MAX_UNPACKED_BYTES = 4 << 30
+csv.field_size_limit(2**31 - 1)  # a long document in a cell is a text like any other (the default is 128 KB)
 
 
 @dataclass
@@ -99,12 +105,15 @@ class PreparedData:
 
 
 def _sniff_encoding(raw: bytes, name: str) -> str:
-    if raw.startswith(b"\xef\xbb\xbf"):
-        return "utf-8-sig"
     try:
         raw.decode("utf-8")
-        return "utf-8"
-    except UnicodeDecodeError:
+        return "utf-8-sig" if raw.startswith(b"\xef\xbb\xbf") else "utf-8"
+    except UnicodeDecodeError as exc:
+        if raw.startswith(b"\xef\xbb\xbf"):  # a byte-order mark says UTF-8: only a head cut short may end mid-character
+            if exc.reason == "unexpected end of data":
+                return "utf-8-sig"
+            raise DataError(f"{name}: starts as UTF-8 but byte {exc.start:,} is not UTF-8; save the file as "
+                            "UTF-8 and upload it again.") from None
         best = charset_normalizer.from_bytes(raw).best()
         if best is None:
             raise DataError(f"{name}: cannot tell the file's text encoding; save it as UTF-8 and upload it again.") \
@@ -120,6 +129,12 @@ def _unique(header: list[str]) -> list[str]:
         out.append(f"{name}.{seen[name]}" if seen[name] else name)
         seen[name] += 1
     return out
+
+
+def _check_width(columns: int, name: str) -> None:
+    if columns > MAX_COLUMNS:
+        raise DataError(f"{name}: {columns:,} columns; AdapterLab reads tables of at most {MAX_COLUMNS:,}. Keep "
+                        "the text and label columns (and any you want to see), and upload it again.")
 
 
 def _check_text(raw: bytes, name: str) -> None:
@@ -146,6 +161,7 @@ def _parse(text: str, name: str, sep: str, limit: int | None = None) -> Columns:
         header = next((row for row in reader if row), None)
         if header is None:
             raise DataError(f"{name}: the file is empty.")
+        _check_width(len(header), name)
         header = _unique(header)
         columns: Columns = {column: [] for column in header}
         rows = 0
@@ -181,14 +197,15 @@ def _read_delimited(path: Path) -> Columns:
 
 
 def _head_text(path: Path) -> tuple[str, str, bool]:
-    """(text, encoding, whole): the file's first `HEAD_BYTES` decoded, cut after its last whole line; `whole`
-    when that is all of the file."""
+    """(text, encoding, whole): the file's first `HEAD_BYTES` decoded, cut after its last whole line (inside
+    the first row when even that is longer); `whole` when that is all of the file."""
     with path.open("rb") as f:
         raw = f.read(HEAD_BYTES + 1)
     _check_text(raw, path.name)
     whole = len(raw) <= HEAD_BYTES
-    if not whole:
-        raw = raw[: raw.rfind(b"\n", 0, HEAD_BYTES) + 1] or raw[:HEAD_BYTES]
+    if not whole:  # cut after the last whole line; a first row longer than the head is cut inside it
+        cut = raw.rfind(b"\n", 0, HEAD_BYTES) + 1
+        raw = raw[:cut] if cut > raw.find(b"\n") + 1 else raw[:HEAD_BYTES]
     encoding = _sniff_encoding(raw, path.name)
     return raw.decode(encoding, errors="strict" if whole else "ignore").lstrip("\ufeff"), encoding, whole
 
@@ -206,6 +223,7 @@ def _read_with_arrow(path: Path) -> Columns | None:
     header = next((row for row in csv.reader(io.StringIO(text, newline=""), delimiter=sep) if row), None)
     if not header:
         return None
+    _check_width(len(header), path.name)
     try:
         table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
                                convert_options=pacsv.ConvertOptions(
@@ -239,7 +257,10 @@ def read_head(source: str | Path, rows: int) -> tuple[Columns, bool]:
 
         try:
             parquet = pq.ParquetFile(path)
+            _check_width(parquet.metadata.num_columns, path.name)
             batch = next(parquet.iter_batches(batch_size=rows), None)
+        except DataError:
+            raise
         except Exception as exc:  # pyarrow raises its own types for corrupt files
             raise DataError(f"{path.name}: cannot be read as PARQUET ({exc}).") from exc
         if batch is None or not batch.num_rows:
@@ -256,7 +277,7 @@ def _read_file(path: Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
-            return pd.read_parquet(path)
+            return _read_parquet(path)
         if suffix in (".jsonl", ".json"):
             try:
                 return pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
@@ -272,6 +293,27 @@ def _read_file(path: Path) -> pd.DataFrame:
             raise
         raise DataError(f"{path.name}: cannot be read as {suffix[1:].upper()} ({exc}).") from exc
     raise DataError(f"{path.name}: unknown file type '{suffix}'. Use .csv, .tsv, .jsonl or .parquet.")
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """Batch by batch, refused as soon as it unpacks past the limits: a few megabytes of Parquet can hold
+    billions of repeated cells."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    _check_width(parquet.metadata.num_columns, path.name)
+    rows = parquet.metadata.num_rows
+    if rows > MAX_ROWS:
+        raise DataError(f"{path.name}: {rows:,} rows; AdapterLab reads at most {MAX_ROWS:,}. Upload a sample.")
+    batches, unpacked = [], 0
+    for batch in parquet.iter_batches(batch_size=65_536):
+        unpacked += batch.nbytes
+        if unpacked > MAX_UNPACKED_BYTES:
+            raise DataError(f"{path.name}: unpacks to more than {MAX_UNPACKED_BYTES >> 30} GB of cells; "
+                            "AdapterLab reads at most that. Upload a sample.")
+        batches.append(batch)
+    return pa.Table.from_batches(batches, schema=parquet.schema_arrow).to_pandas()
 
 
 def _read_hub(source: str, split: str) -> pd.DataFrame:
@@ -349,6 +391,7 @@ def read_table(source: str | Path, split: str = "train") -> pd.DataFrame:
         raise DataError(f"{source}: no such file.")
     else:
         frame = _read_hub(source, split)
+    _check_width(len(frame.columns), path.name or source)
     frame.columns = [str(c).strip() for c in frame.columns]
     if frame.empty:
         raise DataError(f"{path.name or source}: the file has a header but no rows.")
@@ -432,6 +475,17 @@ def _text(value: object) -> str:
     return "" if _missing(value) else str(value)
 
 
+def _nested(value: object) -> bool:
+    return isinstance(value, dict | list | tuple) or type(value).__name__ == "ndarray"
+
+
+def _check_flat(cells: list, column: str, name: str) -> None:
+    row = next((i for i, c in enumerate(cells) if type(c) is not str and _nested(c)), None)
+    if row is not None:
+        raise DataError(f"{name}: column '{column}' holds lists or objects (row {row + 1}), not text. Choose a "
+                        "column of text, or flatten the file so that each cell is one value.")
+
+
 def _strings(cells: list) -> list[str]:
     return [c if type(c) is str else _text(c) for c in cells]
 
@@ -444,6 +498,9 @@ def _clean(columns: Columns, name: str, text: str, pair: str | None, label: str)
     """Normalise cells to strings and drop unusable rows, counting why (a list pass per column: 1M rows in
     about a second)."""
     _check_columns(columns, name, {"text": text, "pair": pair, "label": label})
+    for column in (text, pair, label):
+        if column:
+            _check_flat(columns[column], column, name)
     texts = _strings(columns[text])
     pairs = _strings(columns[pair]) if pair else None
     labels = [y.strip() if type(y) is str else "" if _missing(y) else _label_name(y) for y in columns[label]]

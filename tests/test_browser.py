@@ -24,6 +24,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed "
                                      "(pip install playwright)")
+# Every check waits up to 20 s (Playwright's default is 5 s): the 2 cores the suite runs on are often busy.
+playwright_api.expect.set_options(timeout=20_000)
 # Every browser test module's marks: `pytestmark = BROWSER`
 BROWSER = [
     pytest.mark.browser,

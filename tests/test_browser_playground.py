@@ -30,14 +30,12 @@ REFRESH_WAIT_S = 20  # the Playground's timer ticks every 5 s
 
 @pytest.fixture()
 def page(browser, app_server):
-    """A fresh page; its checks wait up to 20 s, as the 2 cores the tests run on are often busy."""
+    """A fresh page; actions wait up to 30 s."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     page = context.new_page()
     page.set_default_timeout(30_000)
-    expect.set_options(timeout=20_000)
     page.goto(app_server.url)
     yield page
-    expect.set_options(timeout=5_000)  # Playwright's default, for the other modules
     context.close()
 
 

@@ -176,7 +176,6 @@ def test_the_page_asks_for_a_login_and_shows_only_the_users_jobs(team):
     from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, open_tab
 
     playwright = pytest.importorskip("playwright.sync_api")
-    playwright.expect.set_options(timeout=60_000)
     if not CHROMIUM.exists():
         pytest.skip("Chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)")
     ARTIFACTS.mkdir(exist_ok=True)

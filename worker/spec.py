@@ -40,7 +40,10 @@ def normalise(spec: dict) -> dict:
     options may come by name at the top level (as the command line's flags) or in `method_options`."""
     spec = dict(spec)
     options = {k: spec.pop(k) for k in set(all_options()) & set(spec)}
-    options.update(spec.pop("method_options", None) or {})
+    given = spec.pop("method_options", None) or {}
+    if not isinstance(given, dict):
+        raise ConfigError(f"method_options must map each method option to its value, not {given!r}.")
+    options.update(given)
     unknown = sorted(set(spec) - set(SPEC_FIELDS))
     if unknown:
         raise ConfigError(f"Unknown job setting {', '.join(map(repr, unknown))}; the settings are "
