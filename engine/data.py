@@ -104,13 +104,14 @@ class PreparedData:
         return PreparedData(self.train, self.validation, labels, report)
 
 
-def _sniff_encoding(raw: bytes, name: str) -> str:
+def _sniff_encoding(raw: bytes, name: str, whole: bool = True) -> str:
+    """The encoding of `raw`, a whole file or (`whole` False) its head, which may end inside a character."""
     try:
         raw.decode("utf-8")
         return "utf-8-sig" if raw.startswith(b"\xef\xbb\xbf") else "utf-8"
     except UnicodeDecodeError as exc:
         if raw.startswith(b"\xef\xbb\xbf"):  # a byte-order mark says UTF-8: only a head cut short may end mid-character
-            if exc.reason == "unexpected end of data":
+            if exc.reason == "unexpected end of data" and not whole:
                 return "utf-8-sig"
             raise DataError(f"{name}: starts as UTF-8 but byte {exc.start:,} is not UTF-8; save the file as "
                             "UTF-8 and upload it again.") from None
@@ -162,7 +163,7 @@ def _parse(text: str, name: str, sep: str, limit: int | None = None) -> Columns:
         if header is None:
             raise DataError(f"{name}: the file is empty.")
         _check_width(len(header), name)
-        header = _unique(header)
+        header = _unique([column.strip() for column in header])
         columns: Columns = {column: [] for column in header}
         rows = 0
         for row in reader:
@@ -206,7 +207,7 @@ def _head_text(path: Path) -> tuple[str, str, bool]:
     if not whole:  # cut after the last whole line; a first row longer than the head is cut inside it
         cut = raw.rfind(b"\n", 0, HEAD_BYTES) + 1
         raw = raw[:cut] if cut > raw.find(b"\n") + 1 else raw[:HEAD_BYTES]
-    encoding = _sniff_encoding(raw, path.name)
+    encoding = _sniff_encoding(raw, path.name, whole)
     return raw.decode(encoding, errors="strict" if whole else "ignore").lstrip("\ufeff"), encoding, whole
 
 
@@ -232,7 +233,8 @@ def _read_with_arrow(path: Path) -> Columns | None:
         return None
     if table.column_names != header:
         return None
-    return {name: column.to_pylist() for name, column in zip(_unique(header), table.columns, strict=True)}
+    names = _unique([column.strip() for column in header])
+    return {name: column.to_pylist() for name, column in zip(names, table.columns, strict=True)}
 
 
 def read_head(source: str | Path, rows: int) -> tuple[Columns, bool]:
@@ -259,16 +261,23 @@ def read_head(source: str | Path, rows: int) -> tuple[Columns, bool]:
             parquet = pq.ParquetFile(path)
             _check_width(parquet.metadata.num_columns, path.name)
             batch = next(parquet.iter_batches(batch_size=rows), None)
+            if batch is None or not batch.num_rows:
+                raise DataError(f"{path.name}: the file has a header but no rows.")
+            names = _unique([str(name).strip() for name in batch.schema.names])
+            return ({name: batch.column(i).to_pylist() for i, name in enumerate(names)},
+                    parquet.metadata.num_rows <= rows)
         except DataError:
             raise
-        except Exception as exc:  # pyarrow raises its own types for corrupt files
-            raise DataError(f"{path.name}: cannot be read as PARQUET ({exc}).") from exc
-        if batch is None or not batch.num_rows:
-            raise DataError(f"{path.name}: the file has a header but no rows.")
-        return ({str(name).strip(): batch.column(i).to_pylist() for i, name in enumerate(batch.schema.names)},
-                parquet.metadata.num_rows <= rows)
+        except Exception as exc:  # pyarrow raises its own types for corrupt files (and for text not UTF-8)
+            raise _unreadable(path, exc) from exc
     frame = read_table(source)
     return {str(name): frame[name].head(rows).tolist() for name in frame.columns}, len(frame) <= rows
+
+
+def _unreadable(path: Path, exc: Exception) -> DataError:
+    if isinstance(exc, UnicodeDecodeError) or "Invalid UTF8" in str(exc):
+        return DataError(f"{path.name}: holds text that is not UTF-8; write the file again with UTF-8 text.")
+    return DataError(f"{path.name}: cannot be read as {path.suffix[1:].upper()} ({exc}).")
 
 
 def _read_file(path: Path) -> pd.DataFrame:
@@ -291,7 +300,7 @@ def _read_file(path: Path) -> pd.DataFrame:
     except Exception as exc:  # pyarrow raises its own types for corrupt files
         if isinstance(exc, DataError):
             raise
-        raise DataError(f"{path.name}: cannot be read as {suffix[1:].upper()} ({exc}).") from exc
+        raise _unreadable(path, exc) from exc
     raise DataError(f"{path.name}: unknown file type '{suffix}'. Use .csv, .tsv, .jsonl or .parquet.")
 
 
@@ -313,7 +322,9 @@ def _read_parquet(path: Path) -> pd.DataFrame:
             raise DataError(f"{path.name}: unpacks to more than {MAX_UNPACKED_BYTES >> 30} GB of cells; "
                             "AdapterLab reads at most that. Upload a sample.")
         batches.append(batch)
-    return pa.Table.from_batches(batches, schema=parquet.schema_arrow).to_pandas()
+    table = pa.Table.from_batches(batches, schema=parquet.schema_arrow)
+    table.validate(full=True)  # text that is not UTF-8 is refused here, not when a cell is first read
+    return table.to_pandas()
 
 
 def _read_hub(source: str, split: str) -> pd.DataFrame:
@@ -392,7 +403,7 @@ def read_table(source: str | Path, split: str = "train") -> pd.DataFrame:
     else:
         frame = _read_hub(source, split)
     _check_width(len(frame.columns), path.name or source)
-    frame.columns = [str(c).strip() for c in frame.columns]
+    frame.columns = _unique([str(c).strip() for c in frame.columns])
     if frame.empty:
         raise DataError(f"{path.name or source}: the file has a header but no rows.")
     return frame

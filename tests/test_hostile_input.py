@@ -25,7 +25,7 @@ from engine import data
 from engine.base_models import load_tokenizer
 from engine.batching import TEXT_CHARS, Batcher
 from engine.data import guess_columns, prepare, read_columns, read_head, read_table
-from engine.errors import AdapterLabError, DataError
+from engine.errors import AdapterLabError, ConfigError, DataError
 from engine.methods import all_options
 from engine.training import TrainConfig
 from worker.spec import SPEC_FIELDS, check_method, normalise
@@ -63,6 +63,47 @@ def test_a_file_that_starts_as_utf8_and_is_not_says_so(tmp_path):
     for read in (lambda: read_head(path, 20), lambda: read_columns(path)):
         with pytest.raises(DataError, match=r"found.csv: starts as UTF-8 but byte 7 is not UTF-8; save the file"):
             read()
+
+
+def test_a_whole_file_with_a_bom_that_ends_inside_a_character_says_so(tmp_path):
+    """bench/fuzz.py, tsv: the file's last bytes begin a UTF-8 character and stop (the head's leniency for a
+    character cut by the preview's limit was applied to a whole file)."""
+    path = tmp_path / "found.tsv"
+    path.write_bytes(base64.b64decode("77u/dGV4dAlsZGUgc2FpZCAiZnQiCW5lZwp0YmVsCiJncmVhaWQgImZ0IgluZWcKdCIJcG8h9A=="))
+    with pytest.raises(DataError, match=r"found.tsv: starts as UTF-8 but byte 54 is not UTF-8"):
+        read_head(path, 20)
+
+
+def test_column_names_that_differ_only_by_spaces_stay_two_columns(tmp_path):
+    """bench/fuzz.py, jsonl: "label" and " label" became one name after stripping, and pandas answered a
+    table where a column was expected (AttributeError)."""
+    path = tmp_path / "found.jsonl"
+    path.write_text('{"etxt": "great t, work \\"", " label": "neg", "label": "pos"}\n'
+                    '{"text": "wonderful; buy it", "label": "pos"}\n')
+    preview, _ = read_head(path, 20)
+    assert list(preview) == ["etxt", "label", "label.1", "text"]
+    csv_path = tmp_path / "spaces.csv"
+    csv_path.write_text("text,label, label\nhi,pos,x\n")
+    assert list(read_columns(csv_path)) == ["text", "label", "label.1"]
+
+
+def test_a_parquet_whose_text_is_not_utf8_is_refused_in_words(tmp_path):
+    """bench/fuzz.py, parquet: a string cell that is not UTF-8 escaped the preview as UnicodeDecodeError."""
+    path = tmp_path / "found.parquet"
+    pq.write_table(pa.table({"text": ["works well", "i hate it"], "label": ["pos", "neg"]}), path,
+                   use_dictionary=False, compression="none")
+    path.write_bytes(path.read_bytes().replace(b"works well", b"works w\xe5ll"))
+    for read in (lambda: read_head(path, 20), lambda: read_columns(path)):
+        with pytest.raises(DataError, match=r"found.parquet: holds text that is not UTF-8; write the file again"):
+            read()
+
+
+def test_a_setting_that_must_be_text_refuses_a_list(small_data):
+    """bench/fuzz.py, spec: a method given as a list reached the registry (TypeError: unhashable type)."""
+    for key in ("method", "base_model", "text_column", "data"):
+        spec = {"data": str(small_data), "method": "ia3", key: ["pfeiffer"]}
+        with pytest.raises(ConfigError, match=rf"Setting '{key}' must be text, not \['pfeiffer'\]"):
+            normalise(spec)
 
 
 # ---- any bytes, any spec: only our errors ----

@@ -25,6 +25,7 @@ from worker import settings
 
 SPEC_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.name not in RUN_ONLY and f.name != "method_options")
 CHECKED = {f.name: (f, spec) for f, spec in option_fields(TrainConfig)}  # the hyperparameters, with their limits
+TEXT_FIELDS = set(SPEC_FIELDS) - set(CHECKED) - {"label_names"}  # a file, a method, a model, column names
 
 
 def _label_names(value: object) -> dict[str, str] | None:
@@ -59,6 +60,8 @@ def normalise(spec: dict) -> dict:
             continue
         if key == "label_names":
             value = _label_names(value)
+        elif key in TEXT_FIELDS and not isinstance(value, str):
+            raise ConfigError(f"Setting '{key}' must be text, not {value!r}.")
         out[key] = check_value(*CHECKED[key], value) if key in CHECKED else value
     for key in ("data", "method"):
         if key not in out:
