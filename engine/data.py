@@ -305,8 +305,8 @@ def _read_file(path: Path) -> pd.DataFrame:
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
-    """Batch by batch, refused as soon as it unpacks past the limits: a few megabytes of Parquet can hold
-    billions of repeated cells."""
+    """Batch by batch, refused as soon as it unpacks past the limits, or its first batch says it will: a few
+    megabytes of Parquet can hold billions of repeated cells."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -315,10 +315,12 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     rows = parquet.metadata.num_rows
     if rows > MAX_ROWS:
         raise DataError(f"{path.name}: {rows:,} rows; AdapterLab reads at most {MAX_ROWS:,}. Upload a sample.")
-    batches, unpacked = [], 0
-    for batch in parquet.iter_batches(batch_size=65_536):
+    batches, unpacked, expected = [], 0, 0.0
+    for batch in parquet.iter_batches(batch_size=8_192):
         unpacked += batch.nbytes
-        if unpacked > MAX_UNPACKED_BYTES:
+        if not batches:  # the first batch tells what the whole file will unpack to
+            expected = batch.nbytes / max(1, batch.num_rows) * rows
+        if max(unpacked, expected) > MAX_UNPACKED_BYTES:
             raise DataError(f"{path.name}: unpacks to more than {MAX_UNPACKED_BYTES >> 30} GB of cells; "
                             "AdapterLab reads at most that. Upload a sample.")
         batches.append(batch)

@@ -8,6 +8,7 @@ this way, so the command line, the Train tab, job validation and the job page re
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,8 +75,10 @@ def check_value(f: dataclasses.Field, spec: OptionSpec, value: Any) -> Any:
     or_empty = ", or empty" if spec.say_empty else ""
     try:
         number = float(value) if isinstance(value, int | float) else float(str(value).strip().replace(",", ""))
-    except ValueError:
-        raise ConfigError(f"{spec.label} must be a number" + (or_empty or f", not {value!r}") + ".") from None
+    except (ValueError, TypeError):
+        number = math.nan
+    if not math.isfinite(number):  # NaN and infinity pass every comparison below
+        raise ConfigError(f"{spec.label} must be a number" + (or_empty or f", not {value!r}") + ".")
     if spec.whole and not number.is_integer():
         raise ConfigError(f"{spec.label} must be a whole number, not {value!r}.")
     if spec.low is not None and (number < spec.low or (spec.low_open and number <= spec.low)):

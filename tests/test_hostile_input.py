@@ -106,6 +106,17 @@ def test_a_setting_that_must_be_text_refuses_a_list(small_data):
             normalise(spec)
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), "nan", "-inf", [16], {"x": 1}])
+def test_a_number_setting_refuses_nan_infinity_and_containers(small_data, tiny_bert, value):
+    """bench/fuzz.py, spec: a reduction factor of NaN passed every limit (NaN compares false) and failed later
+    as `cannot convert float NaN to integer`."""
+    spec = {"data": str(small_data), "method": "pfeiffer", "base_model": str(tiny_bert), "reduction_factor": value}
+    with pytest.raises(ConfigError, match=r"Reduction factor must be a number, not "):
+        check_method(TrainConfig(output="", **normalise(spec)).resolved())
+    with pytest.raises(ConfigError, match=r"Epochs must be a number, not "):
+        normalise({**spec, "reduction_factor": 16, "epochs": value})
+
+
 # ---- any bytes, any spec: only our errors ----
 
 @PROPERTY
@@ -169,8 +180,9 @@ def test_any_job_settings_are_accepted_or_refused_in_words(tiny_bert, small_data
 # ---- hostile uploads ----
 
 def test_a_small_parquet_that_unpacks_to_gigabytes_is_refused_before_it_is_read(tmp_path, monkeypatch):
-    """A Parquet bomb: the same 5 KB cell 200,000 times is a few kilobytes on disk and a gigabyte read (with a
-    limit of 64 MB here instead of 4 GB, so the test does not need the memory to prove it)."""
+    """A Parquet bomb: the same 5 KB cell 200,000 times is a few kilobytes on disk and a gigabyte read; its first
+    batch (40 MB) tells, and the rest is never read (with a limit of 64 MB here instead of 4 GB, so the test
+    does not need the memory to prove it)."""
     monkeypatch.setattr(data, "MAX_UNPACKED_BYTES", 64 << 20)
     path = tmp_path / "bomb.parquet"
     schema = pa.schema([("text", pa.string()), ("label", pa.string())])
