@@ -169,13 +169,14 @@ def classify(items: list[tuple[str, str, str | None]], actor: Actor) -> list[dic
 
 
 def _classify_rows(rows: list[tuple[dict, str, str | None]]) -> list[dict]:
-    """(adapter, text, second text) rows, maybe of several requests, through one `predict_batch` (lock held)."""
-    folders = {adapter["id"]: _current(adapter) for adapter, _, _ in rows}
-    return predictor().predict_batch([text for _, text, _ in rows], [folders[a["id"]] for a, _, _ in rows],
-                                     [pair for _, _, pair in rows])
+    """(adapter, text, second text) rows, maybe of several requests, through one `predict_batch`."""
+    with _lock:
+        folders = {adapter["id"]: _current(adapter) for adapter, _, _ in rows}
+        return predictor().predict_batch([text for _, text, _ in rows], [folders[a["id"]] for a, _, _ in rows],
+                                         [pair for _, _, pair in rows])
 
 
-_classifier = Coalescer(_lock, _classify_rows)  # concurrent REST requests share forward passes
+_classifier = Coalescer(threading.Lock(), _classify_rows)  # concurrent REST requests share forward passes
 
 
 _exports: dict[str, tuple[Path, dict]] = {}  # "<job id> <finished_at> <metadata mtime>" -> (zip, export report)

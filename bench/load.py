@@ -4,10 +4,10 @@
 
 Starts `adapterlab serve` on loopback on a fresh data directory, trains a Pfeiffer adapter on 200 SST-2 sentences
 (`../shared/data/sst2`), then submits a long job (2,000 sentences, 50 epochs: it trains through the whole
-measurement) and 10 more that wait behind it (the embedded worker trains one job at a time). Then, twice, 50
+measurement) and 10 more that wait behind it (the embedded worker trains one job at a time). Then, three times, 50
 clients (threads, each with its own keep-alive connection) share 2,000 `POST /v1/classify` requests of one SST-2
 validation sentence each, a bounded loop that stops by itself. Every answer must equal the one the server gave
-for that sentence alone before the load (label, and probabilities within 1e-6): concurrent requests share
+for that sentence alone before the load (label, and probabilities within 1e-4): concurrent requests share
 forward passes (app/coalescing.py), so a mix-up between them would show here. The server's and the worker's
 resident memory is sampled every 0.2 s. The server stops at the end, its worker and jobs with it.
 Writes bench/results/load-<cpu>.json and the `bench:load` block of docs/benchmarks.md.
@@ -37,7 +37,8 @@ from common import publish  # noqa: E402
 from rest import sentences, serve, train_adapter  # noqa: E402
 from run import cpu_family  # noqa: E402
 
-CLIENTS, PREDICTIONS, ROUNDS, QUEUED = 50, 2000, 2, 10
+CLIENTS, PREDICTIONS, ROUNDS, QUEUED = 50, 2000, 3, 10
+TOLERANCE = 1e-4  # a row's probabilities in a shared batch against alone: float sums in another order, no more
 
 
 class Memory(threading.Thread):
@@ -101,6 +102,7 @@ def _round(url: str, adapter: str, texts: list[str], expected: dict[str, dict]) 
     times: list[float] = []
     errors: list[str] = []
     wrong: list[str] = []
+    gaps: list[float] = []
     ready = threading.Barrier(CLIENTS + 1)
 
     def client(offset: int) -> None:
@@ -120,8 +122,8 @@ def _round(url: str, adapter: str, texts: list[str], expected: dict[str, dict]) 
                     errors.append(f"{answer.status_code}: {answer.text[:200]}")
                     continue
                 got, want = answer.json()["results"][0], expected[text]
-                if got["label"] != want["label"] or any(abs(p - want["probabilities"][k]) > 1e-6
-                                                        for k, p in got["probabilities"].items()):
+                gaps.append(max(abs(p - want["probabilities"][k]) for k, p in got["probabilities"].items()))
+                if got["label"] != want["label"] or gaps[-1] > TOLERANCE:
                     wrong.append(text)
 
     threads = [threading.Thread(target=client, args=(c * per_client,)) for c in range(CLIENTS)]
@@ -134,7 +136,7 @@ def _round(url: str, adapter: str, texts: list[str], expected: dict[str, dict]) 
     seconds = time.perf_counter() - start
     times.sort()
     return {"requests": per_client * CLIENTS, "answered": len(times), "errors": len(errors), "wrong": len(wrong),
-            "first_errors": errors[:3], "seconds": round(seconds, 1),
+            "max_abs_dp": max(gaps, default=0.0), "first_errors": errors[:3], "seconds": round(seconds, 1),
             "per_second": round(len(times) / seconds, 1), "p50_ms": round(statistics.median(times), 1),
             "p95_ms": round(times[int(len(times) * 0.95)], 1), "max_ms": round(times[-1], 1)}
 
@@ -144,10 +146,11 @@ def markdown(report: dict) -> str:
     lines = [f"{report['date']}, CPU: {report['cpu']}, {report['cores']} cores, bundled model, one Pfeiffer adapter; "
              f"{CLIENTS} clients, {PREDICTIONS:,} one-sentence `POST /v1/classify` per round, while one job trained "
              f"and {QUEUED} waited (states after: {report['job_states_after']}). `{report['command']}`", "",
-             "| round | answered | wrong | errors | p50 | p95 | max | sentences/s | server RSS after |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| {i + 1} | {r['answered']:,} | {r['wrong']} | {r['errors']} | {r['p50_ms']:.0f} ms | "
-              f"{r['p95_ms']:.0f} ms | {r['max_ms']:.0f} ms | {r['per_second']:.1f} | {r['server_rss_after']:.0f} MiB |"
+             "| round | answered | wrong | max \\|dp\\| | errors | p50 | p95 | max | sentences/s | server RSS after |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {i + 1} | {r['answered']:,} | {r['wrong']} | {r['max_abs_dp']:.1e} | {r['errors']} | "
+              f"{r['p50_ms']:.0f} ms | {r['p95_ms']:.0f} ms | {r['max_ms']:.0f} ms | {r['per_second']:.1f} | "
+              f"{r['server_rss_after']:.0f} MiB |"
               for i, r in enumerate(report["rounds"])]
     lines += ["", f"Resident memory: server {memory['server_before']:.0f} MiB before the load, "
                   f"{memory['server_peak']:.0f} MiB at most; the worker (training) {memory['worker_before']:.0f} "

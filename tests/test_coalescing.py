@@ -74,3 +74,15 @@ def test_a_lone_request_runs_at_once_and_raises_its_own_error():
     failing = Coalescer(threading.RLock(), lambda rows: [1 / r for r in rows])
     with pytest.raises(ZeroDivisionError):
         failing([0])
+
+
+def test_the_work_runs_on_one_thread_whichever_thread_asks():
+    """Each thread that runs the model keeps memory of its own: the requests' threads hand it to one thread."""
+    seen: set[int] = set()
+    coalescer = Coalescer(threading.Lock(), lambda rows: seen.add(threading.get_ident()) or rows)
+    threads = [threading.Thread(target=coalescer, args=([i],)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 1 and threading.get_ident() not in seen
