@@ -154,7 +154,7 @@ def fuzz(target: str, seconds: int) -> dict:
                            "-print_final_stats=1", str(corpus)], env=env, capture_output=True, text=True, cwd=ROOT)
     runs = re.findall(r"stat::number_of_executed_units:\s*(\d+)", done.stderr)
     found = sorted({p.name for p in findings.iterdir() if p.name.startswith(("crash-", "oom-", "timeout-"))} - before)
-    error = re.findall(r"=== Uncaught Python exception: ===\n(.+)", done.stderr)
+    error = re.findall(r"=== Uncaught Python exception: ===\n(.+)", done.stdout + done.stderr)
     return {"target": target, "seconds": seconds, "executions": int(runs[-1]) if runs else 0,
             "corpus": len(list(corpus.iterdir())), "new_findings": found, "exit": done.returncode,
             "first_error": error[0] if error else None, "log_tail": done.stderr[-1500:] if found else ""}

@@ -16,7 +16,6 @@ Writes bench/results/load-<cpu>.json and the `bench:load` block of docs/benchmar
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import statistics
 import sys
@@ -34,7 +33,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
 from common import publish  # noqa: E402
-from rest import sentences, serve, train_adapter  # noqa: E402
+from rest import sentences, serve, train_adapter, training_file  # noqa: E402
 from run import cpu_family  # noqa: E402
 
 CLIENTS, PREDICTIONS, ROUNDS, QUEUED = 50, 2000, 3, 10
@@ -64,11 +63,7 @@ def _submit_jobs(url: str, home: Path) -> list[str]:
     """A long job that trains through the measurement, and QUEUED short ones behind it."""
     from gradio_client import Client, handle_file
 
-    data = home / "sst2-2000.csv"
-    with data.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, ["text", "label"])
-        writer.writeheader()
-        writer.writerows({"text": r["text"], "label": r["label"]} for r in sentences("train.csv", 2000))
+    data = training_file(home, 2000)
     client = Client(url, verbose=False, download_files=False)
 
     def submit(name: str, epochs: int) -> str:

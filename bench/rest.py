@@ -65,14 +65,20 @@ def serve(home: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit(f"adapterlab serve did not start:\n{(home / 'serve.log').read_text()[-3000:]}")
 
 
+def training_file(home: Path, n: int) -> Path:
+    """The first `n` SST-2 training sentences as a CSV to upload."""
+    path = home / f"sst2-{n}.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, ["text", "label"])
+        writer.writeheader()
+        writer.writerows({"text": r["text"], "label": r["label"]} for r in sentences("train.csv", n))
+    return path
+
+
 def train_adapter(url: str, home: Path) -> str:
     from gradio_client import Client, handle_file
 
-    train = home / "sst2-200.csv"
-    with train.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, ["text", "label"])
-        writer.writeheader()
-        writer.writerows({"text": r["text"], "label": r["label"]} for r in sentences("train.csv", 200))
+    train = training_file(home, 200)
     client = Client(url, verbose=False, download_files=False)
     job_id = client.predict(data_file=handle_file(str(train)), text_column="text", label_column="label",
                             method="pfeiffer", epochs=1, api_name="/submit_job")

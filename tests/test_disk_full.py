@@ -85,10 +85,10 @@ def test_a_job_whose_disk_fills_fails_saying_so_and_a_retry_after_freeing_space_
     monkeypatch.setenv("ADAPTERLAB_HOME", str(home))
     for name, value in {**WORKER_ENV, "ADAPTERLAB_HEARTBEAT_SECONDS": "1", "ADAPTERLAB_PROGRESS_SECONDS": "1"}.items():
         monkeypatch.setenv(name, value)
-    rows = [{"text": t, "label": "pos"} for t in POSITIVE * 60] + [{"text": t, "label": "neg"} for t in NEGATIVE * 60]
-    data = write_csv(tmp_path / "reviews.csv", rows)  # 960 rows: an epoch of batch 1 takes seconds
+    rows = [{"text": t, "label": "pos"} for t in POSITIVE * 40] + [{"text": t, "label": "neg"} for t in NEGATIVE * 40]
+    data = write_csv(tmp_path / "reviews.csv", rows)  # 640 rows: an epoch of batch 1 takes seconds
     job_id = api.submit({"data": str(data), "method": "houlsby", "reduction_factor": 1, "base_model": str(wide_model),
-                         "epochs": 3, "batch_size": 1, "max_length": 16, "name": "fills the disk"})
+                         "epochs": 2, "batch_size": 1, "max_length": 16, "name": "fills the disk"})
     checkpoint = home / "checkpoints" / job_id / "checkpoint.pt"
     log = tmp_path / "worker.log"
     worker = start_worker(log)
@@ -103,8 +103,7 @@ def test_a_job_whose_disk_fills_fails_saying_so_and_a_retry_after_freeing_space_
 
         # what was saved before is whole: the last checkpoint, the job store; nothing half written is left
         kept = torch.load(checkpoint, weights_only=False)
-        assert kept["epoch"] >= 1 and kept["best"] is not None
-        assert checkpoint.read_bytes() == saved or kept["epoch"] > 1
+        assert kept["epoch"] == 1 and kept["best"] is not None and checkpoint.read_bytes() == saved
         assert not [p for p in home.rglob("*") if ".partial" in p.name or ".saving-" in p.name]
         with sqlite3.connect(home / "jobs.db") as store:
             assert store.execute("PRAGMA integrity_check").fetchone() == ("ok",)
@@ -117,5 +116,5 @@ def test_a_job_whose_disk_fills_fails_saying_so_and_a_retry_after_freeing_space_
         assert stop(worker) == 0
     assert done["state"] == "succeeded", done["error"]
     assert f"job {job_id}: resuming from the checkpoint" in log.read_text()
-    assert [e["epoch"] for e in done["history"]] == [1, 2, 3]  # none lost, none twice
+    assert [e["epoch"] for e in done["history"]] == [1, 2]  # none lost, none twice
     assert Predictor().predict(done["adapter_dir"], "i love it")["label"] in ("pos", "neg")
