@@ -18,8 +18,8 @@ from typing import BinaryIO
 from engine.errors import DiskFull
 
 FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
-# How libraries that do not raise OSError say it: safetensors, SQLite.
 NEARLY_FULL_BYTES = 2**20
+# How libraries that do not raise OSError say it: safetensors, SQLite.
 FULL_WORDS = ("No space left on device", "Disk quota exceeded", "database or disk is full")
 
 
