@@ -203,16 +203,16 @@ def cancel(job_id: str, actor: Actor = MACHINE) -> dict:
     best adapter so far (a running job whose worker has gone silent is cancelled at once). A search starts no
     more trials and cancels the ones it has; a search moves on when one of its waiting trials is cancelled."""
     with db.session() as s:
-        _load(s, job_id, actor, "cancel", lock=False)
-    job = get_job(job_id)
-    if job["kind"] == JobKind.SEARCH:
-        if job["state"] in FINAL:
-            raise JobStateError(f"Search {job_id} already {job['state']}; there is nothing to cancel.")
+        job = _load(s, job_id, actor, "cancel", lock=False)
+        kind, state, parent_id = job.kind, job.state, job.parent_id
+    if kind == JobKind.SEARCH:
+        if state in FINAL:
+            raise JobStateError(f"Search {job_id} already {state}; there is nothing to cancel.")
         search.cancel(job_id)
     else:
         cancel_one(job_id)
-        if job["parent_id"]:
-            search.advance(job["parent_id"])
+        if parent_id:
+            search.advance(parent_id)
     return get_job(job_id, actor)
 
 

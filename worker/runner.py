@@ -120,7 +120,7 @@ def _train(job: Job, me: str, beat: Heartbeat, dev: str, hooks: search.TrialHook
         if what == last_phase and done < total and time.monotonic() - last_stored < settings.progress_seconds():
             return
         store.record_phase(job.id, me, f"{what} {done:,} of {total:,} rows" if total else what)
-        if what.startswith("resuming"):
+        if not total:  # a step of the set-up (loading, a probe, resuming from a checkpoint): for the log too
             log.info("job %s: %s", job.id, what)
         last_stored, last_phase = time.monotonic(), what
 
