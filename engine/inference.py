@@ -18,6 +18,7 @@ from engine.calibration import Calibration, calibrate, decide, nll, temperature_
 from engine.data import DataReport, Split, fingerprint, load_labelled, read_table
 from engine.errors import ConfigError, DataError
 from engine.evaluation import classification_metrics, predict_logits
+from engine.packed_linear import pack_frozen_linears
 from engine.review import issues_frame, rows_frame
 from engine.training import pick_device
 
@@ -80,7 +81,8 @@ def _results(probs: torch.Tensor, labels: list[str], threshold: dict | None) -> 
 
 
 class Predictor:
-    """Holds one `AdapterModel` per base model; `predict` activates the named adapter and runs it.
+    """Holds one `AdapterModel` per base model (on CPU with its frozen linears packed: engine/packed_linear.py);
+    `predict` activates the named adapter and runs it.
 
     Batches of 32 rows: on the AMD EPYC (2 cores) 7% faster than 64 for one adapter's file and 27% for a mixed
     batch (docs/benchmarks.md, rows of one batch on different adapters).
@@ -106,6 +108,8 @@ class Predictor:
         model = self.models.get(base)
         if model is None:
             model = self.models[base] = AdapterModel(base).to(self.device).eval()
+            if self.device.type == "cpu":
+                pack_frozen_linears(model.encoder)
         name = f"a{next(self._names)}"
         load_adapter(model, key, name)
         model.to(self.device)

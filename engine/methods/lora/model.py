@@ -35,7 +35,7 @@ def linears(backbone: nn.Module) -> dict[str, nn.Linear]:
     found = {}
     owned = adapter_owned(backbone)
     for path, module in backbone.named_modules():
-        if path.split(".")[0] in _OTHER_REGISTRIES or type(module) is not nn.Linear or id(module) in owned:
+        if path.split(".")[0] in _OTHER_REGISTRIES or not isinstance(module, nn.Linear) or id(module) in owned:
             continue
         found[path.removesuffix(".base_layer")] = module
     return found
