@@ -16,7 +16,14 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification
 from transformers.utils import logging as hf_logging
 
-from engine.base_models import display_name, from_pretrained, load_config, load_tokenizer, resolve_base_model
+from engine.base_models import (
+    display_name,
+    from_pretrained,
+    load_config,
+    load_tokenizer,
+    pad_token_id,
+    resolve_base_model,
+)
 from engine.batching import Batcher
 from engine.errors import ConfigError
 from engine.first_token import set_first_token_only
@@ -61,6 +68,7 @@ class AdapterModel(nn.Module):
                                             disable_mmap=not mmap)
         finally:
             hf_logging.set_verbosity(verbosity)
+        self.backbone.config.pad_token_id = pad_token_id(self.tokenizer)  # a decoder's head reads the last other
         self.backbone.requires_grad_(False)
         self.backbone.eval()
         set_first_token_only(self.encoder)
@@ -101,6 +109,7 @@ class AdapterModel(nn.Module):
         if name in self.adapters:
             raise ConfigError(f"An adapter named '{name}' is already loaded.")
         kind = get_method(method)
+        kind.supports(self.config)
         if len(labels) < 2:
             raise ConfigError("A classifier needs at least 2 labels.")
         options = options if is_dataclass(options) else kind.options(options)

@@ -1,4 +1,9 @@
-"""Base encoders: the bundled all-MiniLM-L6-v2, any local folder, or a Hugging Face model id."""
+"""Base models: the bundled all-MiniLM-L6-v2, any local folder, or a Hugging Face model id.
+
+Encoders (BERT family, DeBERTa-v2/v3, ModernBERT) take every method; decoder LLMs (Qwen2, Llama, Gemma) classify
+from their last token that is not padding, as `AutoModelForSequenceClassification` does, and take the methods
+that use the architecture's own head (LoRA, IA3, prompt tuning, full fine-tuning).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,9 @@ from engine.hub import hub_available
 
 DEFAULT_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_BASE_MODEL, "all-MiniLM-L6-v2", "default", ""}
-SUPPORTED_MODEL_TYPES = ("bert", "roberta", "distilbert", "electra", "xlm-roberta")
+ENCODER_TYPES = ("bert", "roberta", "distilbert", "electra", "xlm-roberta", "deberta-v2", "modernbert")
+DECODER_TYPES = ("qwen2", "qwen3", "llama", "gemma", "gemma2")
+SUPPORTED_MODEL_TYPES = ENCODER_TYPES + DECODER_TYPES
 
 
 def bundled_model_dir() -> Path:
@@ -75,10 +82,24 @@ def load_config(name_or_path: str) -> PretrainedConfig:
         ) from exc
     if config.model_type not in SUPPORTED_MODEL_TYPES:
         raise ConfigError(
-            f"Base model '{name_or_path}' is a {config.model_type} model; AdapterLab supports BERT-family "
-            f"encoders: {', '.join(SUPPORTED_MODEL_TYPES)}."
+            f"Base model '{name_or_path}' is a {config.model_type} model; AdapterLab supports the encoders "
+            f"{', '.join(ENCODER_TYPES)} and the decoders {', '.join(DECODER_TYPES)}."
         )
     return config
+
+
+def is_decoder(config: PretrainedConfig) -> bool:
+    """A decoder LLM: its classifier reads the last token, so methods with a first-token head do not apply."""
+    return config.model_type in DECODER_TYPES
+
+
+def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The id batches are padded with: the tokenizer's pad token, else (decoder LLMs without one, e.g. Llama) its
+    end-of-text token, as `AutoModelForSequenceClassification` users set it; 0 if it has neither."""
+    for token_id in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return token_id
+    return 0
 
 
 @lru_cache(maxsize=16)

@@ -9,6 +9,8 @@ from collections.abc import Callable
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from engine.base_models import pad_token_id
+
 ENCODE_CHUNK = 10_000  # rows per tokenizer call: progress a few times a second, no slower than one call
 # What the tokenizer is given of a text at most: far more than any max_length in tokens reads, so a 100 MB cell
 # costs what a page does instead of seconds and gigabytes of token offsets.
@@ -35,7 +37,7 @@ class Batcher:
         self.device = device
         self.bf16 = device.type == "cuda" if bf16 is None else bf16
         self.pad_multiple = 4 if self.bf16 else 1
-        self.pad_id = tokenizer.pad_token_id or 0
+        self.pad_id = pad_token_id(tokenizer)
         self.uses_token_types = token_types and "token_type_ids" in tokenizer.model_input_names
 
     def encode(self, texts: list[str], pairs: list[str] | None = None,

@@ -8,8 +8,13 @@ import torch
 from torch import nn
 from transformers import PretrainedConfig
 
-# The sequence-classification head modules each architecture trains and saves with a PEFT-format adapter.
-HEAD_MODULES = {"distilbert": ["pre_classifier", "classifier"]}
+from engine.base_models import DECODER_TYPES
+
+# The sequence-classification head modules each architecture trains and saves with a PEFT-format adapter: all
+# that lie between the encoder and the logits, so none stays at its random initialisation (DeBERTa's pooler and
+# ModernBERT's head are not in their pretrained checkpoints).
+HEAD_MODULES = {"distilbert": ["pre_classifier", "classifier"], "deberta-v2": ["pooler", "classifier"],
+                "modernbert": ["head", "classifier"], **{t: ["score"] for t in DECODER_TYPES}}
 
 
 def head_modules(model_type: str) -> list[str]:
@@ -20,7 +25,8 @@ def _init_linears(module: nn.Module, std: float) -> None:
     for sub in module.modules():
         if isinstance(sub, nn.Linear):
             nn.init.normal_(sub.weight, mean=0.0, std=std)
-            nn.init.zeros_(sub.bias)
+            if sub.bias is not None:  # ModernBERT's head has none
+                nn.init.zeros_(sub.bias)
 
 
 def adapterhub_head(config: PretrainedConfig, num_labels: int, dropout: float | None = None) -> nn.Sequential:
@@ -49,8 +55,8 @@ def task_head(backbone: nn.Module, module_names: list[str], num_labels: int) -> 
     for name in module_names:
         template = getattr(backbone, name)
         if isinstance(template, nn.Linear):
-            out = num_labels if name == "classifier" else template.out_features
-            module: nn.Module = nn.Linear(template.in_features, out)
+            out = num_labels if name == module_names[-1] else template.out_features  # the last gives the logits
+            module: nn.Module = nn.Linear(template.in_features, out, bias=template.bias is not None)
         else:
             module = type(template)(config)
         _init_linears(module, config.initializer_range)

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny encoders of each supported architecture, built in the test, and small CSVs."""
+"""Shared fixtures: tiny models of each supported architecture, built in the test, and small CSVs."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "spec
 
 
 def make_tiny_model(folder: Path, model_type: str = "bert", **config: object) -> Path:
-    """A randomly initialised 2-layer encoder (hidden 32) with the bundled WordPiece tokenizer; `config` overrides
+    """A randomly initialised 2-layer model (hidden 32) with the bundled WordPiece tokenizer; `config` overrides
     its settings (e.g. a larger initializer_range, for hidden states that depend more on the words)."""
     import torch
     from transformers import AutoConfig, AutoModel
@@ -39,6 +39,14 @@ def make_tiny_model(folder: Path, model_type: str = "bert", **config: object) ->
                  "max_position_embeddings": 128, "pad_token_id": 0}
     if model_type == "electra":
         sizes["embedding_size"] = 32
+    if model_type == "modernbert":  # global attention in every layer; the bundled vocabulary's special tokens
+        sizes.update(global_attn_every_n_layers=1, local_attention=16, bos_token_id=101, eos_token_id=102,
+                     cls_token_id=101, sep_token_id=102)
+    if model_type == "deberta-v2":  # as DeBERTa-v3: disentangled relative attention, shared keys, no absolute positions
+        sizes.update(relative_attention=True, pos_att_type=["p2c", "c2p"], position_buckets=16, share_att_key=True,
+                     norm_rel_ebd="layer_norm", position_biased_input=False, max_relative_positions=-1)
+    if model_type in ("qwen2", "llama", "gemma"):  # grouped-query attention, as the real ones
+        sizes.update(num_key_value_heads=2, head_dim=8, tie_word_embeddings=False)
     torch.manual_seed(0)
     AutoModel.from_config(AutoConfig.for_model(model_type, **{**sizes, **config})).save_pretrained(folder)
     for name in TOKENIZER_FILES:

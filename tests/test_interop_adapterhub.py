@@ -16,7 +16,7 @@ import torch
 
 from engine.inference import Predictor
 from engine.training import TrainConfig, train
-from tests.conftest import NEGATIVE, POSITIVE, ROOT, write_csv
+from tests.conftest import NEGATIVE, POSITIVE, ROOT, make_tiny_model, write_csv
 
 VENV_PYTHON = Path(os.environ.get("ADAPTERLAB_REFERENCE_VENV", ROOT / ".venvs" / "adapterhub")) / "bin" / "python"
 pytestmark = [
@@ -51,6 +51,25 @@ def test_adapterhub_loads_our_adapter(method, bundled_model, tmp_path) -> None:
     ours = Predictor().probabilities(out, TEXTS, PAIRS, calibrated=False)
     assert ref["label2id"] == {"neg": 0, "pos": 1}
     assert (torch.tensor(ref["probabilities"]) - ours.double()).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("method", ["pfeiffer", "houlsby"])
+def test_adapterhub_loads_our_deberta_v2_adapter(method, tmp_path) -> None:
+    """DeBERTa-v2/v3 (a tiny random one): AdapterHub 1.3 supports it, and our adapters on it are its own."""
+    base = make_tiny_model(tmp_path / "deberta-v2", "deberta-v2", initializer_range=0.2)
+    rows = [{"q": t, "y": "pos"} for t in POSITIVE] + [{"q": t, "y": "neg"} for t in NEGATIVE]
+    data = write_csv(tmp_path / "d.csv", rows * 2)
+    out = tmp_path / method
+    train(TrainConfig(data=str(data), method=method, base_model=str(base), output=str(out), text_column="q",
+                      label_column="y", epochs=1, learning_rate=5e-2, batch_size=8))
+    texts = [t for t in TEXTS if t]
+    (tmp_path / "texts.json").write_text(json.dumps(texts))
+    _reference("adapterhub_predict.py", "--base-model", str(base), "--adapter", str(out), "--texts-json",
+               str(tmp_path / "texts.json"), "--out", str(tmp_path / "ref.json"))
+    ref = torch.tensor(json.loads((tmp_path / "ref.json").read_text())["probabilities"])
+    ours = Predictor().probabilities(out, texts, calibrated=False).double()
+    assert (ref - ours).abs().max() <= 1e-4
+    assert ours.std(0).max() > 1e-4  # the texts are told apart
 
 
 @pytest.mark.parametrize(("method", "safetensors", "eject"), [

@@ -75,6 +75,7 @@ def check_method(config: TrainConfig) -> str:
     model_config = load_config(base)
     load_tokenizer(base)
     method = get_method(config.method)
+    method.supports(model_config)
     method.check(method.options(config.method_options), model_config, config.max_length)
     return display_name(base)
 

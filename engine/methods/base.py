@@ -55,6 +55,16 @@ class Method:
                               + (f"; its settings are {', '.join(sorted(known))}." if known else "."))
         return self.Options(**check_all(self.Options, values))
 
+    def supports(self, config: PretrainedConfig) -> None:
+        """Refuse a base model whose architecture the method does not fit: AdapterHub's head reads the first
+        token, which a decoder LLM's classifier does not (it reads the last)."""
+        from engine.base_models import is_decoder
+
+        if self.head == "adapterhub" and is_decoder(config):
+            raise ConfigError(f"{self.label} needs an encoder base model (BERT, DeBERTa, ModernBERT, ...); "
+                              f"{config.model_type} is a decoder LLM: choose LoRA, IA3, prompt tuning or full "
+                              "fine-tuning.")
+
     def check(self, options: Any, config: PretrainedConfig, max_length: int = 128) -> None:
         """Refuse options that cannot work on this base model (before a job is queued)."""
         self.count(options, config, 2)
@@ -158,8 +168,8 @@ def peft_foreign_meta(folder: Path, config: dict, prefix: str) -> dict:
     if not weights.is_file():
         raise ConfigError(f"{folder}: adapter_model.safetensors is missing.")
     with safe_open(str(weights), "pt") as f:
-        rows = [f.get_slice(k).get_shape()[0] for k in f.keys() if k == f"{prefix}classifier.weight"
-                or k == f"{prefix}classifier.out_proj.weight"]
+        rows = [f.get_slice(k).get_shape()[0] for k in f.keys() if k in (
+                f"{prefix}classifier.weight", f"{prefix}classifier.out_proj.weight", f"{prefix}score.weight")]
     if not rows:
         raise ConfigError(f"{folder}: this PEFT adapter has no classifier weights (modules_to_save), so it cannot "
                           "predict labels; save it from a sequence-classification model (task_type SEQ_CLS).")

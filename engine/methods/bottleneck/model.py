@@ -1,4 +1,5 @@
-"""Insert bottleneck adapters into a BERT-family encoder, and move their weights in AdapterHub's key format."""
+"""Insert bottleneck adapters into an encoder (BERT family, DeBERTa-v2, ModernBERT), and move their weights in
+AdapterHub's key format."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from engine.errors import ConfigError
 from engine.methods.bottleneck.config import BottleneckConfig
 from engine.methods.bottleneck.layer import AdapterSlot, Bottleneck
 
@@ -36,6 +38,28 @@ def _distilbert_block_forward(self: nn.Module, hidden_states: torch.Tensor, atte
     return self.output_adapters(self.ffn(attention_output), attention_output, self.output_layer_norm)
 
 
+def _pre_norm_layer_forward(self: nn.Module, hidden_states: torch.Tensor, attention_mask=None,
+                            position_embeddings=None, **kwargs) -> torch.Tensor:
+    """ModernBERT's encoder layer with adapter slots on its two residual branches: x + A-slot(sublayer(norm(x))).
+
+    A pre-norm layer has no LayerNorm after the residual sum, so each slot gets the identity where BERT's has
+    LN(h + r): the adapter's maths is BERT's with that LN taken out, as AdapterHub places adapters in its pre-norm
+    models (Llama, GPT-2: `bottleneck_layer_forward(h, residual, None)`).
+    """
+    attention, _ = self.attn(self.attn_norm(hidden_states), position_embeddings=position_embeddings,
+                             attention_mask=attention_mask, **kwargs)
+    hidden_states = self.attention_adapters(attention, hidden_states, nn.Identity())
+    return self.output_adapters(self.mlp(self.mlp_norm(hidden_states)), hidden_states, nn.Identity())
+
+
+def _slots(module: nn.Module, path: str, forward) -> list[Site]:
+    module.attention_adapters = AdapterSlot()
+    module.output_adapters = AdapterSlot()
+    module.forward = types.MethodType(forward, module)
+    return [Site(f"{path}.attention_adapters", module.attention_adapters, True),
+            Site(f"{path}.output_adapters", module.output_adapters, False)]
+
+
 def adapter_sites(encoder: nn.Module) -> list[Site]:
     """The encoder's adapter sites, patching its residual blocks the first time it is asked."""
     cached = getattr(encoder, "_adapterlab_sites", None)
@@ -45,18 +69,15 @@ def adapter_sites(encoder: nn.Module) -> list[Site]:
     for path, module in encoder.named_modules():
         cls = type(module).__name__
         if cls == "TransformerBlock" and hasattr(module, "sa_layer_norm"):
-            module.attention_adapters = AdapterSlot()
-            module.output_adapters = AdapterSlot()
-            module.forward = types.MethodType(_distilbert_block_forward, module)
-            sites.append(Site(f"{path}.attention_adapters", module.attention_adapters, True))
-            sites.append(Site(f"{path}.output_adapters", module.output_adapters, False))
+            sites += _slots(module, path, _distilbert_block_forward)
+        elif all(hasattr(module, a) for a in ("attn_norm", "attn", "mlp_norm", "mlp")):  # ModernBERT
+            sites += _slots(module, path, _pre_norm_layer_forward)
         elif cls.endswith("Output") and all(hasattr(module, a) for a in ("dense", "dropout", "LayerNorm")):
             module.adapters = AdapterSlot()
             module.forward = types.MethodType(_output_forward, module)
             sites.append(Site(path, module.adapters, cls.endswith("SelfOutput")))
-    if not sites:
-        raise ValueError(f"No adapter sites found in {type(encoder).__name__}")
-    encoder._adapterlab_sites = sites
+    encoder._adapterlab_sites = sites  # none in a decoder LLM: `Method.supports` refuses bottleneck methods there
+
     return sites
 
 
@@ -79,6 +100,8 @@ def phm_rule(encoder: nn.Module, name: str) -> nn.Parameter | None:
 def add_bottleneck(encoder: nn.Module, name: str, config: BottleneckConfig, hidden_size: int) -> None:
     """Add adapter `name` at every site its method uses (Houlsby, Compacter: both; the others: after
     feed-forward). A Compacter adapter's one rule S ~ N(0, 1e-4) is shared by all its PHM layers."""
+    if not adapter_sites(encoder):
+        raise ConfigError(f"{type(encoder).__name__} has no place for bottleneck adapters: choose LoRA or IA3.")
     size = config.bottleneck_size(hidden_size)
     rule = None
     if config.phm:

@@ -17,7 +17,7 @@ from torch import nn
 from transformers import PretrainedConfig
 from transformers.utils import logging as hf_logging
 
-from engine.base_models import from_pretrained, skeleton
+from engine.base_models import from_pretrained, load_tokenizer, pad_token_id, skeleton
 from engine.errors import ConfigError
 from engine.first_token import set_first_token_only
 from engine.heads import head_modules, task_head_size
@@ -44,7 +44,8 @@ def _load(path: str, labels: list[str]) -> nn.Module:
     hf_logging.set_verbosity_error()  # a fresh classifier's "newly initialised" note is expected
     try:
         net = from_pretrained(AutoModelForSequenceClassification, path, num_labels=len(labels),
-                              id2label=dict(enumerate(labels)), label2id={lab: i for i, lab in enumerate(labels)})
+                              id2label=dict(enumerate(labels)), label2id={lab: i for i, lab in enumerate(labels)},
+                              pad_token_id=pad_token_id(load_tokenizer(path)))
     finally:
         hf_logging.set_verbosity(verbosity)
     set_first_token_only(net.base_model)

@@ -17,7 +17,9 @@ CONFIG_NAME = "adapter_config.json"
 
 # (target modules, feed-forward modules) per model type. bert, roberta, deberta and deberta-v2 are PEFT's
 # TRANSFORMERS_MODELS_TO_IA3_{TARGET,FEEDFORWARD}_MODULES_MAPPING entries (peft 0.17-0.21); PEFT has none for
-# electra, xlm-roberta and distilbert, whose module names follow each architecture (same roles as BERT's).
+# electra, xlm-roberta and distilbert, whose module names follow each architecture (same roles as BERT's), nor
+# for modernbert, whose attention computes queries, keys and values in one linear (Wqkv): IA3 scales all three
+# there, and the feed-forward output's input (mlp.Wo) as on BERT.
 DEFAULT_TARGETS: dict[str, tuple[list[str], list[str]]] = {
     "bert": (["key", "value", "output.dense"], ["output.dense"]),
     "roberta": (["key", "value", "output.dense"], ["output.dense"]),
@@ -26,6 +28,10 @@ DEFAULT_TARGETS: dict[str, tuple[list[str], list[str]]] = {
     "electra": (["key", "value", "output.dense"], ["output.dense"]),
     "xlm-roberta": (["key", "value", "output.dense"], ["output.dense"]),
     "distilbert": (["k_lin", "v_lin", "lin2"], ["lin2"]),
+    "modernbert": (["Wqkv", "mlp.Wo"], ["mlp.Wo"]),
+    # decoder LLMs, as PEFT's mapping has them (Llama scales keys, the others queries)
+    "llama": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
+    **{t: (["q_proj", "v_proj", "down_proj"], ["down_proj"]) for t in ("qwen2", "qwen3", "gemma", "gemma2")},
 }
 @dataclass
 class IA3Config:

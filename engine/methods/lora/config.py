@@ -10,8 +10,9 @@ from engine.errors import ConfigError
 from engine.heads import head_modules
 from engine.options import option
 
-# PEFT 0.21 has defaults for BERT, RoBERTa, ELECTRA and XLM-R (query, value); DistilBERT's are its own names.
-DISTILBERT_TARGETS = ["q_lin", "v_lin"]
+# PEFT 0.21 has defaults for BERT, RoBERTa, ELECTRA, XLM-R and DeBERTa-v2 (queries and values) and decoder LLMs;
+# DistilBERT's are its own names, and ModernBERT computes queries, keys and values in one linear.
+OWN_DEFAULTS = {"distilbert": ["q_lin", "v_lin"], "modernbert": ["Wqkv"]}
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,8 @@ class LoraOptions:
 def default_targets(model_type: str) -> list[str]:
     from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
 
-    if model_type == "distilbert":
-        return list(DISTILBERT_TARGETS)
+    if model_type in OWN_DEFAULTS:
+        return list(OWN_DEFAULTS[model_type])
     if model_type not in DEFAULTS:
         raise ConfigError(f"LoRA has no default target modules for {model_type}: name them (--lora-targets).")
     return list(DEFAULTS[model_type])

@@ -1,0 +1,128 @@
+"""DeBERTa-v2, ModernBERT and decoder LLMs (Qwen2, Llama, Gemma) as base models, on tiny random models built here:
+every method that fits trains, saves and predicts the same in a fresh process; IA3 and LoRA folders load in
+PEFT with the same probabilities; ModernBERT's adapters do BERT's maths without its post-residual LayerNorm."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import peft
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from engine import methods
+from engine.adapter_model import AdapterModel
+from engine.errors import ConfigError
+from engine.inference import Predictor
+from engine.training import TrainConfig, train
+from tests.conftest import NEGATIVE, POSITIVE, ROOT, make_tiny_model, write_csv
+
+FAMILIES = ["deberta-v2", "modernbert", "qwen2", "llama", "gemma"]
+DECODERS = {"qwen2", "llama", "gemma"}
+TEXTS = ["i love it", "terrible, broke in a day", "fine I guess, nothing more to say about it, really", "ok"]
+OPTIONS = {"compacter": {"reduction_factor": 8}}  # a bottleneck of 4 on hidden size 32 (PHM needs n | size)
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family(request, tmp_path_factory) -> tuple[str, str]:
+    base = make_tiny_model(tmp_path_factory.mktemp(request.param), request.param, initializer_range=0.2)
+    return request.param, str(base)
+
+
+def _methods(model_type: str) -> list[str]:
+    """The registry's methods for this family: the AdapterHub-headed ones need an encoder, prefix tuning its own
+    attention patch (BERT, RoBERTa, ELECTRA, XLM-R), fusion trained adapters to fuse."""
+    first_token = {"houlsby", "pfeiffer", "parallel", "compacter"}
+    skip = {"fusion", "prefix"} | (first_token if model_type in DECODERS else set())
+    return [m for m in methods.names() if m not in skip]
+
+
+def test_every_method_trains_saves_and_predicts_the_same_in_a_fresh_process(family, tmp_path) -> None:
+    model_type, base = family
+    rows = [{"text": t, "label": "pos"} for t in POSITIVE] + [{"text": t, "label": "neg"} for t in NEGATIVE]
+    data = write_csv(tmp_path / "d.csv", rows * 2)
+    folders = {}
+    for method in _methods(model_type):
+        folders[method] = str(tmp_path / method)
+        result = train(TrainConfig(data=str(data), method=method, base_model=base, output=folders[method], epochs=1,
+                                   batch_size=8, learning_rate=1e-2, method_options=OPTIONS.get(method, {})))
+        assert result.adapter_params > 0, method
+    here = {m: Predictor().probabilities(f, TEXTS).tolist() for m, f in folders.items()}
+    script = ("import json, sys\nfrom engine.inference import Predictor\nfolders = json.loads(sys.argv[1])\n"
+              "print(json.dumps({m: Predictor().probabilities(f, json.loads(sys.argv[2])).tolist() "
+              "for m, f in folders.items()}))")
+    out = subprocess.run([sys.executable, "-c", script, json.dumps(folders), json.dumps(TEXTS)], cwd=ROOT,
+                         capture_output=True, text=True, check=True, timeout=300)
+    there = json.loads(out.stdout.strip().splitlines()[-1])
+    for method in folders:
+        assert torch.allclose(torch.tensor(here[method]), torch.tensor(there[method]), atol=1e-6), method
+        assert torch.tensor(here[method]).std(0).max() > 0, f"{method}: every text got the same probabilities"
+
+
+def test_bottleneck_methods_are_refused_on_a_decoder_in_words(family) -> None:
+    model_type, base = family
+    if model_type not in DECODERS:
+        pytest.skip("an encoder takes every method")
+    with pytest.raises(ConfigError, match="needs an encoder base model"):
+        AdapterModel(base).add_adapter("a", "pfeiffer", ["no", "yes"])
+
+
+@pytest.mark.parametrize("method", ["ia3", "lora"])
+def test_peft_loads_our_folder_with_the_same_probabilities(family, method, tmp_path) -> None:
+    model_type, base = family
+    torch.manual_seed(0)
+    model = AdapterModel(base)
+    model.add_adapter("a", method, ["neg", "neu", "pos"])
+    with torch.no_grad():
+        for p in model.trainable_parameters("a"):
+            p.add_(torch.randn_like(p) * 0.3)
+    model.eval()
+    from engine.adapter_io import save_adapter
+
+    save_adapter(model, "a", tmp_path, {"max_length": 128})
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    batch = dict(tokenizer(TEXTS, padding=True, return_tensors="pt"))
+    if model_type in DECODERS or model_type == "modernbert":
+        batch.pop("token_type_ids", None)
+    with torch.no_grad():
+        ours = model(**batch).softmax(-1)
+    net = AutoModelForSequenceClassification.from_pretrained(base, num_labels=3, pad_token_id=0)
+    theirs_model = peft.PeftModel.from_pretrained(net, tmp_path).eval()
+    with torch.no_grad():
+        theirs = theirs_model(**batch).logits.softmax(-1)
+    assert (theirs - ours).abs().max() <= 1e-5
+    assert ours.std(0).max() > 1e-4  # the texts are told apart: padding did not hide them
+
+
+def test_modernbert_adapters_are_berts_maths_without_the_post_residual_layer_norm(tmp_path) -> None:
+    """In a pre-norm layer, x -> x + h + A(h) after attention and after the MLP (Houlsby), with A(h + x) in place
+    of A(h) for Pfeiffer (which reads LN(h + x) on BERT): written out here from the layer's own parts."""
+    base = make_tiny_model(tmp_path / "modernbert", "modernbert", initializer_range=0.2)
+    batch = dict(AutoTokenizer.from_pretrained(base)(TEXTS[:2], padding=True, return_tensors="pt"))
+    batch.pop("token_type_ids", None)
+    for method, reads_sum in (("houlsby", False), ("pfeiffer", True)):
+        torch.manual_seed(0)
+        model = AdapterModel(str(base))
+        model.add_adapter("a", method, ["no", "yes"])
+        with torch.no_grad():
+            for p in model.adapter_parameters("a"):
+                p.add_(torch.randn_like(p) * 0.3)
+        model.eval()
+        layer = model.encoder.layers[1]
+        seen: dict = {}
+        layer.register_forward_hook(lambda m, args, kwargs, out, seen=seen: seen.update(x=args[0], kwargs=kwargs,
+                                                                                         out=out), with_kwargs=True)
+        with torch.no_grad():
+            model(**batch)
+            x, kwargs = seen["x"], seen["kwargs"]
+            adapters = {slot: getattr(layer, slot).adapters["a"] for slot in ("attention_adapters", "output_adapters")
+                        if "a" in getattr(layer, slot).adapters}
+            h = layer.attn(layer.attn_norm(x), position_embeddings=kwargs.get("position_embeddings"),
+                           attention_mask=kwargs.get("attention_mask"))[0]
+            x1 = x + h + adapters["attention_adapters"](h) if method == "houlsby" else x + h
+            m = layer.mlp(layer.mlp_norm(x1))
+            expected = x1 + m + adapters["output_adapters"](m + x1 if reads_sum else m)
+        assert torch.allclose(seen["out"], expected, atol=1e-5), method
