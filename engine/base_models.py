@@ -44,9 +44,17 @@ def resolve_base_model(name: str | None) -> str:
         if not (path / "config.json").is_file():
             raise ConfigError(f"Base model folder '{name}' has no config.json: it is not a Hugging Face model folder.")
         return str(path.resolve())
-    if path.suffix or name.startswith((".", "/", "~")):
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:  # a hub id is [owner/]name
         raise ConfigError(f"Base model folder '{name}' does not exist.")
     return name
+
+
+def on_this_machine(name: str) -> bool:
+    """Whether the model loads without the network: the bundled one, a folder, or a hub id in the local cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    resolved = resolve_base_model(name)
+    return Path(resolved).is_dir() or isinstance(try_to_load_from_cache(resolved, "config.json"), str)
 
 
 def display_name(name_or_path: str) -> str:

@@ -19,13 +19,14 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from engine.adapter_io import adapter_name_for, save_adapter
 from engine.adapter_model import AdapterModel
-from engine.base_models import load_config, resolve_base_model
+from engine.base_models import display_name, load_config, resolve_base_model
 from engine.batching import length_grouped_batches
 from engine.calibration import calibrate
 from engine.data import PreparedData, prepare
 from engine.disk import write_file
 from engine.errors import TrainingCancelled
 from engine.evaluation import evaluate, predict_logits
+from engine.memory_fit import check_fits
 from engine.methods import all_options
 from engine.methods import get as get_method
 from engine.options import check_value, option, option_fields
@@ -258,6 +259,9 @@ def train(
                        name=cfg.data_name, validation_name=cfg.validation_name, max_eval_samples=cfg.max_eval_samples)
     device = pick_device(cfg.device)
     base_path = resolve_base_model(cfg.base_model)
+    method = get_method(cfg.method)
+    check_fits(load_config(base_path), display_name(base_path), device, cfg.batch_size, cfg.max_length,
+               sum(method.count(method.options(cfg.method_options), load_config(base_path), len(data.labels))))
     precision = choose_precision(device, base_path, load_config(base_path),
                                  on_probe=lambda: phase("measuring this CPU's fastest precision (once)", 0, 0))
     precision.apply()  # before oneDNN first runs in this process

@@ -126,3 +126,22 @@ def test_modernbert_adapters_are_berts_maths_without_the_post_residual_layer_nor
             m = layer.mlp(layer.mlp_norm(x1))
             expected = x1 + m + adapters["output_adapters"](m + x1 if reads_sum else m)
         assert torch.allclose(seen["out"], expected, atol=1e-5), method
+
+
+def test_a_model_too_large_for_the_machine_is_refused_before_any_weight_is_read(tmp_path) -> None:
+    """A Llama-3-70B-shaped config with no weights beside it: the run stops on the estimate, in words, before it
+    would look for (or download) weights."""
+    from transformers import AutoConfig
+
+    from engine.base_models import bundled_model_dir
+
+    folder = tmp_path / "llama-70b"
+    AutoConfig.for_model("llama", hidden_size=8192, num_hidden_layers=80, num_attention_heads=64,
+                         num_key_value_heads=8, intermediate_size=28672, vocab_size=128256).save_pretrained(folder)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (folder / name).write_bytes((bundled_model_dir() / name).read_bytes())
+    data = write_csv(tmp_path / "d.csv", [{"text": t, "label": "pos"} for t in POSITIVE]
+                     + [{"text": t, "label": "neg"} for t in NEGATIVE])
+    with pytest.raises(ConfigError, match=r"does not fit: 69,\d{3}M parameters: .* GB free\. Choose a smaller model"):
+        train(TrainConfig(data=str(data), method="lora", base_model=str(folder), output=str(tmp_path / "out")))
+    assert not (tmp_path / "out").exists()

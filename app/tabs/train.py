@@ -20,10 +20,11 @@ from app.tabs.data import DataTab
 from app.tabs.jobs import JobsTab, choices
 from app.ui import friendly, note
 from engine import methods
-from engine.base_models import DEFAULT_BASE_MODEL
+from engine.base_models import DEFAULT_BASE_MODEL, on_this_machine
 from engine.data import prepare
 from engine.errors import AdapterLabError, ConfigError
 from engine.methods.base import OptionSpec, option_fields
+from engine.model_catalog import CATALOG
 from engine.options import check_value, default_of, field_spec
 from engine.search_space import default_methods
 from engine.training import TrainConfig
@@ -36,7 +37,9 @@ TRAIN_ONE, SEARCH = "Train one adapter", "Search for the best method and setting
 SEARCH_HELP = ("AdapterLab tries each method at its defaults first, then settings Optuna chooses (method, "
                "reduction factor, learning rate, epochs), stopping weak trials after an epoch. Each trial is a job "
                "on the Jobs tab; the search page shows them as they end.")
-BASE_MODELS = [("all-MiniLM-L6-v2 (bundled, small and fast, works offline)", DEFAULT_BASE_MODEL)]
+def base_model_choices() -> list[tuple[str, str]]:
+    """The recommended models per family (engine/model_catalog.py), each saying whether it is on this machine."""
+    return [(m.label(on_this_machine(m.id)), m.id) for m in CATALOG]
 
 
 @dataclass
@@ -235,10 +238,11 @@ def build(data: DataTab) -> TrainTab:
                                                                                    getattr(defaults, f.name))
                     groups.append(group)
                 cards = gr.HTML(method_cards(DEFAULT_METHOD), elem_id="train-method-cards")
-            base_model = gr.Dropdown(BASE_MODELS, value=DEFAULT_BASE_MODEL, allow_custom_value=True,
+            base_model = gr.Dropdown(base_model_choices(), value=DEFAULT_BASE_MODEL, allow_custom_value=True,
                                      label="Base model", elem_id="train-base-model",
-                                     info="Or type a Hugging Face model id (e.g. bert-base-uncased) or a model "
-                                          "folder on the server.")
+                                     info="Or type any Hugging Face model id or a model folder on the server. A "
+                                          "model not on this machine is downloaded once, which needs the network; "
+                                          "offline, choose the bundled model or a folder.")
         with gr.Column(scale=2):
             count = gr.Markdown(elem_id="train-param-count", elem_classes=["al-card"])
             defaults = methods.get(DEFAULT_METHOD).defaults
