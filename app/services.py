@@ -221,6 +221,7 @@ def parameter_count(base_model: str, method: str, options: dict, num_labels: int
     config alone (nothing is loaded), checked as a job would be."""
     config = load_config(resolve_base_model(base_model))
     kind = get_method(method)
+    kind.supports(config)
     chosen = kind.options(jobs.adapter_options(method, options, False, actor))  # a fusion's, by job id
     adapter, head = kind.count(chosen, config, max(2, num_labels))
     return adapter, adapter + head, sum(p.numel() for p in skeleton(config).base_model.parameters())

@@ -16,7 +16,7 @@ from engine.memory_fit import estimate
 @dataclass(frozen=True)
 class CatalogModel:
     id: str
-    family: str  # "Encoder" or "Decoder LLM"
+    family: str  # "encoder" or "decoder LLM"
     title: str
     parameters: int
     hidden_size: int
@@ -28,32 +28,34 @@ class CatalogModel:
         return estimate(self.parameters, self.hidden_size, self.layers, True, 16, 128).training_gb
 
     def label(self, offline: bool) -> str:
+        """One line of the picker: the GPU memory is for an adapter at batch 16 and 128 tokens (the picker's
+        help says so)."""
         size = f"{self.parameters / 1e9:.1f}B" if self.parameters >= 1e9 else f"{self.parameters / 1e6:.0f}M"
-        where = "" if offline else "; needs the network once (not on this machine)"
-        return (f"{self.family} · {self.title}: {size} parameters, {self.languages}, ~{self.gpu_gb():.1f} GB GPU "
-                f"at batch 16 × 128 tokens{f', {self.note}' if self.note else ''}{where}")
+        parts = [self.title, self.family, size, self.languages, f"~{self.gpu_gb():.1f} GB GPU", self.note,
+                 "" if offline else "download needed"]
+        return " · ".join(p for p in parts if p)
 
 
 CATALOG = (
-    CatalogModel(DEFAULT_BASE_MODEL, "Encoder", "all-MiniLM-L6-v2 (bundled)", 22_713_216, 384, 6, "English",
+    CatalogModel(DEFAULT_BASE_MODEL, "encoder", "all-MiniLM-L6-v2 (bundled)", 22_713_216, 384, 6, "English",
                  "small and fast, works offline"),
-    CatalogModel("bert-base-uncased", "Encoder", "BERT base", 109_482_240, 768, 12, "English"),
-    CatalogModel("roberta-base", "Encoder", "RoBERTa base", 124_645_632, 768, 12, "English"),
-    CatalogModel("microsoft/deberta-v3-base", "Encoder", "DeBERTa-v3 base", 183_831_552, 768, 12, "English",
+    CatalogModel("bert-base-uncased", "encoder", "BERT base", 109_482_240, 768, 12, "English"),
+    CatalogModel("roberta-base", "encoder", "RoBERTa base", 124_645_632, 768, 12, "English"),
+    CatalogModel("microsoft/deberta-v3-base", "encoder", "DeBERTa-v3 base", 183_831_552, 768, 12, "English",
                  "among the strongest classifiers of its size"),
-    CatalogModel("microsoft/mdeberta-v3-base", "Encoder", "mDeBERTa-v3 base", 278_218_752, 768, 12,
+    CatalogModel("microsoft/mdeberta-v3-base", "encoder", "mDeBERTa-v3 base", 278_218_752, 768, 12,
                  "100 languages"),
-    CatalogModel("xlm-roberta-base", "Encoder", "XLM-RoBERTa base", 278_043_648, 768, 12, "100 languages"),
-    CatalogModel("answerdotai/ModernBERT-base", "Encoder", "ModernBERT base", 149_014_272, 768, 22,
+    CatalogModel("xlm-roberta-base", "encoder", "XLM-RoBERTa base", 278_043_648, 768, 12, "100 languages"),
+    CatalogModel("answerdotai/ModernBERT-base", "encoder", "ModernBERT base", 149_014_272, 768, 22,
                  "English and code", "texts up to 8,192 tokens"),
-    CatalogModel("answerdotai/ModernBERT-large", "Encoder", "ModernBERT large", 394_781_696, 1024, 28,
+    CatalogModel("answerdotai/ModernBERT-large", "encoder", "ModernBERT large", 394_781_696, 1024, 28,
                  "English and code", "texts up to 8,192 tokens"),
-    CatalogModel("Qwen/Qwen2.5-0.5B", "Decoder LLM", "Qwen2.5 0.5B", 494_032_768, 896, 24, "29 languages",
+    CatalogModel("Qwen/Qwen2.5-0.5B", "decoder LLM", "Qwen2.5 0.5B", 494_032_768, 896, 24, "29 languages",
                  "LoRA or IA3"),
-    CatalogModel("Qwen/Qwen2.5-1.5B", "Decoder LLM", "Qwen2.5 1.5B", 1_543_714_304, 1536, 28, "29 languages",
+    CatalogModel("Qwen/Qwen2.5-1.5B", "decoder LLM", "Qwen2.5 1.5B", 1_543_714_304, 1536, 28, "29 languages",
                  "LoRA or IA3"),
-    CatalogModel("meta-llama/Llama-3.2-1B", "Decoder LLM", "Llama 3.2 1B", 1_235_814_400, 2048, 16,
+    CatalogModel("meta-llama/Llama-3.2-1B", "decoder LLM", "Llama 3.2 1B", 1_235_814_400, 2048, 16,
                  "8 languages", "gated: accept its licence on the hub first"),
-    CatalogModel("google/gemma-2-2b", "Decoder LLM", "Gemma 2 2B", 2_614_341_888, 2304, 26, "English",
+    CatalogModel("google/gemma-2-2b", "decoder LLM", "Gemma 2 2B", 2_614_341_888, 2304, 26, "English",
                  "gated: accept its licence on the hub first"),
 )

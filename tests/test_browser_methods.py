@@ -139,3 +139,30 @@ def test_fusion_fuses_two_finished_adapters_chosen_in_the_page(page, app_server)
     page.locator("#play-predict").click()
     expect(page.locator("#play-result")).to_contain_text("%")
     assert "Traceback" not in page.content()
+
+
+def test_the_base_model_picker_lists_families_and_says_what_a_decoder_cannot_take(page, app_server, tmp_path):
+    """Recommended models per family with what they need, those not on this machine marked; a decoder LLM typed
+    as a folder takes LoRA, and a bottleneck method on it is refused in words before anything is queued."""
+    from tests.conftest import make_tiny_model
+
+    open_tab(page, "2 · Train")
+    page.locator("#train-base-model input").click()
+    expect(page.get_by_role("option", name=re.compile(r"^DeBERTa-v3 base · encoder · 184M .* download needed"))
+           ).to_be_visible()
+    expect(page.get_by_role("option", name=re.compile(r"^Qwen2\.5 0\.5B · decoder LLM · 494M .* GB GPU"))
+           ).to_be_visible()
+    expect(page.get_by_role("option", name=re.compile(r"^all-MiniLM-L6-v2 \(bundled\)"))).not_to_contain_text(
+        "download needed")
+    shot(page, "base-model-picker")
+    page.get_by_role("option", name=re.compile(r"^Qwen2\.5 0\.5B")).click()
+    expect(page.locator("#train-param-count")).to_contain_text("not available offline")
+    folder = make_tiny_model(tmp_path / "tiny-qwen2", "qwen2")
+    base = page.locator("#train-base-model input")
+    base.fill(str(folder))
+    base.press("Enter")
+    page.locator("#train-method").get_by_text("LoRA", exact=True).click()
+    expect(page.locator("#train-param-count")).to_contain_text("trainable parameters")
+    page.locator("#train-method").get_by_text("Pfeiffer", exact=True).click()
+    expect(page.locator("#train-param-count")).to_contain_text("needs an encoder base model")
+    shot(page, "decoder-refuses-pfeiffer")

@@ -240,9 +240,10 @@ def build(data: DataTab) -> TrainTab:
                 cards = gr.HTML(method_cards(DEFAULT_METHOD), elem_id="train-method-cards")
             base_model = gr.Dropdown(base_model_choices(), value=DEFAULT_BASE_MODEL, allow_custom_value=True,
                                      label="Base model", elem_id="train-base-model",
-                                     info="Or type any Hugging Face model id or a model folder on the server. A "
-                                          "model not on this machine is downloaded once, which needs the network; "
-                                          "offline, choose the bundled model or a folder.")
+                                     info="GPU memory: an adapter at batch 16 and 128 tokens. Or type any Hugging "
+                                          "Face model id or a model folder on the server. A model marked "
+                                          "“download needed” is fetched once, which needs the network; offline, "
+                                          "choose the bundled model or a folder.")
         with gr.Column(scale=2):
             count = gr.Markdown(elem_id="train-param-count", elem_classes=["al-card"])
             defaults = methods.get(DEFAULT_METHOD).defaults
