@@ -49,7 +49,7 @@ def save_adapter(model: AdapterModel, name: str, out_dir: str | Path, metadata: 
     meta = {"name": name, "method": info.method, "base_model": model.base_model_name, "labels": info.labels,
             "options": kind.options_of(model, name), "adapter_params": adapter, "trainable_params": trainable,
             "library_versions": library_versions(), "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            **metadata}
+            **({"labels_as_text": True} if model.labels_as_text else {}), **metadata}
     with written_whole(out) as staging:
         kind.save(model, name, staging)
         write_json(staging / METADATA, meta)

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
 from transformers.utils import logging as hf_logging
 
 from engine.base_models import (
@@ -27,7 +27,8 @@ from engine.base_models import (
 from engine.batching import Batcher
 from engine.errors import ConfigError
 from engine.first_token import set_first_token_only
-from engine.heads import RowHeads
+from engine.heads import RowHeads, head_modules
+from engine.labels_as_text import label_scores, label_token_ids
 from engine.methods import get as get_method
 from engine.methods.base import Method
 from engine.methods.bottleneck import model as bn
@@ -52,20 +53,27 @@ class AdapterInfo:
 
 
 class AdapterModel(nn.Module):
-    def __init__(self, base_model: str | None = None, mmap: bool = True) -> None:
+    def __init__(self, base_model: str | None = None, mmap: bool = True, labels_as_text: bool = False) -> None:
         """`mmap=False` reads the weights into memory instead of mapping the file: for bf16 training, whose
-        re-stored weights can then free their fp32 originals (30 MB less at the peak on the bundled model)."""
+        re-stored weights can then free their fp32 originals (30 MB less at the peak on the bundled model).
+        `labels_as_text`: an encoder-decoder writes each label as text (engine/labels_as_text.py) instead of a
+        classification head reading its decoder."""
         super().__init__()
         self.base_model_path = resolve_base_model(base_model)
         self.base_model_name = display_name(self.base_model_path)
         self.config = load_config(self.base_model_path)
         self.tokenizer = load_tokenizer(self.base_model_path)
+        self.labels_as_text = labels_as_text
+        if labels_as_text and not self.config.is_encoder_decoder:
+            raise ConfigError(f"Labels as text need an encoder-decoder base model (T5, mT0); "
+                              f"{self.base_model_name} is a {self.config.model_type} model: turn that setting off.")
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the task head is replaced per adapter: its "newly initialised" note is noise
         hf_logging.disable_progress_bar()
         try:
-            self.backbone = from_pretrained(AutoModelForSequenceClassification, self.base_model_path, num_labels=2,
-                                            disable_mmap=not mmap)
+            task_model, sizes = ((AutoModelForSeq2SeqLM, {}) if labels_as_text
+                                 else (AutoModelForSequenceClassification, {"num_labels": 2}))
+            self.backbone = from_pretrained(task_model, self.base_model_path, disable_mmap=not mmap, **sizes)
         finally:
             hf_logging.set_verbosity(verbosity)
         self.backbone.config.pad_token_id = pad_token_id(self.tokenizer)  # a decoder's head reads the last other
@@ -77,6 +85,27 @@ class AdapterModel(nn.Module):
         self.heads = nn.ModuleDict()
         self.adapters: dict[str, AdapterInfo] = {}
         self.active: str | None = None
+        self._label_ids: dict[tuple[str, ...], torch.Tensor] = {}  # labels -> their tokens (labels as text)
+
+    @property
+    def task_type(self) -> str:
+        """PEFT's name for what the task model does, written in PEFT-format folders."""
+        return "SEQ_2_SEQ_LM" if self.labels_as_text else "SEQ_CLS"
+
+    def head_module_names(self) -> list[str]:
+        """The architecture's head modules each adapter trains its own copy of (none when labels are text: the
+        decoder's own output layer writes them)."""
+        return [] if self.labels_as_text else head_modules(self.config.model_type)
+
+    def task_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The task model's logits for the active adapter: its classification head's, or each label's
+        log-likelihood as text."""
+        if not self.labels_as_text:
+            return self.backbone(**batch).logits
+        labels = self.adapters[self.active].labels
+        if tuple(labels) not in self._label_ids:
+            self._label_ids[tuple(labels)] = label_token_ids(self.tokenizer, labels)
+        return label_scores(self.backbone, batch, self._label_ids[tuple(labels)])
 
     @property
     def encoder(self) -> nn.Module:
@@ -220,7 +249,7 @@ class AdapterModel(nn.Module):
         out = torch.full((len(names), width), float("nan"), device=self.device)
         previous = self.active
         try:
-            for name in [n for n in rows if not self.method(n).mixes]:
+            for name in [n for n in rows if not self.method(n).mixes or self.labels_as_text]:
                 self.set_active(name)
                 logits = self(**{k: v[rows[name]] for k, v in batch.items()})
                 out[rows[name], : logits.shape[-1]] = logits.float()

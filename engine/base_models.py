@@ -1,8 +1,9 @@
 """Base models: the bundled all-MiniLM-L6-v2, any local folder, or a Hugging Face model id.
 
 Encoders (BERT family, DeBERTa-v2/v3, ModernBERT) take every method; decoder LLMs (Qwen2, Llama, Gemma) classify
-from their last token that is not padding, as `AutoModelForSequenceClassification` does, and take the methods
-that use the architecture's own head (LoRA, IA3, prompt tuning, full fine-tuning).
+from their last token that is not padding, as `AutoModelForSequenceClassification` does; encoder-decoders (T5,
+mT0/mT5) classify with a head on the decoder's end-of-text state, or write the label as text (engine/labels_as_text.py).
+Each method says which of the three it fits (`Method.architectures`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ DEFAULT_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_BASE_MODEL, "all-MiniLM-L6-v2", "default", ""}
 ENCODER_TYPES = ("bert", "roberta", "distilbert", "electra", "xlm-roberta", "deberta-v2", "modernbert")
 DECODER_TYPES = ("qwen2", "qwen3", "llama", "gemma", "gemma2")
-SUPPORTED_MODEL_TYPES = ENCODER_TYPES + DECODER_TYPES
+ENCODER_DECODER_TYPES = ("t5", "mt5")
+SUPPORTED_MODEL_TYPES = ENCODER_TYPES + DECODER_TYPES + ENCODER_DECODER_TYPES
 
 
 def bundled_model_dir() -> Path:
@@ -91,14 +93,17 @@ def load_config(name_or_path: str) -> PretrainedConfig:
     if config.model_type not in SUPPORTED_MODEL_TYPES:
         raise ConfigError(
             f"Base model '{name_or_path}' is a {config.model_type} model; AdapterLab supports the encoders "
-            f"{', '.join(ENCODER_TYPES)} and the decoders {', '.join(DECODER_TYPES)}."
+            f"{', '.join(ENCODER_TYPES)}, the decoders {', '.join(DECODER_TYPES)} and the encoder-decoders "
+            f"{', '.join(ENCODER_DECODER_TYPES)}."
         )
     return config
 
 
-def is_decoder(config: PretrainedConfig) -> bool:
-    """A decoder LLM: its classifier reads the last token, so methods with a first-token head do not apply."""
-    return config.model_type in DECODER_TYPES
+def architecture(config: PretrainedConfig) -> str:
+    """"encoder", "decoder" (an LLM, whose classifier reads the last token) or "encoder-decoder"."""
+    if config.model_type in DECODER_TYPES:
+        return "decoder"
+    return "encoder-decoder" if config.model_type in ENCODER_DECODER_TYPES else "encoder"
 
 
 def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:

@@ -14,11 +14,17 @@ from engine.base_models import DECODER_TYPES
 # that lie between the encoder and the logits, so none stays at its random initialisation (DeBERTa's pooler and
 # ModernBERT's head are not in their pretrained checkpoints).
 HEAD_MODULES = {"distilbert": ["pre_classifier", "classifier"], "deberta-v2": ["pooler", "classifier"],
-                "modernbert": ["head", "classifier"], **{t: ["score"] for t in DECODER_TYPES}}
+                "modernbert": ["head", "classifier"], "t5": ["classification_head"], "mt5": ["classification_head"],
+                **{t: ["score"] for t in DECODER_TYPES}}
 
 
 def head_modules(model_type: str) -> list[str]:
     return HEAD_MODULES.get(model_type, ["classifier"])
+
+
+def init_std(config: PretrainedConfig) -> float:
+    """The spread new head weights are drawn with: the model's initializer_range (T5 has none: 0.02, as BERT)."""
+    return getattr(config, "initializer_range", 0.02)
 
 
 def _init_linears(module: nn.Module, std: float) -> None:
@@ -38,7 +44,7 @@ def adapterhub_head(config: PretrainedConfig, num_labels: int, dropout: float | 
     hidden = config.hidden_size
     head = nn.Sequential(nn.Dropout(p), nn.Linear(hidden, hidden), nn.Tanh(), nn.Dropout(p),
                          nn.Linear(hidden, num_labels))
-    _init_linears(head, config.initializer_range)
+    _init_linears(head, init_std(config))
     return head
 
 
@@ -59,7 +65,7 @@ def task_head(backbone: nn.Module, module_names: list[str], num_labels: int) -> 
             module: nn.Module = nn.Linear(template.in_features, out, bias=template.bias is not None)
         else:
             module = type(template)(config)
-        _init_linears(module, config.initializer_range)
+        _init_linears(module, init_std(config))
         head[name] = module
     return head
 

@@ -105,9 +105,11 @@ class Predictor:
             raise ConfigError(f"{folder}: no such adapter folder.")
         meta = read_metadata(key)
         base = resolve_base_model(meta.get("base_model"))
-        model = self.models.get(base)
+        as_text = bool(meta.get("labels_as_text"))
+        task = f"{base} (labels as text)" if as_text else base  # another task model over the same weights
+        model = self.models.get(task)
         if model is None:
-            model = self.models[base] = AdapterModel(base).to(self.device).eval()
+            model = self.models[task] = AdapterModel(base, labels_as_text=as_text).to(self.device).eval()
             if self.device.type == "cpu":
                 pack_frozen_linears(model.encoder)
         name = f"a{next(self._names)}"

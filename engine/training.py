@@ -74,6 +74,9 @@ class TrainConfig:
     balance_classes: bool = option(False, "Balance classes", "Weigh each label's loss by the inverse of its "
                                    "share of the training rows, so a rare label counts as much as a common one "
                                    "(see docs/defaults.md).")
+    labels_as_text: bool = option(False, "Labels as text (T5, mT0)", "An encoder-decoder base model writes each "
+                                  "label as text, each label's probability from its likelihood, instead of a "
+                                  "classification head reading its decoder.")
     validation_fraction: float = option(0.1, "Validation share", "Share of the rows held out for validation "
                                         "when no validation file is given.", low=0, high=0.9, low_open=True)
     device: str | None = None
@@ -260,6 +263,7 @@ def train(
     device = pick_device(cfg.device)
     base_path = resolve_base_model(cfg.base_model)
     method = get_method(cfg.method)
+    method.supports(load_config(base_path))
     check_fits(load_config(base_path), display_name(base_path), device, cfg.batch_size, cfg.max_length,
                sum(method.count(method.options(cfg.method_options), load_config(base_path), len(data.labels))))
     precision = choose_precision(device, base_path, load_config(base_path),
@@ -267,7 +271,7 @@ def train(
     precision.apply()  # before oneDNN first runs in this process
     bf16 = precision.bf16
     phase("loading the base model", 0, 0)
-    model = AdapterModel(cfg.base_model, mmap=not bf16)
+    model = AdapterModel(cfg.base_model, mmap=not bf16, labels_as_text=cfg.labels_as_text)
     name = adapter_name_for(cfg.adapter_name or cfg.output)
     model.add_adapter(name, cfg.method, data.labels, cfg.method_options)
     model.to(device)

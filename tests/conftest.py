@@ -45,6 +45,11 @@ def make_tiny_model(folder: Path, model_type: str = "bert", **config: object) ->
     if model_type == "deberta-v2":  # as DeBERTa-v3: disentangled relative attention, shared keys, no absolute positions
         sizes.update(relative_attention=True, pos_att_type=["p2c", "c2p"], position_buckets=16, share_att_key=True,
                      norm_rel_ebd="layer_norm", position_biased_input=False, max_relative_positions=-1)
+    if model_type in ("t5", "mt5"):  # T5's own size names; the bundled vocabulary's [SEP] ends a text, as </s>
+        sizes = {"d_model": 32, "num_layers": 2, "num_heads": 4, "d_kv": 8, "d_ff": 64, "vocab_size": 30522,
+                 "pad_token_id": 0, "eos_token_id": 102, "decoder_start_token_id": 0}
+        if model_type == "mt5":
+            sizes["feed_forward_proj"] = "gated-gelu"
     if model_type in ("qwen2", "llama", "gemma"):  # grouped-query attention, as the real ones
         sizes.update(num_key_value_heads=2, head_dim=8, tie_word_embeddings=False)
     torch.manual_seed(0)

@@ -43,6 +43,9 @@ class Method:
     Options: ClassVar[type]
     defaults: ClassVar[dict[str, float]]  # learning_rate, epochs: chosen by measurement (docs/defaults.md)
     head: ClassVar[str] = "task"
+    # the base models it fits (engine/base_models.py `architecture`): AdapterHub's head reads the first token of
+    # an encoder; a decoder LLM's classifier reads the last
+    architectures: ClassVar[tuple[str, ...]] = ("encoder", "decoder", "encoder-decoder")
     searched: ClassVar[bool] = False  # tried by a search that names no methods (engine/search_space.py)
 
     def options(self, values: dict | None = None) -> Any:
@@ -56,14 +59,17 @@ class Method:
         return self.Options(**check_all(self.Options, values))
 
     def supports(self, config: PretrainedConfig) -> None:
-        """Refuse a base model whose architecture the method does not fit: AdapterHub's head reads the first
-        token, which a decoder LLM's classifier does not (it reads the last)."""
-        from engine.base_models import is_decoder
+        """Refuse a base model whose architecture the method does not fit, naming the methods that do."""
+        from engine.base_models import architecture
+        from engine.methods import REGISTRY
 
-        if self.head == "adapterhub" and is_decoder(config):
-            raise ConfigError(f"{self.label} needs an encoder base model (BERT, DeBERTa, ModernBERT, ...); "
-                              f"{config.model_type} is a decoder LLM: choose LoRA, IA3, prompt tuning or full "
-                              "fine-tuning.")
+        kind = architecture(config)
+        if kind not in self.architectures:
+            fitting = [m.label for m in REGISTRY.values() if kind in m.architectures]
+            needs = " or ".join(f"an {a}" if a[0] == "e" else f"a {a}" for a in self.architectures)
+            raise ConfigError(f"{self.label} needs {needs} base model; {config.model_type} is "
+                              f"{'an' if kind[0] == 'e' else 'a'} {kind}{' LLM' if kind == 'decoder' else ''}: "
+                              f"choose {', '.join(fitting[:-1])} or {fitting[-1]}.")
 
     def check(self, options: Any, config: PretrainedConfig, max_length: int = 128) -> None:
         """Refuse options that cannot work on this base model (before a job is queued)."""
@@ -133,11 +139,11 @@ class Method:
         return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
 
     def new_head(self, model: AdapterModel, name: str, num_labels: int) -> nn.Module:
-        from engine.heads import adapterhub_head, head_modules, task_head
+        from engine.heads import adapterhub_head, task_head
 
         if self.head == "adapterhub":
             return adapterhub_head(model.config, num_labels)
-        return task_head(model.backbone, head_modules(model.config.model_type), num_labels)
+        return task_head(model.backbone, model.head_module_names(), num_labels)
 
     def input_embeddings(self, model: AdapterModel, name: str) -> nn.Embedding:
         """The word-embedding module adapter `name`'s forward pass looks the token ids up in (for attributions)."""
@@ -148,7 +154,7 @@ class Method:
         if self.head == "adapterhub":
             hidden = model.encoder(**batch).last_hidden_state
             return model.heads[name](hidden[:, 0])
-        return model.backbone(**batch).logits
+        return model.task_logits(batch)
 
 
 def adapter_owned(root: nn.Module) -> set[int]:

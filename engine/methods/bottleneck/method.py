@@ -41,6 +41,7 @@ class Bottleneck(Method):
     reference = "AdapterHub adapters 1.3"
     head = "adapterhub"
     Options: ClassVar[type] = BottleneckOptions
+    architectures: ClassVar[tuple[str, ...]] = ("encoder",)
 
     def config(self, options: Any) -> BottleneckConfig:
         return BottleneckConfig(self.name, options.reduction_factor)

@@ -70,6 +70,9 @@ class FullFineTuning(Method):
     def add(self, model, name: str, labels: list[str], options: Any,
             config: str | None = None) -> str:
         """A fresh copy of the base model (or the saved one at `config`, a folder) with its own classifier."""
+        if model.labels_as_text:
+            raise ConfigError("Full fine-tuning trains a classification head, not labels as text: turn that "
+                              "setting off, or choose LoRA or IA3.")
         net = _load(config or model.base_model_path, labels).to(model.device)
         _models(model)[name] = net
         return config or model.base_model_path

@@ -83,6 +83,7 @@ class Fusion(Method):
     description = ("Combines two or more trained bottleneck adapters (AdapterFusion): they stay frozen, and an "
                    "attention layer in each block learns how much of each to use for the new task.")
     Options: ClassVar[type] = FusionOptions
+    architectures: ClassVar[tuple[str, ...]] = ("encoder",)
     defaults: ClassVar[dict[str, float]] = {"learning_rate": 1e-3, "epochs": 3}
     head = "adapterhub"
 

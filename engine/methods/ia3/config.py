@@ -29,7 +29,9 @@ DEFAULT_TARGETS: dict[str, tuple[list[str], list[str]]] = {
     "xlm-roberta": (["key", "value", "output.dense"], ["output.dense"]),
     "distilbert": (["k_lin", "v_lin", "lin2"], ["lin2"]),
     "modernbert": (["Wqkv", "mlp.Wo"], ["mlp.Wo"]),
-    # decoder LLMs, as PEFT's mapping has them (Llama scales keys, the others queries)
+    # T5 and mT5 (mT0), and decoder LLMs, as PEFT's mapping has them (Llama scales keys, the others queries)
+    "t5": (["k", "v", "wo"], ["wo"]),
+    "mt5": (["k", "v", "wi_1"], []),
     "llama": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
     **{t: (["q_proj", "v_proj", "down_proj"], ["down_proj"]) for t in ("qwen2", "qwen3", "gemma", "gemma2")},
 }
@@ -104,7 +106,8 @@ class IA3Config:
         if data.get("fan_in_fan_out") or data.get("exclude_modules"):
             raise ConfigError("IA3 configs with fan_in_fan_out or exclude_modules are not supported.")
         return cls(target_modules=list(targets), feedforward_modules=list(feedforward),
-                   modules_to_save=list(dict.fromkeys(data.get("modules_to_save") or ["classifier"])),
+                   modules_to_save=list(dict.fromkeys(data.get("modules_to_save") or (
+                       [] if data.get("task_type") == "SEQ_2_SEQ_LM" else ["classifier"]))),
                    base_model_name_or_path=data.get("base_model_name_or_path"),
                    task_type=data.get("task_type") or "SEQ_CLS", revision=data.get("revision"))
 
@@ -122,6 +125,8 @@ def ia3_config(
     base_model: str,
     target_modules: list[str] | None = None,
     feedforward_modules: list[str] | None = None,
+    task_type: str = "SEQ_CLS",
+    head: list[str] | None = None,
 ) -> IA3Config:
     """The IA3Config AdapterLab trains with and saves (loadable by `PeftModel.from_pretrained`)."""
     default_targets, default_ff = DEFAULT_TARGETS.get(model_type, (None, None))
@@ -130,4 +135,5 @@ def ia3_config(
     if not targets:
         raise ConfigError(f"IA3 has no default target modules for {model_type}: pass them explicitly.")
     return IA3Config(target_modules=list(targets), feedforward_modules=list(feedforward or []),
-                     modules_to_save=head_modules(model_type), base_model_name_or_path=base_model)
+                     modules_to_save=head_modules(model_type) if head is None else list(head),
+                     base_model_name_or_path=base_model, task_type=task_type)

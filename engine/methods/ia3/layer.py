@@ -63,6 +63,11 @@ class IA3Linear(nn.Module):
         self.active: _Active | None = None
         self.row_scales: tuple[torch.Tensor | None, torch.Tensor | None] | None = None  # (input, output)
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The wrapped linear's weight, as PEFT's layers expose it: T5's feed-forward block reads its dtype."""
+        return self.base_layer.weight
+
     def route(self, vectors: dict[str, tuple[IA3Vectors, torch.Tensor]] | None, path: str, size: int) -> None:
         """A mixed batch of `size` rows: each adapter's vector on its rows (`vectors`: name -> (vectors, rows)),
         1 on the others; None ends it."""

@@ -43,7 +43,8 @@ class IA3(Method):
 
     def add(self, model, name: str, labels: list[str], options: Any,
             config: IA3Config | None = None) -> IA3Config:
-        config = config or ia3_config(model.config.model_type, model.base_model_name)
+        config = config or ia3_config(model.config.model_type, model.base_model_name, task_type=model.task_type,
+                                      head=model.head_module_names())
         ia3.add_ia3(model.backbone, name, config)
         return config
 

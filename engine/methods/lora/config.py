@@ -48,6 +48,7 @@ class LoraConfig:
     head: tuple[str, ...]
     base_model: str | None = None
     rslora: bool = False
+    task_type: str = "SEQ_CLS"  # PEFT's: SEQ_2_SEQ_LM when an encoder-decoder writes the labels as text
 
     @property
     def scaling(self) -> float:
@@ -62,7 +63,7 @@ class LoraConfig:
     def save_pretrained(self, folder: Path) -> None:
         from peft import LoraConfig as PeftLoraConfig
 
-        PeftLoraConfig(task_type="SEQ_CLS", r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+        PeftLoraConfig(task_type=self.task_type, r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
                        target_modules=list(self.targets), modules_to_save=list(self.head), use_rslora=self.rslora,
                        base_model_name_or_path=self.base_model, inference_mode=True).save_pretrained(str(folder))
 
@@ -81,6 +82,9 @@ class LoraConfig:
                                    ("lora_bias", not data.get("lora_bias"))] if not ok]
         if refused:
             raise ConfigError(f"This LoRA adapter uses options AdapterLab does not support: {', '.join(refused)}.")
+        task_type = data.get("task_type") or "SEQ_CLS"
+        head = () if task_type == "SEQ_2_SEQ_LM" else tuple(head_modules(model_type))
         return cls(r=int(data["r"]), alpha=float(data["lora_alpha"]), dropout=float(data.get("lora_dropout") or 0),
-                   targets=tuple(targets or default_targets(model_type)), head=tuple(head_modules(model_type)),
-                   base_model=data.get("base_model_name_or_path"), rslora=bool(data.get("use_rslora")))
+                   targets=tuple(targets or default_targets(model_type)), head=head,
+                   base_model=data.get("base_model_name_or_path"), rslora=bool(data.get("use_rslora")),
+                   task_type=task_type)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -41,7 +41,8 @@ class LoRA(Method):
 
     def add(self, model, name: str, labels: list[str], options: Any,
             config: LoraConfig | None = None) -> LoraConfig:
-        config = config or self.config(options, model.config.model_type, model.base_model_name)
+        config = config or replace(self.config(options, model.config.model_type, model.base_model_name),
+                                               head=tuple(model.head_module_names()), task_type=model.task_type)
         lora.add_lora(model.backbone, name, config)
         return config
 

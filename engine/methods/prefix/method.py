@@ -42,6 +42,7 @@ class PrefixTuning(Method):
     description = ("Learned keys and values put before every layer's attention (Li & Liang): trained through a "
                    "small network, saved as the prefixes alone (about 0.1 million numbers on the bundled model).")
     Options: ClassVar[type] = PrefixOptions
+    architectures: ClassVar[tuple[str, ...]] = ("encoder",)
     defaults: ClassVar[dict[str, float]] = {"learning_rate": 1e-3, "epochs": 3}
     head = "adapterhub"
 
