@@ -28,6 +28,7 @@ from engine.batching import Batcher
 from engine.errors import ConfigError
 from engine.first_token import set_first_token_only
 from engine.heads import RowHeads, head_modules
+from engine.labels_as_text import check as labels_as_text_fits
 from engine.labels_as_text import label_scores, label_token_ids
 from engine.methods import get as get_method
 from engine.methods.base import Method
@@ -64,9 +65,8 @@ class AdapterModel(nn.Module):
         self.config = load_config(self.base_model_path)
         self.tokenizer = load_tokenizer(self.base_model_path)
         self.labels_as_text = labels_as_text
-        if labels_as_text and not self.config.is_encoder_decoder:
-            raise ConfigError(f"Labels as text need an encoder-decoder base model (T5, mT0); "
-                              f"{self.base_model_name} is a {self.config.model_type} model: turn that setting off.")
+        if labels_as_text:
+            labels_as_text_fits(self.config, self.base_model_name, "", False)
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the task head is replaced per adapter: its "newly initialised" note is noise
         hf_logging.disable_progress_bar()

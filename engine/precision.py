@@ -162,14 +162,16 @@ def probe(base_model_path: str) -> dict[str, dict]:
 
 
 def _time_steps(base_model_path: str, bf16: bool, rounds: int = 3, batch_size: int = 16) -> float:
-    """Seconds for training steps of a Pfeiffer adapter over the widths of WIDTHS, after one round to warm up
-    (both precisions pay their one-time costs there; a small kernel cache pays them again every round)."""
+    """Seconds for training steps of a Pfeiffer adapter (LoRA on a model without bottleneck sites: decoder LLMs,
+    T5) over the widths of WIDTHS, after one round to warm up (both precisions pay their one-time costs there; a
+    small kernel cache pays them again every round)."""
     from engine.adapter_model import AdapterModel
+    from engine.base_models import architecture
     from engine.training import attention_kernel
 
     torch.manual_seed(0)
     model = AdapterModel(base_model_path, mmap=not bf16)
-    model.add_adapter("probe", "pfeiffer", ["a", "b"])
+    model.add_adapter("probe", "pfeiffer" if architecture(model.config) == "encoder" else "lora", ["a", "b"])
     params = model.train_adapter("probe")
     if bf16:
         model.frozen_linears_to(torch.bfloat16)
@@ -182,6 +184,8 @@ def _time_steps(base_model_path: str, bf16: bool, rounds: int = 3, batch_size: i
             started = time.perf_counter()
         for width in WIDTHS:
             ids = torch.randint(min(1000, vocab // 2), vocab, (batch_size, width))
+            if model.config.is_encoder_decoder:  # T5's classification head reads each row's end-of-text
+                ids[:, -1] = model.config.eos_token_id
             autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
             with autocast, attention_kernel(model.device, width):
                 logits = model(input_ids=ids, attention_mask=torch.ones_like(ids))

@@ -15,12 +15,13 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from engine import methods
 from engine.adapter_model import AdapterModel
+from engine.base_models import architecture, load_config
 from engine.errors import ConfigError
 from engine.inference import Predictor
 from engine.training import TrainConfig, train
 from tests.conftest import NEGATIVE, POSITIVE, ROOT, make_tiny_model, write_csv
 
-FAMILIES = ["deberta-v2", "modernbert", "qwen2", "llama", "gemma"]
+FAMILIES = ["deberta-v2", "modernbert", "qwen2", "llama", "gemma", "t5", "mt5"]
 DECODERS = {"qwen2", "llama", "gemma"}
 TEXTS = ["i love it", "terrible, broke in a day", "fine I guess, nothing more to say about it, really", "ok"]
 OPTIONS = {"compacter": {"reduction_factor": 8}}  # a bottleneck of 4 on hidden size 32 (PHM needs n | size)
@@ -32,12 +33,11 @@ def family(request, tmp_path_factory) -> tuple[str, str]:
     return request.param, str(base)
 
 
-def _methods(model_type: str) -> list[str]:
-    """The registry's methods for this family: the AdapterHub-headed ones need an encoder, prefix tuning its own
-    attention patch (BERT, RoBERTa, ELECTRA, XLM-R), fusion trained adapters to fuse."""
-    first_token = {"houlsby", "pfeiffer", "parallel", "compacter"}
-    skip = {"fusion", "prefix"} | (first_token if model_type in DECODERS else set())
-    return [m for m in methods.names() if m not in skip]
+def _methods(base: str) -> list[str]:
+    """The registry's methods that fit this family; prefix tuning has its own attention patch (BERT, RoBERTa,
+    ELECTRA, XLM-R), fusion needs trained adapters to fuse."""
+    kind = architecture(load_config(base))
+    return [m for m in methods.names() if kind in methods.get(m).architectures and m not in ("fusion", "prefix")]
 
 
 def test_every_method_trains_saves_and_predicts_the_same_in_a_fresh_process(family, tmp_path) -> None:
@@ -45,7 +45,7 @@ def test_every_method_trains_saves_and_predicts_the_same_in_a_fresh_process(fami
     rows = [{"text": t, "label": "pos"} for t in POSITIVE] + [{"text": t, "label": "neg"} for t in NEGATIVE]
     data = write_csv(tmp_path / "d.csv", rows * 2)
     folders = {}
-    for method in _methods(model_type):
+    for method in _methods(base):
         folders[method] = str(tmp_path / method)
         result = train(TrainConfig(data=str(data), method=method, base_model=base, output=folders[method], epochs=1,
                                    batch_size=8, learning_rate=1e-2, method_options=OPTIONS.get(method, {})))
@@ -85,7 +85,7 @@ def test_peft_loads_our_folder_with_the_same_probabilities(family, method, tmp_p
     save_adapter(model, "a", tmp_path, {"max_length": 128})
     tokenizer = AutoTokenizer.from_pretrained(base)
     batch = dict(tokenizer(TEXTS, padding=True, return_tensors="pt"))
-    if model_type in DECODERS or model_type == "modernbert":
+    if model_type != "deberta-v2":
         batch.pop("token_type_ids", None)
     with torch.no_grad():
         ours = model(**batch).softmax(-1)
@@ -145,3 +145,53 @@ def test_a_model_too_large_for_the_machine_is_refused_before_any_weight_is_read(
     with pytest.raises(ConfigError, match=r"does not fit: 69,\d{3}M parameters: .* GB free\. Choose a smaller model"):
         train(TrainConfig(data=str(data), method="lora", base_model=str(folder), output=str(tmp_path / "out")))
     assert not (tmp_path / "out").exists()
+
+
+def _reference_label_scores(net, tokenizer, texts: list[str], labels: list[str]) -> torch.Tensor:
+    """Each label's log-likelihood as text, the plain way: the model's loss over that label's tokens, one text and
+    one label at a time."""
+    scores = torch.zeros(len(texts), len(labels))
+    for i, text in enumerate(texts):
+        inputs = tokenizer([text], return_tensors="pt")
+        for j, label in enumerate(labels):
+            target = tokenizer([label], return_tensors="pt")["input_ids"]
+            with torch.no_grad():
+                out = net(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], labels=target)
+            scores[i, j] = -out.loss * target.shape[1]  # the loss is the mean over the label's tokens
+    return scores
+
+
+@pytest.mark.parametrize("model_type", ["t5", "mt5"])
+@pytest.mark.parametrize("method", ["ia3", "lora"])
+def test_labels_as_text_train_reload_and_load_in_peft_with_the_same_probabilities(model_type, method, tmp_path):
+    """The seed's way (mT0 writing the label): trained and saved as a PEFT seq2seq folder, the probabilities come
+    back the same in a fresh process, and equal the softmax of each label's likelihood under PEFT's model."""
+    from transformers import AutoModelForSeq2SeqLM
+
+    base = make_tiny_model(tmp_path / model_type, model_type, initializer_range=0.2)
+    rows = [{"text": t, "label": "positive"} for t in POSITIVE] + [{"text": t, "label": "negative"} for t in NEGATIVE]
+    out = tmp_path / "adapter"
+    train(TrainConfig(data=str(write_csv(tmp_path / "d.csv", rows * 2)), method=method, base_model=str(base),
+                      output=str(out), epochs=2, batch_size=8, learning_rate=3e-2, labels_as_text=True))
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["task_type"] == "SEQ_2_SEQ_LM" and not config["modules_to_save"]
+    ours = Predictor().probabilities(out, TEXTS, calibrated=False)
+    script = ("import json, sys\nfrom engine.inference import Predictor\n"
+              "print(json.dumps(Predictor().probabilities(sys.argv[1], json.loads(sys.argv[2]), "
+              "calibrated=False).tolist()))")
+    fresh = subprocess.run([sys.executable, "-c", script, str(out), json.dumps(TEXTS)], cwd=ROOT, check=True,
+                           capture_output=True, text=True, timeout=300).stdout.strip().splitlines()[-1]
+    assert torch.allclose(torch.tensor(json.loads(fresh)), ours, atol=1e-6)
+    net = peft.PeftModel.from_pretrained(AutoModelForSeq2SeqLM.from_pretrained(base), out).eval()
+    labels = Predictor().labels(out)
+    theirs = _reference_label_scores(net, AutoTokenizer.from_pretrained(base), TEXTS, labels).softmax(-1)
+    assert (theirs - ours).abs().max() <= 1e-5
+    assert ours.std(0).max() > 1e-3  # the texts are told apart
+
+
+def test_labels_as_text_need_an_encoder_decoder(family) -> None:
+    model_type, base = family
+    if model_type in ("t5", "mt5"):
+        pytest.skip("an encoder-decoder writes labels as text")
+    with pytest.raises(ConfigError, match="Labels as text need an encoder-decoder base model"):
+        AdapterModel(base, labels_as_text=True)

@@ -135,7 +135,8 @@ def option_control(method: str, name: str, spec: OptionSpec, default: object) ->
 # The hyperparameters the form shows, with their words, limits and defaults from TrainConfig (engine/options.py)
 SETTINGS = {f.name: (f, spec) for f, spec in option_fields(TrainConfig)
             if f.name in ("epochs", "learning_rate", "batch_size", "max_length", "max_train_samples",
-                          "max_eval_samples", "seed", "early_stopping_patience", "balance_classes")}
+                          "max_eval_samples", "seed", "early_stopping_patience", "balance_classes",
+                          "labels_as_text")}
 
 
 def _checked(key: str, value: object) -> object:
@@ -171,9 +172,9 @@ def build_spec(data: dict | None, form: dict) -> dict:
             "label_names": data.get("label_names"), "method": method.name,
             "base_model": (form.get("base_model") or "").strip() or None,
             "method_options": dataclasses.asdict(method.options(form.get("method_options"))) or None}
-    spec.update({key: _checked(key, form.get(key)) for key in SETTINGS if key != "balance_classes"})
-    if form.get("balance_classes"):
-        spec["balance_classes"] = True
+    switches = ("balance_classes", "labels_as_text")  # stored only when on, as the command line stores them
+    spec.update({key: _checked(key, form.get(key)) for key in SETTINGS if key not in switches})
+    spec.update({key: True for key in switches if form.get(key)})
     if form.get("base_dropout"):
         spec["base_dropout"] = True
     if (form.get("name") or "").strip():
@@ -259,6 +260,8 @@ def build(data: DataTab) -> TrainTab:
                 max_eval_samples = _number_box("max_eval_samples", "train-max-eval-samples")
                 seed = _number_box("seed", "train-seed")
                 patience = _optional_box("early_stopping_patience", "train-patience", "never")
+                labels_as_text = gr.Checkbox(False, label=SETTINGS["labels_as_text"][1].label,
+                                             elem_id="train-labels-as-text", info=SETTINGS["labels_as_text"][1].help)
                 base_dropout = gr.Checkbox(False, label="Keep the base model's dropout while training",
                                            elem_id="train-base-dropout",
                                            info="Off by default: training is faster, and was as accurate in our "
@@ -292,7 +295,8 @@ def build(data: DataTab) -> TrainTab:
             "learning_rate": learning_rate, "batch_size": batch_size, "max_length": max_length,
             "max_train_samples": max_train_samples, "max_eval_samples": max_eval_samples, "seed": seed,
             "early_stopping_patience": patience,
-            "base_dropout": base_dropout, "balance_classes": balance, "name": name, "mode": mode,
+            "base_dropout": base_dropout, "balance_classes": balance, "labels_as_text": labels_as_text, "name": name,
+            "mode": mode,
             **search_controls}
     return TrainTab(form, launch, status, cards, groups)
 
@@ -343,6 +347,7 @@ def clone_values(job: dict, actor: Actor) -> tuple[dict, dict]:
     form.update({key: spec.get(key) for key in SETTINGS})
     form.update(method=method.name, base_model=spec.get("base_model") or DEFAULT_BASE_MODEL, name="", mode=TRAIN_ONE,
                 base_dropout=bool(spec.get("base_dropout")), balance_classes=bool(spec.get("balance_classes")),
+                labels_as_text=bool(spec.get("labels_as_text")),
                 max_train_samples=spec.get("max_train_samples") or "",
                 max_eval_samples=spec.get("max_eval_samples") or default_of(SETTINGS["max_eval_samples"][0]),
                 early_stopping_patience=spec.get("early_stopping_patience") or "")
