@@ -97,6 +97,14 @@ class AdapterModel(nn.Module):
         decoder's own output layer writes them)."""
         return [] if self.labels_as_text else head_modules(self.config.model_type)
 
+    @property
+    def _projections_see_all_rows(self) -> bool:
+        """DeBERTa-v2/v3 also runs its query and key projections over the relative-position embeddings, one set
+        for the whole batch (share_att_key): LoRA or IA3 there cannot act on some rows only, so in a mixed batch
+        their rows run apart."""
+        return (self.config.model_type == "deberta-v2" and bool(getattr(self.config, "share_att_key", False))
+                and bool(getattr(self.config, "relative_attention", False)))
+
     def task_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The task model's logits for the active adapter: its classification head's, or each label's
         log-likelihood as text."""
@@ -248,8 +256,10 @@ class AdapterModel(nn.Module):
         width = max(len(self.adapters[name].labels) for name in rows)
         out = torch.full((len(names), width), float("nan"), device=self.device)
         previous = self.active
+        heads = {m: getattr(self.backbone, m) for m in self.head_module_names()}  # what the rows run apart swap
         try:
-            for name in [n for n in rows if not self.method(n).mixes or self.labels_as_text]:
+            for name in [n for n in rows if not self.method(n).mixes or self.labels_as_text
+                         or (self._projections_see_all_rows and self.method(n).head == "task")]:
                 self.set_active(name)
                 logits = self(**{k: v[rows[name]] for k, v in batch.items()})
                 out[rows[name], : logits.shape[-1]] = logits.float()
@@ -261,6 +271,8 @@ class AdapterModel(nn.Module):
                     n = len(self.adapters[name].labels)
                     out[r, :n] = logits[r, :n].float()
         finally:
+            for module_name, module in heads.items():
+                setattr(self.backbone, module_name, module)
             self.set_active(previous)
         return out
 

@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from engine import methods
-from engine.adapter_io import save_adapter
+from engine.adapter_io import read_metadata, save_adapter
 from engine.adapter_model import AdapterModel
+from engine.base_models import architecture, load_config, resolve_base_model
 from engine.errors import ConfigError
 from engine.inference import Predictor
+from engine.methods.prefix.method import SUPPORTED as PREFIX_TYPES
 from tests.conftest import NEGATIVE, POSITIVE, make_tiny_model
 
 # Two adapters of some methods, with different options (prefix and prompt lengths pad against each other),
@@ -21,6 +23,8 @@ VARIANTS = {"prefix": [{"prefix_length": 7}, {"prefix_length": 3}],
             "prompt": [{"num_virtual_tokens": 5}, {"num_virtual_tokens": 2}],
             "lora": [{"lora_r": 4, "lora_targets": "KEYS"}, {"lora_r": 2}],
             "ia3": [None, None], "pfeiffer": [None, {"reduction_factor": 4}], "compacter": [{"reduction_factor": 2}]}
+KEYS = {"distilbert": "q_lin,k_lin,v_lin", "deberta-v2": "query_proj,key_proj,value_proj",
+        "modernbert": "Wqkv,attn.Wo", "qwen2": "q_proj,k_proj,v_proj"}
 TEXTS = POSITIVE + NEGATIVE + ["fine I guess, nothing more to say about it, really nothing at all", "ok"]
 
 
@@ -34,11 +38,11 @@ def _adapters(base, folder) -> list:
         for k, options in enumerate(VARIANTS.get(method, [None])):
             name = f"{method}{k}"
             if options and options.get("lora_targets") == "KEYS":  # more targets than the default's, per layer
-                keys = "q_lin,k_lin,v_lin" if model.config.model_type == "distilbert" else "query,key,value"
-                options = {**options, "lora_targets": keys}
+                options = {**options, "lora_targets": KEYS.get(model.config.model_type, "query,key,value")}
             labels = ["neg", "neu", "pos"] if k == 0 else ["no", "yes"]
-            if method == "prefix" and model.config.model_type == "distilbert":
-                continue  # prefix tuning supports BERT, RoBERTa, ELECTRA and XLM-R
+            if (method == "prefix" and model.config.model_type not in PREFIX_TYPES
+                    or architecture(model.config) not in methods.get(method).architectures):
+                continue  # prefix tuning supports BERT, RoBERTa, ELECTRA and XLM-R; decoders take no bottlenecks
             if method == "fusion":  # over the Houlsby and Compacter adapters saved above
                 options = {"fuse": [str(folder / "houlsby0"), str(folder / "compacter0")]}
             model.add_adapter(name, method, labels, options)
@@ -50,7 +54,7 @@ def _adapters(base, folder) -> list:
     return folders
 
 
-@pytest.fixture(scope="module", params=["bert", "distilbert"])
+@pytest.fixture(scope="module", params=["bert", "distilbert", "deberta-v2", "modernbert", "qwen2"])
 def adapters(request, tmp_path_factory) -> list:
     base = make_tiny_model(tmp_path_factory.mktemp(f"mixed-{request.param}"), request.param,
                            initializer_range=0.2)
@@ -58,7 +62,9 @@ def adapters(request, tmp_path_factory) -> list:
 
 
 def test_a_random_mix_of_every_method_equals_each_row_alone(adapters) -> None:
-    assert {f.name.rstrip("01") for f in adapters} >= set(methods.names()) - {"prefix"}
+    kind = architecture(load_config(resolve_base_model(read_metadata(adapters[0])["base_model"])))
+    fitting = {m for m in methods.names() if kind in methods.get(m).architectures}
+    assert {f.name.rstrip("01") for f in adapters} >= fitting - {"prefix"}
     rng = random.Random(0)
     texts = [rng.choice(TEXTS) for _ in range(96)]
     chosen = [rng.choice(adapters) for _ in texts]

@@ -34,7 +34,9 @@ class PromptTuning(Method):
     description = ("Learned 'virtual tokens' put before every text; nothing inside the model changes: the fewest "
                    "parameters with LoRA-level simplicity, but needs many steps and a high learning rate.")
     Options: ClassVar[type] = PromptOptions
-    architectures: ClassVar[tuple[str, ...]] = ("encoder", "decoder")
+    # not decoder LLMs: their classifier finds the last real token from the token ids, and with the prompt fed as
+    # embeddings it reads the last position instead, padding in a batch of texts of different lengths (as PEFT)
+    architectures: ClassVar[tuple[str, ...]] = ("encoder",)
     defaults: ClassVar[dict[str, float]] = {"learning_rate": 3e-2, "epochs": 3}
 
     def check(self, options: Any, config: PretrainedConfig, max_length: int = 128) -> None:
