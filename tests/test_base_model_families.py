@@ -18,6 +18,7 @@ from engine.adapter_model import AdapterModel
 from engine.base_models import architecture, load_config
 from engine.errors import ConfigError
 from engine.inference import Predictor
+from engine.methods.prefix.method import SUPPORTED as PREFIX_TYPES
 from engine.training import TrainConfig, train
 from tests.conftest import NEGATIVE, POSITIVE, ROOT, make_tiny_model, write_csv
 
@@ -34,10 +35,11 @@ def family(request, tmp_path_factory) -> tuple[str, str]:
 
 
 def _methods(base: str) -> list[str]:
-    """The registry's methods that fit this family; prefix tuning has its own attention patch (BERT, RoBERTa,
-    ELECTRA, XLM-R), fusion needs trained adapters to fuse."""
-    kind = architecture(load_config(base))
-    return [m for m in methods.names() if kind in methods.get(m).architectures and m not in ("fusion", "prefix")]
+    """The registry's methods that fit this family; prefix tuning patches BERT-style and DeBERTa's attention,
+    fusion needs trained adapters to fuse (tests/test_mixed_batches.py fuses on DeBERTa and ModernBERT)."""
+    config = load_config(base)
+    skip = {"fusion"} | (set() if config.model_type in PREFIX_TYPES else {"prefix"})
+    return [m for m in methods.names() if architecture(config) in methods.get(m).architectures and m not in skip]
 
 
 def test_every_method_trains_saves_and_predicts_the_same_in_a_fresh_process(family, tmp_path) -> None:

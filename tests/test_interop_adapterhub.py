@@ -53,7 +53,7 @@ def test_adapterhub_loads_our_adapter(method, bundled_model, tmp_path) -> None:
     assert (torch.tensor(ref["probabilities"]) - ours.double()).abs().max() <= 1e-4
 
 
-@pytest.mark.parametrize("method", ["pfeiffer", "houlsby"])
+@pytest.mark.parametrize("method", ["pfeiffer", "houlsby", "parallel", "compacter", "prefix"])
 def test_adapterhub_loads_our_deberta_v2_adapter(method, tmp_path) -> None:
     """DeBERTa-v2/v3 (a tiny random one): AdapterHub 1.3 supports it, and our adapters on it are its own."""
     base = make_tiny_model(tmp_path / "deberta-v2", "deberta-v2", initializer_range=0.2)
@@ -61,7 +61,8 @@ def test_adapterhub_loads_our_deberta_v2_adapter(method, tmp_path) -> None:
     data = write_csv(tmp_path / "d.csv", rows * 2)
     out = tmp_path / method
     train(TrainConfig(data=str(data), method=method, base_model=str(base), output=str(out), text_column="q",
-                      label_column="y", epochs=1, learning_rate=5e-2, batch_size=8))
+                      label_column="y", epochs=1, learning_rate=5e-2, batch_size=8,
+                      method_options={"reduction_factor": 8} if method == "compacter" else None))
     texts = [t for t in TEXTS if t]
     (tmp_path / "texts.json").write_text(json.dumps(texts))
     _reference("adapterhub_predict.py", "--base-model", str(base), "--adapter", str(out), "--texts-json",

@@ -1,4 +1,5 @@
-"""AdapterHub's prefix tuning: learned keys and values put before every layer's own, in its self-attention.
+"""AdapterHub's prefix tuning: learned keys and values put before every layer's own, in its self-attention
+(BERT-style attention, DeBERTa-v2/v3's disentangled one, ModernBERT's rotary one).
 
 K' = [Pk_i ; K], V' = [Pv_i ; V] for layer i; queries are unchanged, so the output keeps its length. The prefixes
 come from one module for the whole model: a reparametrisation MLP over P embeddings while training (AdapterHub
@@ -7,6 +8,7 @@ evaluates it on every forward), or the flat prefixes themselves (what it compute
 
 from __future__ import annotations
 
+import math
 import sys
 import types
 from typing import NamedTuple
@@ -105,15 +107,91 @@ def _forward(self: nn.Module, hidden_states: torch.Tensor, attention_mask: torch
     return out.reshape(*hidden_states.shape[:-1], -1).contiguous(), weights
 
 
+def _deberta_forward(self: nn.Module, hidden_states: torch.Tensor, attention_mask: torch.Tensor,
+                     output_attentions: bool = False, query_states: torch.Tensor | None = None,
+                     relative_pos: torch.Tensor | None = None, rel_embeddings: torch.Tensor | None = None):
+    """DeBERTa-v2/v3's disentangled self-attention with the active prefix's keys and values before its own, as
+    AdapterHub 1.3 computes it: the relative-position terms (c2p, p2c) are those of the text's own keys, and the
+    prefix columns get none (zeros)."""
+    prefix = self.__dict__.get(ACTIVE)
+    if prefix is None:
+        return type(self).forward(self, hidden_states, attention_mask, output_attentions, query_states,
+                                  relative_pos, rel_embeddings)
+    keys, values, visible = prefix
+    size, tokens, length = hidden_states.shape[0], hidden_states.shape[1], keys.shape[-2]
+    heads = self.num_attention_heads
+
+    def per_head(x: torch.Tensor) -> torch.Tensor:  # (P, H) or (B, P, H) -> (B * NH, P, HD)
+        x = x.view(*x.shape[:-1], heads, -1).transpose(-3, -2).expand(size, -1, -1, -1)
+        return x.reshape(size * heads, length, -1)
+
+    query = self.transpose_for_scores(self.query_proj(hidden_states if query_states is None else query_states), heads)
+    key = self.transpose_for_scores(self.key_proj(hidden_states), heads)
+    value = self.transpose_for_scores(self.value_proj(hidden_states), heads)
+    scale_factor = 1 + ("c2p" in self.pos_att_type) + ("p2c" in self.pos_att_type)
+    scale = math.sqrt(query.size(-1) * scale_factor)
+    scores = torch.bmm(query, torch.cat([per_head(keys).to(key.dtype), key], dim=1).transpose(-1, -2) / scale)
+    if self.relative_attention:
+        relative = self.disentangled_attention_bias(query, key, relative_pos, self.pos_dropout(rel_embeddings),
+                                                    scale_factor)
+        scores = torch.cat([scores[..., :length], scores[..., length:] + relative], dim=-1)
+    scores = scores.view(size, heads, tokens, length + tokens)
+    columns = (torch.ones(size, 1, tokens, length, dtype=torch.bool, device=scores.device) if visible is None
+               else visible[:, None, None, :].expand(size, 1, tokens, length))
+    mask = torch.cat([columns, attention_mask.bool().expand(size, 1, tokens, tokens)], dim=-1)
+    probs = self.dropout(scores.masked_fill(~mask, torch.finfo(query.dtype).min).softmax(-1))
+    context = torch.bmm(probs.view(size * heads, tokens, -1), torch.cat([per_head(values).to(value.dtype), value], 1))
+    context = context.view(size, heads, tokens, -1).permute(0, 2, 1, 3).reshape(size, tokens, -1)
+    return context, (probs if output_attentions else None)
+
+
+def _rotary_forward(self: nn.Module, hidden_states: torch.Tensor, position_embeddings=None,
+                    attention_mask: torch.Tensor | None = None, **kwargs):
+    """ModernBERT's attention (one Wqkv, rotary positions) with the active prefix's keys and values before its
+    own. The prefix keys are not rotated: they have no position, as in AdapterHub's rotary models (Llama), which
+    put the prefix on the keys after the rotation."""
+    prefix = self.__dict__.get(ACTIVE)
+    if prefix is None:
+        return type(self).forward(self, hidden_states, position_embeddings, attention_mask, **kwargs)
+    keys, values, visible = prefix
+    size, length = hidden_states.shape[0], keys.shape[-2]
+
+    def heads(x: torch.Tensor) -> torch.Tensor:  # (P, H) or (B, P, H) -> (B, NH, P, HD)
+        return x.view(*x.shape[:-1], -1, self.head_dim).transpose(-3, -2).expand(size, -1, -1, -1)
+
+    module = sys.modules[type(self).__module__]
+    qkv = self.Wqkv(hidden_states).view(*hidden_states.shape[:-1], 3, -1, self.head_dim)
+    query, key, value = (x.transpose(1, 2) for x in qkv.unbind(dim=-3))
+    query, key = module.apply_rotary_pos_emb(query, key, *position_embeddings, unsqueeze_dim=1)
+    key = torch.cat([heads(keys).to(key.dtype), key], dim=2)
+    value = torch.cat([heads(values).to(value.dtype), value], dim=2)
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation,
+                                                      module.eager_attention_forward)
+    out, weights = attention(self, query, key, value, _with_prefix(attention_mask, length, visible, query.dtype,
+                                                                    hidden_states.shape[1]),
+                             dropout=self.attention_dropout if self.training else 0.0, scaling=self.head_dim**-0.5,
+                             sliding_window=self.sliding_window, deterministic=self.deterministic_flash_attn,
+                             **kwargs)
+    return self.out_drop(self.Wo(out.reshape(*hidden_states.shape[:-1], -1).contiguous())), weights
+
+
+def _is_bert_attention(module: nn.Module) -> bool:
+    return type(module).__name__.endswith("SelfAttention") and all(
+        hasattr(module, a) for a in ("query", "key", "value", "attention_head_size"))
+
+
 def self_attentions(encoder: nn.Module) -> list[nn.Module]:
-    """The encoder's self-attention modules in layer order, found and patched once to take a prefix (each
-    forward asks for them twice)."""
+    """The encoder's self-attention modules in layer order (BERT-style, DeBERTa-v2's disentangled one, ModernBERT's
+    rotary one), found and patched once to take a prefix (each forward asks for them twice)."""
     found = encoder.__dict__.get("_adapterlab_self_attentions")
     if found is None:
-        found = [m for m in encoder.modules() if type(m).__name__.endswith("SelfAttention")
-                 and all(hasattr(m, a) for a in ("query", "key", "value", "attention_head_size"))]
+        patches = {"DisentangledSelfAttention": _deberta_forward, "ModernBertAttention": _rotary_forward}
+        found = [m for m in encoder.modules() if _is_bert_attention(m) or type(m).__name__ in patches]
         for module in found:
-            module.forward = types.MethodType(_forward, module)
+            forward = _forward if _is_bert_attention(module) else patches[type(module).__name__]
+            module.forward = types.MethodType(forward, module)
             module.__dict__[ACTIVE] = None
         encoder.__dict__["_adapterlab_self_attentions"] = found
     return found

@@ -21,7 +21,7 @@ from engine.methods.prefix.config import PrefixConfig, PrefixOptions
 from engine.methods.prefix.layer import Prefixes, row_prefixes, self_attentions, set_prefixes
 
 REGISTRY = "_adapterlab_prefixes"
-SUPPORTED = ("bert", "roberta", "electra", "xlm-roberta")
+SUPPORTED = ("bert", "roberta", "electra", "xlm-roberta", "deberta-v2", "modernbert")
 
 
 def _prefixes(model) -> nn.ModuleDict:
