@@ -21,6 +21,7 @@ from engine.calibration import RULES
 from engine.data import TABLE_SUFFIXES
 from engine.errors import ConfigError, DataError
 from engine.inference import FilePredictions, Predictor
+from engine.labels_as_text import check as labels_as_text_fits
 from engine.methods import get as get_method
 from engine.thresholds import pick
 from worker import api as jobs
@@ -215,15 +216,18 @@ def predict_file(key: str, input_path: str | Path, output_name: str, text_column
     return out, result
 
 
-def parameter_count(base_model: str, method: str, options: dict, num_labels: int,
-                    actor: Actor) -> tuple[int, int, int]:
+def parameter_count(base_model: str, method: str, options: dict, num_labels: int, actor: Actor,
+                    labels_as_text: bool = False) -> tuple[int, int, int]:
     """(method, method + classifier head, base model) parameter counts for these settings, from the model's
-    config alone (nothing is loaded), checked as a job would be."""
+    config alone (nothing is loaded), checked as a job would be; labels as text train no head."""
     config = load_config(resolve_base_model(base_model))
     kind = get_method(method)
     kind.supports(config)
+    if labels_as_text:
+        labels_as_text_fits(config, base_model, kind.label, kind.head == "own")
     chosen = kind.options(jobs.adapter_options(method, options, False, actor))  # a fusion's, by job id
     adapter, head = kind.count(chosen, config, max(2, num_labels))
+    head = 0 if labels_as_text else head
     return adapter, adapter + head, sum(p.numel() for p in skeleton(config).base_model.parameters())
 
 

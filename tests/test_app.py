@@ -419,3 +419,14 @@ def test_serve_is_a_command():
 
     args = build_parser().parse_args(["serve", "--no-worker", "--port", "9999"])
     assert args.host == "127.0.0.1" and args.port == 9999 and args.no_worker and args.max_upload_mb == 1024
+
+
+def test_the_count_of_labels_as_text_has_no_classifier_and_refuses_what_cannot_write_them(tmp_path) -> None:
+    from tests.conftest import make_tiny_model
+
+    t5 = make_tiny_model(tmp_path / "t5", "t5")
+    assert "and no classifier: the decoder writes each label as text" in train_tab.parameter_count(
+        str(t5), "ia3", {}, ["a", "b"], True)
+    assert "in the classifier (2 labels)" in train_tab.parameter_count(str(t5), "ia3", {}, ["a", "b"])
+    assert "Full fine-tuning trains a classification head" in train_tab.parameter_count(str(t5), "full", {}, [], True)
+    assert "need an encoder-decoder base model" in train_tab.parameter_count("", "ia3", {}, [], True)

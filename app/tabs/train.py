@@ -98,12 +98,14 @@ def _size(count: int) -> str:
     return f"{megabytes:.1f} MB" if megabytes < 10 else f"{megabytes:,.0f} MB"
 
 
-def parameter_count(base_model: str, method: str, options: dict, labels: list[str]) -> str:
+def parameter_count(base_model: str, method: str, options: dict, labels: list[str],
+                    labels_as_text: bool = False) -> str:
     """The live 'how much will be trained' line, with what the saved result costs on disk; from the model's
     config, so it follows every change at once."""
     try:
         adapter, trainable, base = services.parameter_count(base_model or DEFAULT_BASE_MODEL, method, options,
-                                                            len(labels or []) or 2, access.current())
+                                                            len(labels or []) or 2, access.current(),
+                                                            bool(labels_as_text))
     except AdapterLabError as exc:
         return note(str(exc), "error")
     share = 100 * trainable / base if base else 0
@@ -113,9 +115,11 @@ def parameter_count(base_model: str, method: str, options: dict, labels: list[st
                 f"saves a whole model of about **{_size(trainable)}** and needs about {_size(4 * trainable)} of "
                 "memory to train (weights, gradients and the optimizer's two averages); the Playground loads it "
                 "as a model of its own.")
-    return (f"**{trainable:,} trainable parameters**: {adapter:,} in the method + {trainable - adapter:,} in the "
-            f"classifier ({labels_note}). That is **{share:.2f}%** of the base model's {base / 1e6:.1f} million, "
-            f"which stays frozen; the saved adapter is about {_size(trainable)}.")
+    head = (", and no classifier: the decoder writes each label as text" if labels_as_text else
+            f" + {trainable - adapter:,} in the classifier ({labels_note})")
+    return (f"**{trainable:,} trainable parameters**: {adapter:,} in the method{head}. That is "
+            f"**{share:.2f}%** of the base model's {base / 1e6:.1f} million, which stays frozen; the saved adapter "
+            f"is about {_size(trainable)}.")
 
 
 def option_control(method: str, name: str, spec: OptionSpec, default: object) -> gr.components.Component:
@@ -286,9 +290,10 @@ def build(data: DataTab) -> TrainTab:
     def count_line(values: dict) -> str:
         chosen = values[method]
         options = chosen_options(chosen, {names[c]: v for c, v in values.items() if c in names})
-        return parameter_count(values[base_model], chosen, options, values[labels])
+        return parameter_count(values[base_model], chosen, options, values[labels], values[labels_as_text])
 
-    gr.on(None, count_line, {base_model, method, labels, *option_controls.values()}, count, concurrency_limit=1,
+    gr.on(None, count_line, {base_model, method, labels, labels_as_text, *option_controls.values()}, count,
+          concurrency_limit=1,
           concurrency_id="parameter-count", trigger_mode="always_last", show_progress="minimal")
     data.chosen.change(data_summary, data.chosen, summary)
     form = {**option_controls, "method": method, "base_model": base_model, "epochs": epochs,
