@@ -80,7 +80,7 @@ def _from_pretrained(loader, name: str, **kwargs):
 
 @lru_cache(maxsize=16)
 def load_config(name_or_path: str) -> PretrainedConfig:
-    """The model's config, checked to be a supported BERT-family encoder."""
+    """The model's config, checked to be of a supported architecture (SUPPORTED_MODEL_TYPES)."""
     try:
         config = _from_pretrained(AutoConfig, name_or_path)
     except (OSError, ValueError) as exc:
