@@ -123,7 +123,7 @@ def export_onnx(adapter_dir: str | Path, output: str | Path, data: str | Path | 
     meta = read_metadata(adapter_dir)
     texts, pairs, rows_from = _parity_texts(meta, data)
     phase("loading the adapter")
-    model = AdapterModel(meta.get("base_model")).eval()
+    model = AdapterModel(meta.get("base_model"), labels_as_text=bool(meta.get("labels_as_text"))).eval()
     load_adapter(model, adapter_dir, "adapter")
     model.set_active("adapter")
     max_length = int(meta.get("max_length") or 128)

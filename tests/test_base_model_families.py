@@ -197,3 +197,20 @@ def test_labels_as_text_need_an_encoder_decoder(family) -> None:
         pytest.skip("an encoder-decoder writes labels as text")
     with pytest.raises(ConfigError, match="Labels as text need an encoder-decoder base model"):
         AdapterModel(base, labels_as_text=True)
+
+
+@pytest.mark.parametrize(("model_type", "method", "as_text"), [
+    ("deberta-v2", "pfeiffer", False), ("modernbert", "houlsby", False), ("qwen2", "lora", False),
+    ("t5", "ia3", False), ("t5", "lora", True)])
+def test_onnx_export_of_each_family_matches_torch(model_type, method, as_text, tmp_path) -> None:
+    """One graph per family (a T5 writing labels as text included: encoder, then the decoder over every label),
+    checked against PyTorch at export as for the bundled model."""
+    from engine.export import TOLERANCE, export_onnx
+
+    base = make_tiny_model(tmp_path / model_type, model_type, initializer_range=0.2)
+    rows = [{"text": t, "label": "positive"} for t in POSITIVE] + [{"text": t, "label": "negative"} for t in NEGATIVE]
+    out = tmp_path / "adapter"
+    train(TrainConfig(data=str(write_csv(tmp_path / "d.csv", rows * 2)), method=method, base_model=str(base),
+                      output=str(out), epochs=1, batch_size=8, labels_as_text=as_text))
+    report = export_onnx(out, tmp_path / "onnx").as_dict()
+    assert report["max_abs_diff"] <= TOLERANCE and report["rows_checked"] > 0
