@@ -163,8 +163,7 @@ def _reference_label_scores(net, tokenizer, texts: list[str], labels: list[str])
     return scores
 
 
-@pytest.mark.parametrize("model_type", ["t5", "mt5"])
-@pytest.mark.parametrize("method", ["ia3", "lora"])
+@pytest.mark.parametrize(("model_type", "method"), [("mt5", "ia3"), ("t5", "lora")])  # the seed's mT0 + IA3
 def test_labels_as_text_train_reload_and_load_in_peft_with_the_same_probabilities(model_type, method, tmp_path):
     """The seed's way (mT0 writing the label): trained and saved as a PEFT seq2seq folder, the probabilities come
     back the same in a fresh process, and equal the softmax of each label's likelihood under PEFT's model."""

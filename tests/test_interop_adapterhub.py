@@ -53,9 +53,11 @@ def test_adapterhub_loads_our_adapter(method, bundled_model, tmp_path) -> None:
     assert (torch.tensor(ref["probabilities"]) - ours.double()).abs().max() <= 1e-4
 
 
-@pytest.mark.parametrize("method", ["pfeiffer", "houlsby", "parallel", "compacter", "prefix"])
+@pytest.mark.parametrize("method", ["pfeiffer", "houlsby", "prefix"])
 def test_adapterhub_loads_our_deberta_v2_adapter(method, tmp_path) -> None:
-    """DeBERTa-v2/v3 (a tiny random one): AdapterHub 1.3 supports it, and our adapters on it are its own."""
+    """DeBERTa-v2/v3 (a tiny random one): AdapterHub 1.3 supports it, and our adapters on it are its own. The
+    parallel and Compacter adapters use the same slots as these (and passed too on 2026-12-04); the suite keeps
+    one per code path: the two slot kinds, and the prefix in DeBERTa's own attention."""
     base = make_tiny_model(tmp_path / "deberta-v2", "deberta-v2", initializer_range=0.2)
     rows = [{"q": t, "y": "pos"} for t in POSITIVE] + [{"q": t, "y": "neg"} for t in NEGATIVE]
     data = write_csv(tmp_path / "d.csv", rows * 2)
