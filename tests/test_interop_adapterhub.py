@@ -63,8 +63,7 @@ def test_adapterhub_loads_our_deberta_v2_adapter(method, tmp_path) -> None:
     data = write_csv(tmp_path / "d.csv", rows * 2)
     out = tmp_path / method
     train(TrainConfig(data=str(data), method=method, base_model=str(base), output=str(out), text_column="q",
-                      label_column="y", epochs=1, learning_rate=5e-2, batch_size=8,
-                      method_options={"reduction_factor": 8} if method == "compacter" else None))
+                      label_column="y", epochs=1, learning_rate=5e-2, batch_size=8))
     texts = [t for t in TEXTS if t]
     (tmp_path / "texts.json").write_text(json.dumps(texts))
     _reference("adapterhub_predict.py", "--base-model", str(base), "--adapter", str(out), "--texts-json",
