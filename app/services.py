@@ -21,7 +21,6 @@ from engine.calibration import RULES
 from engine.data import TABLE_SUFFIXES
 from engine.errors import ConfigError, DataError
 from engine.inference import FilePredictions, Predictor
-from engine.labels_as_text import check as labels_as_text_fits
 from engine.methods import get as get_method
 from engine.thresholds import pick
 from worker import api as jobs
@@ -222,9 +221,7 @@ def parameter_count(base_model: str, method: str, options: dict, num_labels: int
     config alone (nothing is loaded), checked as a job would be; labels as text train no head."""
     config = load_config(resolve_base_model(base_model))
     kind = get_method(method)
-    kind.supports(config)
-    if labels_as_text:
-        labels_as_text_fits(config, base_model, kind.label, kind.head == "own")
+    kind.supports(config, labels_as_text)
     chosen = kind.options(jobs.adapter_options(method, options, False, actor))  # a fusion's, by job id
     adapter, head = kind.count(chosen, config, max(2, num_labels))
     head = 0 if labels_as_text else head

@@ -66,7 +66,7 @@ class AdapterModel(nn.Module):
         self.tokenizer = load_tokenizer(self.base_model_path)
         self.labels_as_text = labels_as_text
         if labels_as_text:
-            labels_as_text_fits(self.config, self.base_model_name, "", False)
+            labels_as_text_fits(self.config)
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the task head is replaced per adapter: its "newly initialised" note is noise
         hf_logging.disable_progress_bar()
@@ -76,7 +76,8 @@ class AdapterModel(nn.Module):
             self.backbone = from_pretrained(task_model, self.base_model_path, disable_mmap=not mmap, **sizes)
         finally:
             hf_logging.set_verbosity(verbosity)
-        self.backbone.config.pad_token_id = pad_token_id(self.tokenizer)  # a decoder's head reads the last other
+        # a decoder LLM's classifier reads the last token that is not this one
+        self.backbone.config.pad_token_id = pad_token_id(self.tokenizer)
         self.backbone.requires_grad_(False)
         self.backbone.eval()
         set_first_token_only(self.encoder)
@@ -146,7 +147,7 @@ class AdapterModel(nn.Module):
         if name in self.adapters:
             raise ConfigError(f"An adapter named '{name}' is already loaded.")
         kind = get_method(method)
-        kind.supports(self.config)
+        kind.supports(self.config, self.labels_as_text)
         if len(labels) < 2:
             raise ConfigError("A classifier needs at least 2 labels.")
         options = options if is_dataclass(options) else kind.options(options)

@@ -20,10 +20,10 @@ from engine.errors import ConfigError
 IGNORE = -100  # a position past the end of a shorter label
 
 
-def check(config: PretrainedConfig, name: str, method_label: str, trains_own_model: bool) -> None:
+def check(config: PretrainedConfig, method_label: str = "", trains_own_model: bool = False) -> None:
     """Refuse labels as text where they cannot be: a model without a decoder, a method with a head of its own."""
     if not config.is_encoder_decoder:
-        raise ConfigError(f"Labels as text need an encoder-decoder base model (T5, mT0); {name} is a "
+        raise ConfigError(f"Labels as text need an encoder-decoder base model (T5, mT0); this is a "
                           f"{config.model_type} model: turn that setting off.")
     if trains_own_model:
         raise ConfigError(f"{method_label} trains a classification head, not labels as text: turn that setting "

@@ -262,11 +262,11 @@ def train(
                        name=cfg.data_name, validation_name=cfg.validation_name, max_eval_samples=cfg.max_eval_samples)
     device = pick_device(cfg.device)
     base_path = resolve_base_model(cfg.base_model)
-    method = get_method(cfg.method)
-    method.supports(load_config(base_path))
-    check_fits(load_config(base_path), display_name(base_path), device, cfg.batch_size, cfg.max_length,
-               sum(method.count(method.options(cfg.method_options), load_config(base_path), len(data.labels))))
-    precision = choose_precision(device, base_path, load_config(base_path),
+    base_config, method = load_config(base_path), get_method(cfg.method)
+    method.supports(base_config, cfg.labels_as_text)
+    check_fits(base_config, display_name(base_path), device, cfg.batch_size, cfg.max_length,
+               sum(method.count(method.options(cfg.method_options), base_config, len(data.labels))))
+    precision = choose_precision(device, base_path, base_config,
                                  on_probe=lambda: phase("measuring this CPU's fastest precision (once)", 0, 0))
     precision.apply()  # before oneDNN first runs in this process
     bf16 = precision.bf16

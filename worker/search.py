@@ -154,7 +154,7 @@ def _option_space(methods: list[str], shared: dict) -> dict[str, list]:
 
     def fits(method: str, options: dict) -> bool:
         try:
-            get_method(method).supports(model_config)
+            get_method(method).supports(model_config, bool(shared.get("labels_as_text")))
             get_method(method).check(get_method(method).options(options), model_config, shared["max_length"])
         except ConfigError:
             return False

@@ -17,7 +17,6 @@ from pathlib import Path
 from engine.base_models import display_name, load_config, load_tokenizer, resolve_base_model
 from engine.data import prepare, read_table
 from engine.errors import ConfigError
-from engine.labels_as_text import check as labels_as_text_fits
 from engine.methods import all_options
 from engine.methods import get as get_method
 from engine.options import check_value, option_fields
@@ -76,9 +75,7 @@ def check_method(config: TrainConfig) -> str:
     model_config = load_config(base)
     load_tokenizer(base)
     method = get_method(config.method)
-    method.supports(model_config)
-    if config.labels_as_text:
-        labels_as_text_fits(model_config, display_name(base), method.label, method.head == "own")
+    method.supports(model_config, config.labels_as_text)
     method.check(method.options(config.method_options), model_config, config.max_length)
     return display_name(base)
 

@@ -58,11 +58,15 @@ class Method:
                               + (f"; its settings are {', '.join(sorted(known))}." if known else "."))
         return self.Options(**check_all(self.Options, values))
 
-    def supports(self, config: PretrainedConfig) -> None:
-        """Refuse a base model whose architecture the method does not fit, naming the methods that do."""
+    def supports(self, config: PretrainedConfig, labels_as_text: bool = False) -> None:
+        """Refuse a base model whose architecture the method does not fit, naming the methods that do, and labels
+        as text where the model or the method cannot write them."""
         from engine.base_models import architecture
+        from engine.labels_as_text import check as labels_as_text_fits
         from engine.methods import REGISTRY
 
+        if labels_as_text:
+            labels_as_text_fits(config, self.label, self.head == "own")
         kind = architecture(config)
         if kind not in self.architectures:
             fitting = [m.label for m in REGISTRY.values() if kind in m.architectures]

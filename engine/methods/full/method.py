@@ -21,7 +21,6 @@ from engine.base_models import from_pretrained, load_tokenizer, pad_token_id, sk
 from engine.errors import ConfigError
 from engine.first_token import set_first_token_only
 from engine.heads import head_modules, task_head_size
-from engine.labels_as_text import check as labels_as_text_fits
 from engine.methods.base import Method
 
 REGISTRY = "_adapterlab_full"
@@ -71,8 +70,6 @@ class FullFineTuning(Method):
     def add(self, model, name: str, labels: list[str], options: Any,
             config: str | None = None) -> str:
         """A fresh copy of the base model (or the saved one at `config`, a folder) with its own classifier."""
-        if model.labels_as_text:
-            labels_as_text_fits(model.config, model.base_model_name, self.label, True)
         net = _load(config or model.base_model_path, labels).to(model.device)
         _models(model)[name] = net
         return config or model.base_model_path

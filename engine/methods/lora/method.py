@@ -42,7 +42,7 @@ class LoRA(Method):
     def add(self, model, name: str, labels: list[str], options: Any,
             config: LoraConfig | None = None) -> LoraConfig:
         config = config or replace(self.config(options, model.config.model_type, model.base_model_name),
-                                               head=tuple(model.head_module_names()), task_type=model.task_type)
+                                   head=tuple(model.head_module_names()), task_type=model.task_type)
         lora.add_lora(model.backbone, name, config)
         return config
 
