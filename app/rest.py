@@ -91,6 +91,8 @@ class Adapter(BaseModel):
     name: str
     method: str
     labels: list[str]
+    runtime: str = Field(description="What answers for it now: `onnxruntime` once its ONNX export is made (started "
+                         "by its first request), `pytorch` until then.")
 
 
 def caller(request: Request) -> Actor:
@@ -136,7 +138,8 @@ def classify(request: ClassifyRequest, actor: Caller) -> dict:
 @router.get("/adapters", response_model=list[Adapter], responses={401: ERRORS[401]})
 def adapters(actor: Caller) -> list[dict]:
     """The finished adapters the caller may use, newest first."""
-    return [{key: a[key] for key in ("id", "name", "method", "labels")} for a in services.adapters(actor)]
+    return [{**{key: a[key] for key in ("id", "name", "method", "labels")}, "runtime": services.runtime(a)}
+            for a in services.adapters(actor)]
 
 
 @router.get("/openapi.json", include_in_schema=False)

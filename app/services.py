@@ -13,6 +13,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from app import onnx_serving
 from app.coalescing import Coalescer
 from app.security import safe_filename
 from engine.adapter_io import read_metadata, update_metadata
@@ -54,6 +55,14 @@ def work_dir() -> Path:
 def adapters(actor: Actor) -> list[dict]:
     """The finished adapters `actor` may use, newest first, as the job store lists them."""
     return jobs.finished_adapters(actor)
+
+
+def runtime(adapter: dict) -> str:
+    """What answers the REST endpoint for this adapter now: 'onnxruntime' or 'pytorch'."""
+    with _lock:
+        folder = _current(adapter)
+        _from_onnx(adapter, folder, start=False)
+        return predictor().runtime(folder)
 
 
 def find_adapter(key: str, actor: Actor) -> dict:
@@ -169,14 +178,27 @@ def classify(items: list[tuple[str, str, str | None]], actor: Actor) -> list[dic
 
 
 def _classify_rows(rows: list[tuple[dict, str, str | None]]) -> list[dict]:
-    """(adapter, text, second text) rows, maybe of several requests, through one `predict_batch`."""
+    """(adapter, text, second text) rows, maybe of several requests, through one `predict_batch`; each adapter
+    from onnxruntime once its export is made (app/onnx_serving.py)."""
     with _lock:
         folders = {adapter["id"]: _current(adapter) for adapter, _, _ in rows}
+        for adapter, _, _ in rows:
+            _from_onnx(adapter, folders[adapter["id"]], start=True)
         return predictor().predict_batch([text for _, text, _ in rows], [folders[a["id"]] for a, _, _ in rows],
                                          [pair for _, _, pair in rows])
 
 
 _classifier = Coalescer(threading.Lock(), _classify_rows)  # concurrent REST requests share forward passes
+_onnx_exports = onnx_serving.OnnxExports()
+
+
+def _from_onnx(adapter: dict, folder: str, start: bool) -> None:
+    """Serve the adapter from its ONNX export once that is made; with `start`, have it made. Call with the lock
+    held."""
+    if onnx_serving.enabled():
+        export = _onnx_exports.ready(f"{adapter['id']} {adapter.get('finished_at')}", folder, start)
+        if export is not None:
+            predictor().serve_from_onnx(folder, export)
 
 
 _exports: dict[str, tuple[Path, dict]] = {}  # "<job id> <finished_at> <metadata mtime>" -> (zip, export report)

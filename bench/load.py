@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
 from common import publish  # noqa: E402
-from rest import sentences, serve, train_adapter, training_file  # noqa: E402
+from rest import sentences, serve, serve_from_onnx, train_adapter, training_file  # noqa: E402
 from run import cpu_family  # noqa: E402
 
 CLIENTS, PREDICTIONS, ROUNDS, QUEUED = 50, 2000, 3, 10
@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         server, url = serve(home)
         try:
             adapter = train_adapter(url, home)
+            serve_from_onnx(url, adapter)  # as a served adapter is after its first request
             jobs = _submit_jobs(url, home)
             memory = Memory(server.pid)
             server_before, worker_before = memory.sample()

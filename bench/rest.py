@@ -4,8 +4,10 @@
 
 Starts `adapterlab serve` on a fresh data directory, trains a Pfeiffer adapter on 200 SST-2 sentences through
 its embedded worker (`../shared/data/sst2`; elsewhere `datasets.load_dataset("glue", "sst2")`), then:
-- p50 / p95 of `POST /v1/classify` with one SST-2 validation sentence, one keep-alive client, and of the Gradio
-  API's `/predict` (gradio_client) on the same sentences, side by side;
+- p50 / p95 of `POST /v1/classify` with one SST-2 validation sentence, one keep-alive client, served by PyTorch
+  (a server with `ADAPTERLAB_SERVE_ONNX=0`), then by onnxruntime (a server on the same data directory, once the
+  adapter's export, started by its first request, is made), and of the Gradio API's `/predict` (gradio_client,
+  PyTorch) on the same sentences, side by side;
 - throughput with 1, 8 and 32 concurrent clients, each sending one sentence per request (600 requests in all).
 Writes bench/results/rest-<cpu>.json and the `bench:rest` block of docs/benchmarks.md.
 """
@@ -49,9 +51,9 @@ def sentences(name: str, n: int) -> list[dict]:
         return list(csv.DictReader(f))[:n]
 
 
-def serve(home: Path) -> tuple[subprocess.Popen, str]:
+def serve(home: Path, onnx: bool = True) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = {**os.environ, "ADAPTERLAB_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "ADAPTERLAB_HOME": str(home), "HF_HUB_OFFLINE": "1", "ADAPTERLAB_SERVE_ONNX": str(int(onnx))}
     process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
                                stdout=(home / "serve.log").open("ab"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -92,6 +94,29 @@ def train_adapter(url: str, home: Path) -> str:
     raise SystemExit("training did not finish in 10 minutes")
 
 
+def serve_from_onnx(url: str, adapter: str) -> float:
+    """Ask once (which starts the adapter's export), then wait until onnxruntime serves it: the seconds taken."""
+    start = time.perf_counter()
+    httpx.post(f"{url}/v1/classify", json={"adapter": adapter, "texts": ["warm up"]}, timeout=120).raise_for_status()
+    while time.perf_counter() - start < 600:
+        listed = {a["id"]: a for a in httpx.get(f"{url}/v1/adapters", timeout=30).json()}
+        if listed[adapter]["runtime"] == "onnxruntime":
+            return round(time.perf_counter() - start, 1)
+        time.sleep(0.5)
+    raise SystemExit("the adapter's ONNX export did not finish in 10 minutes (see the server's log)")
+
+
+def one_sentence(url: str, adapter: str, texts: list[str]) -> dict:
+    with httpx.Client(base_url=url) as http:
+        return latency(lambda t: http.post("/v1/classify", json={"adapter": adapter, "texts": [t]})
+                       .raise_for_status(), texts, warm=20)
+
+
+def stop(server: subprocess.Popen) -> None:
+    server.terminate()
+    server.wait(60)
+
+
 def _throughput(url: str, adapter: str, texts: list[str], clients: int) -> dict:
     """`clients` threads, each with its own keep-alive connection, share REQUESTS one-sentence requests."""
     per_client = REQUESTS // clients
@@ -117,13 +142,16 @@ def _throughput(url: str, adapter: str, texts: list[str], clients: int) -> dict:
 
 
 def markdown(report: dict) -> str:
-    rest, page = report["rest"], report["gradio_api"]
+    rest, torch_rest, page = report["rest"], report["rest_pytorch"], report["gradio_api"]
     lines = [f"{report['date']}, CPU: {report['cpu']}, {report['cores']} cores, bundled model, one Pfeiffer adapter. "
              f"`{report['command']}`", "",
              "| one sentence over HTTP on loopback | p50 | p95 |", "|---|---:|---:|",
-             f"| `POST /v1/classify` | {rest['p50_ms']:.1f} ms | {rest['p95_ms']:.1f} ms |",
-             f"| Gradio API `/predict` (gradio_client) | {page['p50_ms']:.1f} ms | {page['p95_ms']:.1f} ms |", "",
-             "| concurrent clients | requests | sentences/s | errors |", "|---:|---:|---:|---:|"]
+             f"| `POST /v1/classify`, onnxruntime (the adapter's export made, in {report['export_seconds']} s, after "
+             f"its first request) | {rest['p50_ms']:.1f} ms | {rest['p95_ms']:.1f} ms |",
+             f"| `POST /v1/classify`, PyTorch (`ADAPTERLAB_SERVE_ONNX=0`) | {torch_rest['p50_ms']:.1f} ms | "
+             f"{torch_rest['p95_ms']:.1f} ms |",
+             f"| Gradio API `/predict` (gradio_client, PyTorch) | {page['p50_ms']:.1f} ms | {page['p95_ms']:.1f} ms |",
+             "", "| concurrent clients (onnxruntime) | requests | sentences/s | errors |", "|---:|---:|---:|---:|"]
     lines += [f"| {t['clients']} | {t['requests']} | {t['per_second']:.1f} | {t['errors']} |"
               for t in report["throughput"]]
     return "\n".join(lines)
@@ -142,21 +170,25 @@ def main(argv: list[str] | None = None) -> int:
     texts = [r["text"] for r in sentences("validation.csv", 320)]
     with tempfile.TemporaryDirectory(prefix="adapterlab-rest-") as tmp:
         home = Path(tmp)
-        server, url = serve(home)
+        server, url = serve(home, onnx=False)
         try:
             adapter = train_adapter(url, home)
+            rest_pytorch = one_sentence(url, adapter, texts)
+        finally:
+            stop(server)
+        server, url = serve(home)
+        try:
+            export_seconds = serve_from_onnx(url, adapter)
+            rest = one_sentence(url, adapter, texts)
             page = Client(url, verbose=False, download_files=False)
-            with httpx.Client(base_url=url) as http:
-                rest = latency(lambda t: http.post("/v1/classify", json={"adapter": adapter, "texts": [t]})
-                                .raise_for_status(), texts, warm=20)
             gradio_api = latency(lambda t: page.predict(adapter=adapter, text=t, api_name="/predict"), texts[:120],
                                  warm=20)
             throughput = [_throughput(url, adapter, texts, n) for n in CLIENTS]
         finally:
-            server.terminate()
-            server.wait(60)
+            stop(server)
     report = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "cpu": cpu_model(), "cores": os.cpu_count(),
-              "command": "python bench/rest.py", "rest": rest, "gradio_api": gradio_api, "throughput": throughput}
+              "command": "python bench/rest.py", "rest": rest, "rest_pytorch": rest_pytorch,
+              "export_seconds": export_seconds, "gradio_api": gradio_api, "throughput": throughput}
     results = ROOT / "bench" / "results" / f"rest-{cpu_family(report['cpu'])}.json"
     publish(report, [results], markdown(report), a.docs, "rest", "## REST endpoint")
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from engine.batching import Batcher
@@ -35,18 +37,28 @@ def predict_logits(model: torch.nn.Module, batcher: Batcher, data: Split, batch_
     was_training = model.training
     if was_training:  # an eval model stays so (new adapters follow its mode): a walk of every module saved per call
         model.eval()
-    encoded = batcher.encode(data.texts, data.pairs)
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))  # tokens, not dict keys
-    out = torch.empty(len(encoded), len(model.adapters[model.active].labels))
-    chunks = []  # kept on the device: one copy to the host at the end, no synchronisation per batch
-    for start in range(0, len(order), batch_size):
-        batch = batcher.collate([encoded[i] for i in order[start : start + batch_size]])
+
+    def run(batch: dict[str, torch.Tensor]) -> torch.Tensor:
         with batcher.autocast():
-            chunks.append(model(**batch).float())
-    if chunks:
-        out[order] = torch.cat(chunks).cpu()
+            return model(**batch).float()
+
+    out = logits_in_length_order(batcher, data, batch_size, len(model.adapters[model.active].labels), run)
     if was_training:
         model.train()
+    return out
+
+
+def logits_in_length_order(batcher: Batcher, data: Split, batch_size: int, labels: int,
+                           run: Callable[[dict[str, torch.Tensor]], torch.Tensor]) -> torch.Tensor:
+    """`run` over the rows' batches, sorted by length to cut padding; its logits back in the data's order."""
+    encoded = batcher.encode(data.texts, data.pairs)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))  # tokens, not dict keys
+    out = torch.empty(len(encoded), labels)
+    chunks = []  # kept on the device: one copy to the host at the end, no synchronisation per batch
+    for start in range(0, len(order), batch_size):
+        chunks.append(run(batcher.collate([encoded[i] for i in order[start : start + batch_size]])))
+    if chunks:
+        out[order] = torch.cat(chunks).cpu()
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from engine.base_models import resolve_base_model
 from engine.calibration import Calibration, calibrate, decide, nll, temperature_in_use
 from engine.data import DataReport, Split, fingerprint, load_labelled, read_table
 from engine.errors import ConfigError, DataError
-from engine.evaluation import classification_metrics, predict_logits
+from engine.evaluation import classification_metrics, logits_in_length_order, predict_logits
+from engine.onnx_session import OnnxSession
 from engine.packed_linear import pack_frozen_linears
 from engine.review import issues_frame, rows_frame
 from engine.training import pick_device
@@ -82,19 +84,38 @@ def _results(probs: torch.Tensor, labels: list[str], threshold: dict | None) -> 
 
 class Predictor:
     """Holds one `AdapterModel` per base model (on CPU with its frozen linears packed: engine/packed_linear.py);
-    `predict` activates the named adapter and runs it.
+    `predict` activates the named adapter and runs it. An adapter given its ONNX export (`serve_from_onnx`) runs
+    its own rows in onnxruntime instead, for the `onnx_sessions` most recently given (each holds its base
+    model's weights again).
 
     Batches of 32 rows: on the AMD EPYC (2 cores) 7% faster than 64 for one adapter's file and 27% for a mixed
     batch (docs/benchmarks.md, rows of one batch on different adapters).
     """
 
-    def __init__(self, device: str | None = None, batch_size: int = 32) -> None:
+    def __init__(self, device: str | None = None, batch_size: int = 32, onnx_sessions: int = 4) -> None:
         self.device = pick_device(device)
         self.batch_size = batch_size
         self.models: dict[str, AdapterModel] = {}
         self.loaded: dict[str, tuple[AdapterModel, str]] = {}  # adapter folder -> (model, adapter name)
+        self.onnx: OrderedDict[str, OnnxSession] = OrderedDict()  # adapter folder -> its export's session
+        self.onnx_sessions = onnx_sessions
         self._names = itertools.count()
         self._stamps: dict[str, int | None] = {}  # adapterlab.json -> its mtime when its settings were read
+
+    def serve_from_onnx(self, folder: str | Path, export: str | Path) -> None:
+        """Run the adapter at `folder` from its ONNX export folder `export` (engine/export.py) from now on (CPU
+        only); the least recently given session beyond `onnx_sessions` is closed."""
+        key = str(Path(folder).resolve())
+        if self.device.type != "cpu" or (key in self.onnx and self.onnx[key].folder == Path(export)):
+            return
+        self.onnx[key] = OnnxSession(export)
+        self.onnx.move_to_end(key)
+        while len(self.onnx) > self.onnx_sessions:
+            self.onnx.popitem(last=False)
+
+    def runtime(self, folder: str | Path) -> str:
+        """'onnxruntime' or 'pytorch': what runs the adapter at `folder` now."""
+        return "onnxruntime" if str(Path(folder).resolve()) in self.onnx else "pytorch"
 
     def load(self, folder: str | Path) -> tuple[AdapterModel, str]:
         """Load the adapter at `folder` once (its base model too, if new); later calls are free."""
@@ -119,7 +140,9 @@ class Predictor:
         return model, name
 
     def unload(self, folder: str | Path) -> None:
-        model, name = self.loaded.pop(str(Path(folder).resolve()))
+        key = str(Path(folder).resolve())
+        self.onnx.pop(key, None)
+        model, name = self.loaded.pop(key)
         model.delete_adapter(name)
 
     def labels(self, folder: str | Path) -> list[str]:
@@ -138,13 +161,19 @@ class Predictor:
         meta = model.adapters[name].meta
         return temperature_in_use(meta), meta.get("threshold")
 
-    def logits(self, folder: str | Path, texts: list[str], pairs: list[str] | None = None) -> torch.Tensor:
-        """Raw logits, one row per text, columns in the adapter's label order."""
+    def logits(self, folder: str | Path, texts: list[str], pairs: list[str] | None = None,
+               onnx: bool = False) -> torch.Tensor:
+        """Raw logits, one row per text, columns in the adapter's label order; from its ONNX session when it has
+        one and `onnx` (serving: evaluation and the trust checks stay on the torch model)."""
         model, name = self.load(folder)
-        model.set_active(name)
         max_length = int(model.adapters[name].meta.get("max_length") or 128)
         batcher = model.batcher(max_length)
         split = Split(list(texts), list(pairs) if pairs is not None else None, [0] * len(texts))
+        session = self.onnx.get(str(Path(folder).resolve())) if onnx else None
+        if session is not None:
+            return logits_in_length_order(batcher, split, self.batch_size, len(model.adapters[name].labels),
+                                          session.logits)
+        model.set_active(name)
         return predict_logits(model, batcher, split, self.batch_size)
 
     def probabilities(self, folder: str | Path, texts: list[str], pairs: list[str] | None = None,
@@ -164,7 +193,8 @@ class Predictor:
                       calibrated: bool = True) -> list[dict]:
         """`predict` for every text, text i with adapter folder `adapters[i]` (and second text `text_pairs[i]`,
         None for a single text): rows of one base model share one forward pass per batch
-        (`AdapterModel.mixed_logits`), whatever their adapters' methods."""
+        (`AdapterModel.mixed_logits`), whatever their adapters' methods; rows of one adapter alone run in its ONNX
+        session where it has one (`serve_from_onnx`)."""
         if len(adapters) != len(texts) or (text_pairs is not None and len(text_pairs) != len(texts)):
             raise ConfigError(f"{len(texts)} texts need as many adapters (got {len(adapters)})"
                               + (f" and second texts (got {len(text_pairs)})." if text_pairs is not None else "."))
@@ -180,7 +210,7 @@ class Predictor:
             if len(set(names)) == 1 and (pairs is None or len({p is None for p in pairs}) == 1):
                 # one adapter: its own forward pass, without routing (a request of one adapter's texts)
                 logits = self.logits(adapters[rows[0]], [texts[i] for i in rows],
-                                     None if pairs is None or pairs[0] is None else pairs)
+                                     None if pairs is None or pairs[0] is None else pairs, onnx=True)
             else:
                 logits = self._mixed_logits(model, names, [texts[i] for i in rows], pairs)
             by_adapter: dict[str, list[int]] = {}

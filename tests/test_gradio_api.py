@@ -6,6 +6,8 @@ happy paths and their readable errors.
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 from gradio_client import Client, handle_file
@@ -122,7 +124,10 @@ def test_pairs_with_ia3(client, app_server, trained):
 def test_rest_lists_adapters_and_classifies_as_the_page_predicts(client, app_server, trained):
     v1 = f"{app_server.url}v1"
     listed = httpx.get(f"{v1}/adapters").json()
-    assert {"id": trained["id"], "name": trained["name"], "method": "pfeiffer", "labels": ["neg", "pos"]} in listed
+    mine = next(a for a in listed if a["id"] == trained["id"])
+    assert {key: mine[key] for key in ("id", "name", "method", "labels")} == {
+        "id": trained["id"], "name": trained["name"], "method": "pfeiffer", "labels": ["neg", "pos"]}
+    assert mine["runtime"] in ("pytorch", "onnxruntime")
     texts = ["i love it, fantastic quality", "broke after a day, awful"]
     one = httpx.post(f"{v1}/classify", json={"adapter": trained["id"], "texts": texts})
     assert one.status_code == 200
@@ -133,6 +138,33 @@ def test_rest_lists_adapters_and_classifies_as_the_page_predicts(client, app_ser
         assert result["probabilities"] == pytest.approx(page["probabilities"], abs=1e-6)
     items = httpx.post(f"{v1}/classify", json={"items": [{"adapter": trained["id"], "text": t} for t in texts[::-1]]})
     assert items.json()["results"] == results[::-1]  # input order kept
+
+
+def test_rest_serves_an_adapter_from_onnxruntime_once_its_first_request_has_exported_it(client, app_server):
+    """A fresh adapter answers from PyTorch, and its first request starts its ONNX export; once made, onnxruntime
+    answers as the page (PyTorch) predicts."""
+    job_id = client.predict(data_file=handle_file(str(app_server.sentiment_csv)), text_column="review",
+                            label_column="sentiment", method="lora", epochs=1, base_model=str(app_server.tiny_model),
+                            api_name="/submit_job")
+    assert wait_for_job(status(client), job_id)["state"] == "succeeded"
+    v1 = f"{app_server.url}v1"
+
+    def runtime() -> str:
+        return next(a for a in httpx.get(f"{v1}/adapters").json() if a["id"] == job_id)["runtime"]
+
+    assert runtime() == "pytorch"
+    texts = ["i love it, fantastic quality", "broke after a day, awful", "fine"]
+    first = httpx.post(f"{v1}/classify", json={"adapter": job_id, "texts": texts}, timeout=60).json()["results"]
+    deadline = time.monotonic() + 180
+    while runtime() != "onnxruntime":
+        assert time.monotonic() < deadline, "the adapter's ONNX export did not finish in 3 minutes"
+        time.sleep(0.5)
+    served = httpx.post(f"{v1}/classify", json={"adapter": job_id, "texts": texts}, timeout=60).json()["results"]
+    for text, before, result in zip(texts, first, served, strict=True):
+        page = client.predict(adapter=job_id, text=text, api_name="/predict")
+        assert result["label"] == before["label"] == page["label"]
+        assert result["probabilities"] == pytest.approx(page["probabilities"], abs=1e-5)
+        assert before["probabilities"] == pytest.approx(page["probabilities"], abs=1e-6)
 
 
 @pytest.mark.parametrize(("body", "status_code", "says"), [

@@ -1,0 +1,93 @@
+"""The REST endpoint's adapters served from onnxruntime once their ONNX export is made.
+
+The first request for an adapter is answered by PyTorch and starts the adapter's export (`adapterlab export`,
+engine/export.py, checked against torch before it is kept) in a process of its own: one export at a time, with
+one thread and at low priority, so the server keeps answering. Requests after it has finished run in
+onnxruntime, about three times faster for one sentence (docs/benchmarks.md, REST endpoint). Exports live in a
+folder of this server's, removed when it exits; a retried job's new weights are exported again. An export that
+fails (a model too large for one ONNX file, say) is logged and that adapter stays on PyTorch.
+`ADAPTERLAB_SERVE_ONNX=0` keeps every adapter on PyTorch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ENV = "ADAPTERLAB_SERVE_ONNX"
+log = logging.getLogger("adapterlab.serving")
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+@dataclass
+class _Running:
+    key: str
+    process: subprocess.Popen
+    output: Path
+    errors: Path
+
+
+@dataclass
+class OnnxExports:
+    """Each adapter version's export folder, made in the background on first `ready`; call with the services lock
+    held (one caller at a time)."""
+
+    made: dict[str, Path | None] = field(default_factory=dict)  # version -> its export (None: it failed)
+    waiting: list[tuple[str, str]] = field(default_factory=list)  # (version, adapter folder) not started yet
+    running: _Running | None = None
+    _root: tempfile.TemporaryDirectory | None = None
+
+    def ready(self, version: str, folder: str, start: bool = True) -> Path | None:
+        """The export of the adapter at `folder` (`version` names its weights) when made; until then None, and
+        (with `start`) its export started or queued."""
+        self._collect()
+        if version in self.made:
+            return self.made[version]
+        started = self.running is not None and self.running.key == version
+        if start and not started and all(key != version for key, _ in self.waiting):
+            self.waiting.append((version, folder))
+            self._start_next()
+        return None
+
+    def _collect(self) -> None:
+        """Note a finished export (made or failed) and start the next."""
+        done = self.running
+        if done is None or done.process.poll() is None:
+            return
+        self.running = None
+        if done.process.returncode == 0 and (done.output / "model.onnx").is_file():
+            self.made[done.key] = done.output
+            log.info("serving %s from onnxruntime (%s)", done.key, done.output)
+        else:
+            self.made[done.key] = None
+            why = done.errors.read_text(errors="replace").strip().splitlines()[-1:] if done.errors.is_file() else []
+            log.warning("the ONNX export of %s failed, so it stays on PyTorch: %s", done.key,
+                        why[0] if why else f"exit {done.process.returncode}")
+            shutil.rmtree(done.output, ignore_errors=True)
+        self._start_next()
+
+    def _start_next(self) -> None:
+        if self.running is not None or not self.waiting:
+            return
+        version, folder = self.waiting.pop(0)
+        if self._root is None:
+            self._root = tempfile.TemporaryDirectory(prefix="adapterlab-onnx-")
+        where = Path(tempfile.mkdtemp(dir=self._root.name))
+        command = [sys.executable, "-m", "app.cli", "export", "--adapter", folder, "--format", "onnx",
+                   "--output", str(where / "export"), "--json"]
+        nice = shutil.which("nice")
+        with (where / "errors.log").open("wb") as errors:
+            process = subprocess.Popen([nice, "-n", "10", *command] if nice else command, stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, stderr=errors,
+                                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+        self.running = _Running(version, process, where / "export", where / "errors.log")
+        log.info("exporting %s to ONNX for serving", version)

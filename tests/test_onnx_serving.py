@@ -1,0 +1,36 @@
+"""The server's ONNX exports for serving (app/onnx_serving.py): one at a time in a process of their own, a
+failed one remembered and logged, never retried. The happy path through a running server is in
+tests/test_gradio_api.py."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from app.onnx_serving import OnnxExports
+
+
+def _settled(exports: OnnxExports, version: str, folder: str) -> None:
+    deadline = time.monotonic() + 120
+    while exports.running is not None:
+        assert time.monotonic() < deadline, "the export process did not end in 2 minutes"
+        time.sleep(0.2)
+        exports.ready(version, folder, start=False)
+
+
+def test_an_export_that_fails_leaves_the_adapter_on_pytorch_and_says_why(tmp_path, caplog) -> None:
+    not_an_adapter = tmp_path / "empty"
+    not_an_adapter.mkdir()
+    exports = OnnxExports()
+    with caplog.at_level(logging.INFO, logger="adapterlab.serving"):
+        assert exports.ready("job-1 v1", str(not_an_adapter)) is None
+        assert exports.running is not None and exports.running.key == "job-1 v1"
+        assert exports.ready("job-2 v1", str(not_an_adapter)) is None  # queued behind the first: one at a time
+        assert [key for key, _ in exports.waiting] == ["job-2 v1"]
+        _settled(exports, "job-1 v1", str(not_an_adapter))
+        _settled(exports, "job-2 v1", str(not_an_adapter))
+    assert exports.made == {"job-1 v1": None, "job-2 v1": None}
+    assert exports.ready("job-1 v1", str(not_an_adapter)) is None and exports.running is None  # not tried again
+    failures = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert len(failures) == 2, failures
+    assert all("stays on PyTorch" in m and "not an adapter folder" in m for m in failures), failures
