@@ -11,6 +11,7 @@ fails (a model too large for one ONNX file, say) is logged and that adapter stay
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
@@ -81,6 +82,7 @@ class OnnxExports:
         version, folder = self.waiting.pop(0)
         if self._root is None:
             self._root = tempfile.TemporaryDirectory(prefix="adapterlab-onnx-")
+            atexit.register(self.close)
         where = Path(tempfile.mkdtemp(dir=self._root.name))
         command = [sys.executable, "-m", "app.cli", "export", "--adapter", folder, "--format", "onnx",
                    "--output", str(where / "export"), "--json"]
@@ -91,3 +93,19 @@ class OnnxExports:
                                        env={**os.environ, "OMP_NUM_THREADS": "1"})
         self.running = _Running(version, process, where / "export", where / "errors.log")
         log.info("exporting %s to ONNX for serving", version)
+
+    def close(self) -> None:
+        """Stop a running export and remove every export (the server is stopping)."""
+        if self.running is not None:
+            self.running.process.terminate()
+            try:
+                self.running.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.running.process.kill()
+                self.running.process.wait()
+            self.running = None
+        self.waiting.clear()
+        self.made.clear()
+        if self._root is not None:
+            self._root.cleanup()
+            self._root = None

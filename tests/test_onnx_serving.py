@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 from app.onnx_serving import OnnxExports
 
@@ -34,3 +35,21 @@ def test_an_export_that_fails_leaves_the_adapter_on_pytorch_and_says_why(tmp_pat
     failures = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
     assert len(failures) == 2, failures
     assert all("stays on PyTorch" in m and "not an adapter folder" in m for m in failures), failures
+
+
+def test_closing_stops_a_running_export_and_removes_every_export(tmp_path) -> None:
+    """What the server does when it stops: no export process outlives it, no export folder is left."""
+    from engine.adapter_io import save_adapter
+    from engine.adapter_model import AdapterModel
+    from tests.conftest import make_tiny_model
+
+    model = AdapterModel(str(make_tiny_model(tmp_path / "tiny")))
+    model.add_adapter("a", "pfeiffer", ["neg", "pos"], None)
+    folder = save_adapter(model, "a", tmp_path / "adapter", {"max_length": 32})
+    exports = OnnxExports()
+    assert exports.ready("job v1", str(folder)) is None
+    running, root = exports.running, Path(exports._root.name)
+    assert running is not None and running.process.poll() is None and root.is_dir()
+    exports.close()
+    assert running.process.poll() is not None and exports.running is None
+    assert not root.exists() and exports.made == {}
