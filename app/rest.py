@@ -1,7 +1,8 @@
 """`/v1`: classify texts with trained adapters over plain HTTP, on the web server's own port.
 
 `POST /v1/classify` takes one adapter and its texts, or items that each name their adapter; `GET /v1/adapters`
-lists what can be used; `GET /v1/openapi.json` is the schema. Adapters are the job ids the page shows. When the
+lists what can be used, and whether onnxruntime or PyTorch answers for each (app/onnx_serving.py);
+`GET /v1/openapi.json` is the schema. Adapters are the job ids the page shows. When the
 server has logins (users, or ADAPTERLAB_USERNAME/PASSWORD), each call sends an API token
 (`Authorization: Bearer TOKEN`, from `adapterlab tokens create`) or a login as HTTP Basic auth (`curl -u
 NAME:PASS`), and sees the adapters that login may use; a wrong or missing one is refused with 401 and nothing

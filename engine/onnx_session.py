@@ -24,6 +24,9 @@ class OnnxSession:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
+        # no busy-waiting between runs: the server shares its cores with a training worker, and over HTTP it was
+        # no slower (docs/benchmarks.md, REST endpoint)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.folder = Path(folder)
         self.session = onnxruntime.InferenceSession(str(self.folder / ONNX_FILE), options,
                                                     providers=["CPUExecutionProvider"])
