@@ -3,10 +3,10 @@
 The first request for an adapter is answered by PyTorch and starts the adapter's export (`adapterlab export`,
 engine/export.py, checked against torch before it is kept) in a process of its own: one export at a time, with
 one thread and at low priority, so the server keeps answering. Requests after it has finished run in
-onnxruntime, about three times faster for one sentence (docs/benchmarks.md, REST endpoint). Exports live in a
-folder of this server's, removed when it exits; a retried job's new weights are exported again. An export that
-fails (a model too large for one ONNX file, say) is logged and that adapter stays on PyTorch.
-`ADAPTERLAB_SERVE_ONNX=0` keeps every adapter on PyTorch.
+onnxruntime, whose one-sentence forward takes a fraction of PyTorch's (docs/benchmarks.md, REST endpoint).
+Exports live in a folder of this server's, removed when it exits; a retried job's new weights are exported
+again. An export that fails is logged and that adapter stays on PyTorch. `ADAPTERLAB_SERVE_ONNX=0` keeps every
+adapter on PyTorch.
 """
 
 from __future__ import annotations

@@ -193,9 +193,9 @@ _onnx_exports = onnx_serving.OnnxExports()
 
 
 def _from_onnx(adapter: dict, folder: str, start: bool) -> None:
-    """Serve the adapter from its ONNX export once that is made; with `start`, have it made. Call with the lock
-    held."""
-    if onnx_serving.enabled():
+    """Serve the adapter from its ONNX export once that is made; with `start`, have it made if it can be. Call
+    with the lock held."""
+    if onnx_serving.enabled() and (not start or predictor().can_serve_from_onnx(folder)):
         export = _onnx_exports.ready(f"{adapter['id']} {adapter.get('finished_at')}", folder, start)
         if export is not None:
             predictor().serve_from_onnx(folder, export)

@@ -25,6 +25,7 @@ from engine.review import issues_frame, rows_frame
 from engine.training import pick_device
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+ONNX_MAX_BYTES = 1_800_000_000  # weights an export may hold: it is one file, and ONNX files end at 2 GB
 
 
 def spreadsheet_safe(value: object) -> object:
@@ -101,6 +102,14 @@ class Predictor:
         self.onnx_sessions = onnx_sessions
         self._names = itertools.count()
         self._stamps: dict[str, int | None] = {}  # adapterlab.json -> its mtime when its settings were read
+
+    def can_serve_from_onnx(self, folder: str | Path) -> bool:
+        """Whether the adapter at `folder` could run from an ONNX export here: on CPU, over a base model whose
+        weights fit one ONNX file (a decoder LLM of half a billion parameters does not)."""
+        if self.device.type != "cpu":
+            return False
+        model, _ = self.load(folder)
+        return sum(p.numel() * p.element_size() for p in model.parameters()) <= ONNX_MAX_BYTES
 
     def serve_from_onnx(self, folder: str | Path, export: str | Path) -> None:
         """Run the adapter at `folder` from its ONNX export folder `export` (engine/export.py) from now on (CPU

@@ -147,3 +147,10 @@ def test_the_predictor_serves_adapters_from_their_exports_as_from_torch(adapters
     assert mixed[1]["probabilities"] == pytest.approx(expected[folders[2]][1]["probabilities"], abs=1e-5)
     predictor.unload(folders[2])
     assert predictor.runtime(folders[2]) == "pytorch"
+
+
+def test_only_a_base_model_that_fits_one_onnx_file_is_served_from_onnx(adapters, monkeypatch) -> None:
+    predictor = Predictor()
+    assert predictor.can_serve_from_onnx(adapters["pfeiffer"])
+    monkeypatch.setattr("engine.inference.ONNX_MAX_BYTES", 1_000_000)  # below the tiny model's 4 MB of weights
+    assert not predictor.can_serve_from_onnx(adapters["pfeiffer"])
