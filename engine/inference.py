@@ -86,8 +86,8 @@ def _results(probs: torch.Tensor, labels: list[str], threshold: dict | None) -> 
 class Predictor:
     """Holds one `AdapterModel` per base model (on CPU with its frozen linears packed: engine/packed_linear.py);
     `predict` activates the named adapter and runs it. An adapter given its ONNX export (`serve_from_onnx`) runs
-    its own rows in onnxruntime instead, for the `onnx_sessions` most recently given (each holds its base
-    model's weights again).
+    its own rows in onnxruntime instead, for the `onnx_sessions` most recently used (each holds its base model's
+    weights again).
 
     Batches of 32 rows: on the AMD EPYC (2 cores) 7% faster than 64 for one adapter's file and 27% for a mixed
     batch (docs/benchmarks.md, rows of one batch on different adapters).
@@ -113,11 +113,13 @@ class Predictor:
 
     def serve_from_onnx(self, folder: str | Path, export: str | Path) -> None:
         """Run the adapter at `folder` from its ONNX export folder `export` (engine/export.py) from now on (CPU
-        only); the least recently given session beyond `onnx_sessions` is closed."""
+        only; called again, it counts as a use); the least recently used session beyond `onnx_sessions` is
+        closed."""
         key = str(Path(folder).resolve())
-        if self.device.type != "cpu" or (key in self.onnx and self.onnx[key].folder == Path(export)):
+        if self.device.type != "cpu":
             return
-        self.onnx[key] = OnnxSession(export)
+        if key not in self.onnx or self.onnx[key].folder != Path(export):
+            self.onnx[key] = OnnxSession(export)
         self.onnx.move_to_end(key)
         while len(self.onnx) > self.onnx_sessions:
             self.onnx.popitem(last=False)

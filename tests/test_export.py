@@ -129,24 +129,33 @@ def test_refusals_write_nothing(adapters, tmp_path, monkeypatch) -> None:
 
 def test_the_predictor_serves_adapters_from_their_exports_as_from_torch(adapters, tmp_path) -> None:
     """`serve_from_onnx`: one adapter's rows run in onnxruntime with torch's answers (1e-5); the least recently
-    given session beyond the limit is closed; mixed rows and an unloaded adapter go back to torch."""
+    used session beyond the limit is closed; mixed rows and an unloaded adapter go back to torch."""
     predictor = Predictor(onnx_sessions=2)
-    folders = [adapters[name] for name in ("pfeiffer", "lora", "prompt")]
+    pfeiffer, lora, prompt = folders = [adapters[name] for name in ("pfeiffer", "lora", "prompt")]
     texts = TEXTS * 3
     expected = {folder: predictor.predict_batch(texts, [folder] * len(texts)) for folder in folders}
+    exports = {folder: export_onnx(folder, tmp_path / folder.name).output for folder in folders}
+
+    def runtimes() -> list[str]:
+        return [predictor.runtime(folder) for folder in folders]
+
     for folder in folders:
-        predictor.serve_from_onnx(folder, export_onnx(folder, tmp_path / folder.name).output)
-    assert [predictor.runtime(folder) for folder in folders] == ["pytorch", "onnxruntime", "onnxruntime"]
+        predictor.serve_from_onnx(folder, exports[folder])
+    assert runtimes() == ["pytorch", "onnxruntime", "onnxruntime"]
+    predictor.serve_from_onnx(lora, exports[lora])  # used again: prompt is now the least recently used
+    predictor.serve_from_onnx(pfeiffer, exports[pfeiffer])
+    assert runtimes() == ["onnxruntime", "onnxruntime", "pytorch"]
+    predictor.serve_from_onnx(prompt, exports[prompt])
     for folder in folders:
         served = predictor.predict_batch(texts, [folder] * len(texts))
         for got, want in zip(served, expected[folder], strict=True):
             assert got["label"] == want["label"]
             assert got["probabilities"] == pytest.approx(want["probabilities"], abs=1e-5)
-    mixed = predictor.predict_batch(texts[:2], folders[1:])
-    assert mixed[0]["probabilities"] == pytest.approx(expected[folders[1]][0]["probabilities"], abs=1e-5)
-    assert mixed[1]["probabilities"] == pytest.approx(expected[folders[2]][1]["probabilities"], abs=1e-5)
-    predictor.unload(folders[2])
-    assert predictor.runtime(folders[2]) == "pytorch"
+    mixed = predictor.predict_batch(texts[:2], [lora, prompt])
+    assert mixed[0]["probabilities"] == pytest.approx(expected[lora][0]["probabilities"], abs=1e-5)
+    assert mixed[1]["probabilities"] == pytest.approx(expected[prompt][1]["probabilities"], abs=1e-5)
+    predictor.unload(prompt)
+    assert predictor.runtime(prompt) == "pytorch"
 
 
 def test_only_a_base_model_that_fits_one_onnx_file_is_served_from_onnx(adapters, monkeypatch) -> None:
