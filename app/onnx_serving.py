@@ -4,8 +4,9 @@ The first request for an adapter is answered by PyTorch and starts the adapter's
 engine/export.py, checked against torch before it is kept) in a process of its own: one export at a time, with
 one thread and at low priority, so the server keeps answering. Requests after it has finished run in
 onnxruntime, whose one-sentence forward takes a fraction of PyTorch's (docs/benchmarks.md, REST endpoint).
-Exports live in a folder of this server's, removed when it exits; a retried job's new weights are exported
-again. An export that fails is logged and that adapter stays on PyTorch. `ADAPTERLAB_SERVE_ONNX=0` keeps every
+Exports live in a folder of this server's, removed when it exits, the `KEEP` most recently asked for (about 90 MB
+each for the bundled model; one asked for again after that is exported again); a retried job's new weights are
+exported again. An export that fails is logged and that adapter stays on PyTorch. `ADAPTERLAB_SERVE_ONNX=0` keeps every
 adapter on PyTorch.
 """
 
@@ -18,10 +19,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ENV = "ADAPTERLAB_SERVE_ONNX"
+KEEP = 8  # exports kept on disk: twice the sessions the Predictor holds
 log = logging.getLogger("adapterlab.serving")
 
 
@@ -42,7 +45,7 @@ class OnnxExports:
     """Each adapter version's export folder, made in the background on first `ready`; call with the services lock
     held (one caller at a time)."""
 
-    made: dict[str, Path | None] = field(default_factory=dict)  # version -> its export (None: it failed)
+    made: OrderedDict[str, Path | None] = field(default_factory=OrderedDict)  # version -> export (None: failed)
     waiting: list[tuple[str, str]] = field(default_factory=list)  # (version, adapter folder) not started yet
     running: _Running | None = None
     _root: tempfile.TemporaryDirectory | None = None
@@ -52,6 +55,7 @@ class OnnxExports:
         (with `start`) its export started or queued."""
         self._collect()
         if version in self.made:
+            self.made.move_to_end(version)
             return self.made[version]
         started = self.running is not None and self.running.key == version
         if start and not started and all(key != version for key, _ in self.waiting):
@@ -68,6 +72,7 @@ class OnnxExports:
         if done.process.returncode == 0 and (done.output / "model.onnx").is_file():
             self.made[done.key] = done.output
             log.info("serving %s from onnxruntime (%s)", done.key, done.output)
+            self._prune()
         else:
             self.made[done.key] = None
             why = done.errors.read_text(errors="replace").strip().splitlines()[-1:] if done.errors.is_file() else []
@@ -75,6 +80,12 @@ class OnnxExports:
                         why[0] if why else f"exit {done.process.returncode}")
             shutil.rmtree(done.output, ignore_errors=True)
         self._start_next()
+
+    def _prune(self) -> None:
+        """Remove the exports asked for least recently beyond `KEEP` (failures are remembered, they hold no file)."""
+        kept = [key for key, folder in self.made.items() if folder is not None]
+        for key in kept[: max(0, len(kept) - KEEP)]:
+            shutil.rmtree(self.made.pop(key).parent, ignore_errors=True)
 
     def _start_next(self) -> None:
         if self.running is not None or not self.waiting:

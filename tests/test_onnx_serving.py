@@ -8,7 +8,12 @@ import logging
 import time
 from pathlib import Path
 
+import pytest
+
 from app.onnx_serving import OnnxExports
+from engine.adapter_io import save_adapter
+from engine.adapter_model import AdapterModel
+from tests.conftest import make_tiny_model
 
 
 def _settled(exports: OnnxExports, version: str, folder: str) -> None:
@@ -37,17 +42,34 @@ def test_an_export_that_fails_leaves_the_adapter_on_pytorch_and_says_why(tmp_pat
     assert all("stays on PyTorch" in m and "not an adapter folder" in m for m in failures), failures
 
 
-def test_closing_stops_a_running_export_and_removes_every_export(tmp_path) -> None:
-    """What the server does when it stops: no export process outlives it, no export folder is left."""
-    from engine.adapter_io import save_adapter
-    from engine.adapter_model import AdapterModel
-    from tests.conftest import make_tiny_model
-
-    model = AdapterModel(str(make_tiny_model(tmp_path / "tiny")))
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory) -> str:
+    """A Pfeiffer adapter on a tiny BERT, saved (its export checks itself on the built-in demo texts)."""
+    model = AdapterModel(str(make_tiny_model(tmp_path_factory.mktemp("tiny"))))
     model.add_adapter("a", "pfeiffer", ["neg", "pos"], None)
-    folder = save_adapter(model, "a", tmp_path / "adapter", {"max_length": 32})
+    return str(save_adapter(model, "a", tmp_path_factory.mktemp("adapter") / "a", {"max_length": 32}))
+
+
+def test_only_the_exports_asked_for_most_recently_stay_on_disk(adapter, monkeypatch) -> None:
+    monkeypatch.setattr("app.onnx_serving.KEEP", 1)
     exports = OnnxExports()
-    assert exports.ready("job v1", str(folder)) is None
+    assert exports.ready("job-1 v1", adapter) is None
+    _settled(exports, "job-1 v1", adapter)
+    first = exports.ready("job-1 v1", adapter)
+    assert first is not None and (first / "model.onnx").is_file()
+    exports.ready("job-2 v1", adapter)
+    _settled(exports, "job-2 v1", adapter)
+    second = exports.ready("job-2 v1", adapter)
+    assert second is not None and (second / "model.onnx").is_file()
+    assert not first.exists() and "job-1 v1" not in exports.made  # asked for again, it is exported again
+    exports.close()
+
+
+def test_closing_stops_a_running_export_and_removes_every_export(adapter) -> None:
+    """What the server does when it stops: no export process outlives it, no export folder is left."""
+    folder = adapter
+    exports = OnnxExports()
+    assert exports.ready("job v1", folder) is None
     running, root = exports.running, Path(exports._root.name)
     assert running is not None and running.process.poll() is None and root.is_dir()
     exports.close()
