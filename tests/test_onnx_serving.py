@@ -1,6 +1,6 @@
 """The server's ONNX exports for serving (app/onnx_serving.py): one at a time in a process of their own, a
-failed one remembered and logged, never retried. The happy path through a running server is in
-tests/test_gradio_api.py."""
+failed one remembered and logged, never retried, only the most recently asked for kept on disk, all removed when
+the server stops. The happy path through a running server is in tests/test_gradio_api.py."""
 
 from __future__ import annotations
 
