@@ -79,7 +79,7 @@ class Parser(argparse.ArgumentParser):
         return super().parse_known_args(args, namespace)
 
 
-def _later(p: argparse.ArgumentParser, add: Callable[[], None]) -> None:
+def later(p: argparse.ArgumentParser, add: Callable[[], None]) -> None:
     """Add flags when `p` parses (at once for a plain parser). Duck-typed: run as `python -m app.cli`, this module
     is loaded twice (as __main__ and as app.cli, which app/cli_jobs.py imports), with two Parser classes."""
     if hasattr(p, "deferred"):
@@ -98,7 +98,7 @@ def add_train_args(p: argparse.ArgumentParser, required: bool = True) -> None:
         p.set_defaults(data=None)
     p.add_argument("--base-model", default=None, help="hub id or local folder (default: bundled all-MiniLM-L6-v2)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    _later(p, lambda: (_add_method_args(p, required), _add_setting_args(p)))
+    later(p, lambda: (_add_method_args(p, required), _add_setting_args(p)))
 
 
 def add_search_train_args(p: argparse.ArgumentParser) -> None:
@@ -106,7 +106,7 @@ def add_search_train_args(p: argparse.ArgumentParser) -> None:
     chooses (method, its options, learning rate, epochs)."""
     _add_data_args(p)
     p.add_argument("--base-model", default=None, help="hub id or local folder (default: bundled all-MiniLM-L6-v2)")
-    _later(p, lambda: _add_setting_args(p, skip=("epochs", "learning_rate")))
+    later(p, lambda: _add_setting_args(p, skip=("epochs", "learning_rate")))
 
 
 def search_spec(args: argparse.Namespace) -> dict:
@@ -452,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="train on the built-in demo data and predict (offline, about a minute)")
-    _later(p, lambda: _add_method_args(p, required=False, default="pfeiffer"))
+    later(p, lambda: _add_method_args(p, required=False, default="pfeiffer"))
     p.add_argument("--output", default="demo-adapter")
     p.set_defaults(func=cmd_demo)
 

@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 
 from app.cli_users import actor
 from app.cli_users import add_token_arg as _add_token_arg
@@ -280,7 +281,7 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the job and worker sub-commands to `adapterlab`."""
-    from app.cli import add_search_train_args, add_train_args
+    from app.cli import add_search_train_args, add_train_args, later
     from worker.flags import add_worker_args
 
     p = sub.add_parser("submit", help="check a training and queue it as a job (the flags of train, no --output)")
@@ -294,7 +295,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="find the best method and settings for the data within a time budget: "
                        "trials run as jobs, chosen by Optuna")
     add_search_train_args(p)
-    _add_search_args(p)
+    later(p, partial(_add_search_args, p))  # worker/search.py brings Optuna and the engine: only for `search`
     _add_token_arg(p)
     p.set_defaults(func=cmd_search)
 

@@ -4,6 +4,10 @@ delete, share.
 Every function reads and writes the job store; none needs a worker to be running. Each takes the `actor` who
 asks (worker/access.py): the machine itself by default (the command line on this machine, the worker); the web
 app and the HTTP API always say which user.
+
+What needs the engine (the method registry, a job's settings checked, worker/search.py with Optuna) is imported
+where it is used: listing, showing, cancelling, retrying and deleting jobs load neither torch nor transformers,
+so `adapterlab jobs` answers in a fraction of a second instead of two.
 """
 
 from __future__ import annotations
@@ -17,13 +21,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, defer
 
 from engine.errors import AdapterLabError, ConfigError
-from engine.methods import REGISTRY
 from engine.options import option_fields
-from worker import db, search, settings
+from worker import db, settings
 from worker.access import MACHINE, Actor, check_change, may_see, refused, visible
 from worker.job_queue import enqueue
 from worker.models import ACTIVE, FINAL, WAITING, Job, JobEpoch, JobKind, JobState, JobStep, utcnow
-from worker.spec import prepare_job
 
 
 class JobNotFound(AdapterLabError):
@@ -74,6 +76,8 @@ def to_dict(job: Job, epochs: list[JobEpoch], steps: list[JobStep] | None) -> di
         "owner": job.owner, "shared": job.shared,
     }
     if job.kind == JobKind.SEARCH and job.state in ACTIVE:  # a search's progress is its budget's clock
+        from worker import search
+
         budget, left = job.search["budget_minutes"] * 60, max(0.0, search.seconds_left(job))
         out.update(progress=1 - left / budget, eta_seconds=left)
     if steps is not None:
@@ -99,6 +103,8 @@ def adapter_options(method: str | None, options: dict, allow_folders: bool = Tru
     """`options` with those of the method that list trained adapters (their spec's `adapters_of`: a fusion's
     adapters) as folders: each named by the id of a finished job, or (`allow_folders`, the command line on this
     machine) by a folder."""
+    from engine.methods import REGISTRY
+
     if method not in REGISTRY:
         return options
     lists = {f.name for f, spec in option_fields(REGISTRY[method].Options) if spec.adapters_of}
@@ -139,6 +145,8 @@ def submit(spec: dict, like: str | None = None, allow_folders: bool = True, acto
     """
     spec = adapter_folders(spec, allow_folders, actor)
     name = str(spec.pop("name", None) or "").strip()
+    from worker.spec import prepare_job
+
     fields = prepare_job(spec, get_job(like, actor) if like else None)
     source = fields["data_source"]
     name = name or f"{Path(source.get('filename') or source.get('name') or 'data').stem} · {fields['method']}"
@@ -195,6 +203,8 @@ def submit_search(spec: dict, values: dict, actor: Actor = MACHINE) -> str:
     """Queue a search (worker/search.py) for `actor`: `spec` as `submit` takes it, less what the search
     chooses, and `values` its SearchConfig settings (budget_minutes, methods, max_trials, parallel); return its
     id."""
+    from worker import search
+
     return search.submit(spec, values, actor.owner)
 
 
@@ -205,6 +215,8 @@ def cancel(job_id: str, actor: Actor = MACHINE) -> dict:
     with db.session() as s:
         job = _load(s, job_id, actor, "cancel", lock=False)
         kind, state, parent_id = job.kind, job.state, job.parent_id
+    from worker import search
+
     if kind == JobKind.SEARCH:
         if state in FINAL:
             raise JobStateError(f"Search {job_id} already {state}; there is nothing to cancel.")
@@ -263,6 +275,8 @@ def delete(job_id: str, actor: Actor = MACHINE) -> None:
             raise JobStateError(f"Search {job_id} is {state}; cancel it and wait until it stops before deleting.")
         for trial_id in trials:
             delete(trial_id)
+        from worker import search
+
         search.forget(study)
     with db.session() as s:
         job = _load(s, job_id, MACHINE)
