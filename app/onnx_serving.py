@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +103,7 @@ class OnnxExports:
             process = subprocess.Popen([nice, "-n", "10", *command] if nice else command, stdin=subprocess.DEVNULL,
                                        stdout=subprocess.DEVNULL, stderr=errors,
                                        env={**os.environ, "OMP_NUM_THREADS": "1"})
+        threading.Thread(target=process.wait, daemon=True).start()  # reaped when it ends, not at the next request
         self.running = _Running(version, process, where / "export", where / "errors.log")
         log.info("exporting %s to ONNX for serving", version)
 
