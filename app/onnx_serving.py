@@ -37,8 +37,11 @@ def enabled() -> bool:
 class _Running:
     key: str
     process: subprocess.Popen
-    output: Path
-    errors: Path
+    folder: Path  # the export's own: `export/` and the process's `errors.log`
+
+    @property
+    def output(self) -> Path:
+        return self.folder / "export"
 
 
 @dataclass
@@ -76,10 +79,11 @@ class OnnxExports:
             self._prune()
         else:
             self.made[done.key] = None
-            why = done.errors.read_text(errors="replace").strip().splitlines()[-1:] if done.errors.is_file() else []
+            errors = done.folder / "errors.log"
+            why = errors.read_text(errors="replace").strip().splitlines()[-1:] if errors.is_file() else []
             log.warning("the ONNX export of %s failed, so it stays on PyTorch: %s", done.key,
                         why[0] if why else f"exit {done.process.returncode}")
-            shutil.rmtree(done.output, ignore_errors=True)
+            shutil.rmtree(done.folder, ignore_errors=True)
         self._start_next()
 
     def _prune(self) -> None:
@@ -104,7 +108,7 @@ class OnnxExports:
                                        stdout=subprocess.DEVNULL, stderr=errors,
                                        env={**os.environ, "OMP_NUM_THREADS": "1"})
         threading.Thread(target=process.wait, daemon=True).start()  # reaped when it ends, not at the next request
-        self.running = _Running(version, process, where / "export", where / "errors.log")
+        self.running = _Running(version, process, where)
         log.info("exporting %s to ONNX for serving", version)
 
     def close(self) -> None:

@@ -181,9 +181,10 @@ def _classify_rows(rows: list[tuple[dict, str, str | None]]) -> list[dict]:
     """(adapter, text, second text) rows, maybe of several requests, through one `predict_batch`; each adapter
     from onnxruntime once its export is made (app/onnx_serving.py)."""
     with _lock:
-        folders = {adapter["id"]: _current(adapter) for adapter, _, _ in rows}
-        for adapter, _, _ in rows:
-            _from_onnx(adapter, folders[adapter["id"]], start=True)
+        adapters = {adapter["id"]: adapter for adapter, _, _ in rows}
+        folders = {key: _current(adapter) for key, adapter in adapters.items()}
+        for key, adapter in adapters.items():
+            _from_onnx(adapter, folders[key], start=True)
         return predictor().predict_batch([text for _, text, _ in rows], [folders[a["id"]] for a, _, _ in rows],
                                          [pair for _, _, pair in rows])
 

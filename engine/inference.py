@@ -100,6 +100,7 @@ class Predictor:
         self.loaded: dict[str, tuple[AdapterModel, str]] = {}  # adapter folder -> (model, adapter name)
         self.onnx: OrderedDict[str, OnnxSession] = OrderedDict()  # adapter folder -> its export's session
         self.onnx_sessions = onnx_sessions
+        self._weight_bytes: dict[int, int] = {}  # id of a base model -> the bytes of its weights
         self._names = itertools.count()
         self._stamps: dict[str, int | None] = {}  # adapterlab.json -> its mtime when its settings were read
 
@@ -109,7 +110,9 @@ class Predictor:
         if self.device.type != "cpu":
             return False
         model, _ = self.load(folder)
-        return sum(p.numel() * p.element_size() for p in model.parameters()) <= ONNX_MAX_BYTES
+        if id(model) not in self._weight_bytes:  # asked at every request: summed once per base model
+            self._weight_bytes[id(model)] = sum(p.numel() * p.element_size() for p in model.parameters())
+        return self._weight_bytes[id(model)] <= ONNX_MAX_BYTES
 
     def serve_from_onnx(self, folder: str | Path, export: str | Path) -> None:
         """Run the adapter at `folder` from its ONNX export folder `export` (engine/export.py) from now on (CPU
