@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
 from transformers.utils import logging as hf_logging
 
+from engine import bert_model
 from engine.base_models import (
     display_name,
     from_pretrained,
@@ -71,9 +71,9 @@ class AdapterModel(nn.Module):
         hf_logging.set_verbosity_error()  # the task head is replaced per adapter: its "newly initialised" note is noise
         hf_logging.disable_progress_bar()
         try:
-            task_model, sizes = ((AutoModelForSeq2SeqLM, {}) if labels_as_text
-                                 else (AutoModelForSequenceClassification, {"num_labels": 2}))
-            self.backbone = from_pretrained(task_model, self.base_model_path, disable_mmap=not mmap, **sizes)
+            self.backbone = None if labels_as_text else bert_model.load(self.base_model_path, self.config)
+            if self.backbone is None:
+                self.backbone = self._from_transformers(mmap)
         finally:
             hf_logging.set_verbosity(verbosity)
         # a decoder LLM's classifier reads the last token that is not this one
@@ -87,6 +87,15 @@ class AdapterModel(nn.Module):
         self.adapters: dict[str, AdapterInfo] = {}
         self.active: str | None = None
         self._label_ids: dict[tuple[str, ...], torch.Tensor] = {}  # labels -> their tokens (labels as text)
+
+    def _from_transformers(self, mmap: bool) -> nn.Module:
+        """The task model as transformers loads it (every architecture; BERT checkpoints mostly load without its
+        modelling code: engine/bert_model.py)."""
+        from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+
+        task_model, sizes = ((AutoModelForSeq2SeqLM, {}) if self.labels_as_text
+                             else (AutoModelForSequenceClassification, {"num_labels": 2}))
+        return from_pretrained(task_model, self.base_model_path, disable_mmap=not mmap, **sizes)
 
     @property
     def task_type(self) -> str:

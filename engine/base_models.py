@@ -132,12 +132,18 @@ def from_pretrained(loader, name_or_path: str, **kwargs):
 @lru_cache(maxsize=8)
 def _skeleton(config_json: str):
     import torch
-    from transformers import AutoModelForSequenceClassification
+
+    from engine import bert_model
 
     values = json.loads(config_json)
     config = AutoConfig.for_model(values.pop("model_type"), **values)
     with torch.device("meta"):
-        return AutoModelForSequenceClassification.from_config(config)
+        model = bert_model.new_model(config)
+        if model is None:
+            from transformers import AutoModelForSequenceClassification
+
+            model = AutoModelForSequenceClassification.from_config(config)
+    return model
 
 
 def skeleton(config: PretrainedConfig):

@@ -78,6 +78,17 @@ def _with_prefix(mask: torch.Tensor | None, length: int, visible: torch.Tensor |
     return torch.cat([columns.expand(*shape, length), mask.expand(*shape, mask.shape[-1])], dim=-1)
 
 
+def _attention(module: nn.Module):
+    """The attention function `module`'s own forward uses: the one of engine/bert_model.py's modules, else the
+    one transformers' interface picks for its config."""
+    source = sys.modules[type(module).__module__]
+    if getattr(source, "__name__", "") == "engine.bert_model":
+        return source.eager_attention_forward
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS  # loaded with the model by then
+
+    return ALL_ATTENTION_FUNCTIONS.get_interface(module.config._attn_implementation, source.eager_attention_forward)
+
+
 def _forward(self: nn.Module, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
              cache=None, **kwargs):
     """BERT-family self-attention (transformers 5) with the active prefix's keys and values before its own."""
@@ -97,11 +108,7 @@ def _forward(self: nn.Module, hidden_states: torch.Tensor, attention_mask: torch
     value = self.value(hidden_states).view(shape).transpose(1, 2)
     key = torch.cat([heads(keys).to(key.dtype), key], dim=2)
     value = torch.cat([heads(values).to(value.dtype), value], dim=2)
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS  # loaded with the model by then
-
-    fallback = sys.modules[type(self).__module__].eager_attention_forward
-    attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, fallback)
-    out, weights = attention(self, query, key, value, _with_prefix(attention_mask, length, visible, query.dtype,
+    out, weights = _attention(self)(self, query, key, value, _with_prefix(attention_mask, length, visible, query.dtype,
                                                                     hidden_states.shape[1]),
                              dropout=0.0 if not self.training else self.dropout.p, scaling=self.scaling, **kwargs)
     return out.reshape(*hidden_states.shape[:-1], -1).contiguous(), weights
@@ -165,11 +172,7 @@ def _rotary_forward(self: nn.Module, hidden_states: torch.Tensor, position_embed
     query, key = module.apply_rotary_pos_emb(query, key, *position_embeddings, unsqueeze_dim=1)
     key = torch.cat([heads(keys).to(key.dtype), key], dim=2)
     value = torch.cat([heads(values).to(value.dtype), value], dim=2)
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
-    attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation,
-                                                      module.eager_attention_forward)
-    out, weights = attention(self, query, key, value, _with_prefix(attention_mask, length, visible, query.dtype,
+    out, weights = _attention(self)(self, query, key, value, _with_prefix(attention_mask, length, visible, query.dtype,
                                                                     hidden_states.shape[1]),
                              dropout=self.attention_dropout if self.training else 0.0, scaling=self.head_dim**-0.5,
                              sliding_window=self.sliding_window, deterministic=self.deterministic_flash_attn,

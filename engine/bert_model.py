@@ -1,0 +1,267 @@
+"""BERT for sequence classification (all-MiniLM-L6-v2 and other BERT checkpoints) in plain PyTorch.
+
+Importing transformers 5's modelling code costs ~2 s and ~130 MiB in every process that builds a model (it brings
+torch._dynamo, torch.distributed.tensor and accelerate; docs/benchmarks.md), a tenth of a short training job.
+These modules compute what transformers' `BertForSequenceClassification` computes, with the same module tree and
+parameter names, so every method's patches, PEFT's and AdapterHub's weight keys and the checkpoint's keys apply
+unchanged (tests/test_bert_model.py compares the two). Checkpoints this does not cover (`load` says which) go
+through transformers as before, as does every other architecture.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
+
+
+@dataclass
+class EncoderOutput:
+    last_hidden_state: torch.Tensor
+    pooler_output: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class ClassifierOutput:
+    logits: torch.Tensor
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+
+
+def eager_attention_forward(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                            attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
+                            **kwargs) -> tuple[torch.Tensor, None]:
+    """Attention over (B, heads, T, head size) tensors, with a boolean (True: visible) or additive mask; the output
+    as (B, T, heads, head size). The name and signature are transformers' attention interface's."""
+    out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=dropout,
+                                         scale=scaling)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _embedding(rows: int, size: int, padding_idx: int | None = None) -> nn.Embedding:
+    """An embedding left uninitialised: its weights always come from the checkpoint, and a random normal fill on
+    the meta device (where `new_model` builds skeletons) first imports torch's reference ops: 1.3 s."""
+    return nn.Embedding(rows, size, padding_idx, _weight=torch.empty(rows, size))
+
+
+class BertEmbeddings(nn.Module):
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.word_embeddings = _embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        self.position_embeddings = _embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = _embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        # made on the CPU even in a meta skeleton: `arange` on the meta device imports torch's reference ops
+        positions = torch.arange(config.max_position_embeddings, device="cpu")[None]
+        self.register_buffer("position_ids", positions, persistent=False)
+
+    def forward(self, input_ids: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None,
+                inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        length = inputs_embeds.shape[1]
+        if token_type_ids is None:
+            token_type_ids = torch.zeros(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device)
+        embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids)
+        embeddings = embeddings + self.position_embeddings(self.position_ids[:, :length])
+        return self.dropout(self.LayerNorm(embeddings))
+
+
+class BertSelfAttention(nn.Module):
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.config = config
+        self.num_attention_heads = config.num_attention_heads
+        self.attention_head_size = config.hidden_size // config.num_attention_heads
+        self.all_head_size = self.num_attention_heads * self.attention_head_size
+        self.scaling = self.attention_head_size**-0.5
+        self.query = nn.Linear(config.hidden_size, self.all_head_size)
+        self.key = nn.Linear(config.hidden_size, self.all_head_size)
+        self.value = nn.Linear(config.hidden_size, self.all_head_size)
+        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                **kwargs) -> tuple[torch.Tensor, None]:
+        shape = (*hidden_states.shape[:-1], -1, self.attention_head_size)
+        query = self.query(hidden_states).view(shape).transpose(1, 2)
+        key = self.key(hidden_states).view(shape).transpose(1, 2)
+        value = self.value(hidden_states).view(shape).transpose(1, 2)
+        out, _ = eager_attention_forward(self, query, key, value, attention_mask, self.scaling,
+                                         self.dropout.p if self.training else 0.0)
+        return out.reshape(*hidden_states.shape[:-1], -1), None
+
+
+class BertSelfOutput(nn.Module):
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor, input_tensor: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + input_tensor)
+
+
+class BertAttention(nn.Module):
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.self = BertSelfAttention(config)
+        self.output = BertSelfOutput(config)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        attention, _ = self.self(hidden_states, attention_mask=attention_mask)
+        return self.output(attention, hidden_states)
+
+
+class BertIntermediate(nn.Module):
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.intermediate_act_fn = ACTIVATIONS[config.hidden_act]
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.intermediate_act_fn(self.dense(hidden_states))
+
+
+class BertOutput(BertSelfOutput):
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+
+
+class BertLayer(nn.Module):
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.attention = BertAttention(config)
+        self.intermediate = BertIntermediate(config)
+        self.output = BertOutput(config)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.feed_forward_chunk(self.attention(hidden_states, attention_mask))
+
+    def feed_forward_chunk(self, attention_output: torch.Tensor) -> torch.Tensor:
+        """The feed-forward block (engine/first_token.py cuts the last layer's to the first token)."""
+        return self.output(self.intermediate(attention_output), attention_output)
+
+
+class BertEncoder(nn.Module):
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_hidden_layers))
+
+
+class BertPooler(nn.Module):
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = nn.Tanh()
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.dense(hidden_states[:, 0]))
+
+
+class BertModel(nn.Module):
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.config = config
+        self.embeddings = BertEmbeddings(config)
+        self.encoder = BertEncoder(config)
+        self.pooler = BertPooler(config)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
+                output_hidden_states: bool = False, **kwargs) -> EncoderOutput:
+        """`attention_mask` (B, T) of 1 and 0, as the tokenizer gives it; the layers get it as (B, 1, 1, T) booleans
+        (no check for a batch without padding: that would wait on the data once per step)."""
+        hidden = self.embeddings(input_ids, token_type_ids, inputs_embeds)
+        mask = None if attention_mask is None else attention_mask[:, None, None, :].bool()
+        states = [hidden]
+        for layer in self.encoder.layer:
+            hidden = layer(hidden, mask)
+            states.append(hidden)
+        return EncoderOutput(hidden, self.pooler(hidden), tuple(states) if output_hidden_states else None)
+
+
+class BertForSequenceClassification(nn.Module):
+    base_model_prefix = "bert"
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config)
+        dropout = config.classifier_dropout
+        self.dropout = nn.Dropout(config.hidden_dropout_prob if dropout is None else dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+    @property
+    def base_model(self) -> BertModel:
+        return self.bert
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.bert.get_input_embeddings()
+
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
+                output_hidden_states: bool = False, **kwargs) -> ClassifierOutput:
+        out = self.bert(input_ids, attention_mask, token_type_ids, inputs_embeds, output_hidden_states)
+        return ClassifierOutput(self.classifier(self.dropout(out.pooler_output)), out.hidden_states)
+
+
+def _covered(config) -> bool:
+    """A plain BERT encoder: what these modules compute (anything else loads through transformers)."""
+    return (config.model_type == "bert" and config.hidden_act in ACTIVATIONS and not config.is_decoder
+            and not getattr(config, "add_cross_attention", False) and not config.chunk_size_feed_forward
+            and getattr(config, "position_embedding_type", "absolute") == "absolute"
+            and config.hidden_size % config.num_attention_heads == 0)
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor] | None:
+    """The checkpoint's tensors with their keys as `BertModel`'s, or None if there is no single safetensors file."""
+    from safetensors.torch import load_file
+
+    path = folder / "model.safetensors"
+    if not path.is_file():
+        return None
+    state = load_file(str(path))
+    return {k.removeprefix("bert."): v for k, v in state.items() if not k.startswith(("cls.", "classifier."))}
+
+
+def new_model(config) -> BertForSequenceClassification | None:
+    """The model's modules with fresh weights (on the current default device: meta for counting), or None if
+    `config` is not one these modules compute."""
+    return BertForSequenceClassification(config) if _covered(config) else None
+
+
+def load(name_or_path: str, config, num_labels: int = 2) -> BertForSequenceClassification | None:
+    """The checkpoint in `name_or_path` (a local folder) as a `BertForSequenceClassification` with a new classifier,
+    or None when transformers should load it: another architecture or setting, weights other than fp32 in one
+    safetensors file, or a missing or extra encoder weight."""
+    folder = Path(name_or_path)
+    if not (folder / "config.json").is_file() or not _covered(config):
+        return None
+    state = _weights(folder)
+    if state is None or any(t.is_floating_point() and t.dtype != torch.float32 for t in state.values()):
+        return None
+    config = copy.deepcopy(config)
+    config.num_labels = num_labels
+    with torch.device("meta"):
+        model = BertForSequenceClassification(config)
+    expected = {k for k in model.bert.state_dict() if not k.endswith("position_ids")}
+    state = {k: v for k, v in state.items() if not k.endswith("position_ids")}
+    if set(state) != expected:
+        return None
+    model.bert.load_state_dict(state, assign=True)
+    model.classifier.to_empty(device="cpu")  # drawn as transformers draws a missing classifier
+    nn.init.normal_(model.classifier.weight, std=config.initializer_range)
+    nn.init.zeros_(model.classifier.bias)
+    return model

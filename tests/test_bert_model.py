@@ -1,0 +1,113 @@
+"""engine/bert_model.py computes what transformers' BertForSequenceClassification computes, from the same
+checkpoint, and leaves to transformers what it does not cover."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import ROOT, make_tiny_model
+from transformers import AutoModelForSequenceClassification
+
+from engine import bert_model
+from engine.adapter_model import AdapterModel
+from engine.base_models import load_config, load_tokenizer, skeleton
+
+TEXTS = ["a fine film", "the worst thing I have seen in years, and I have seen many", "ok"]
+
+
+def _pair(folder):
+    """Ours and transformers' model of `folder`, loaded after the same seed (so the new classifiers match)."""
+    torch.manual_seed(3)
+    ours = bert_model.load(str(folder), load_config(str(folder)), num_labels=3)
+    after_ours = torch.randn(4)
+    torch.manual_seed(3)
+    theirs = AutoModelForSequenceClassification.from_pretrained(str(folder), num_labels=3)
+    after_theirs = torch.randn(4)
+    assert torch.equal(after_ours, after_theirs), "loading must draw the same random numbers as transformers does"
+    return ours.eval(), theirs.eval()
+
+
+@pytest.mark.parametrize("model", ["bundled", "tiny"])
+def test_same_outputs_as_transformers(model, bundled_model, tiny_bert):
+    folder = bundled_model if model == "bundled" else tiny_bert
+    ours, theirs = _pair(folder)
+    assert isinstance(ours, bert_model.BertForSequenceClassification)
+    assert torch.equal(ours.classifier.weight, theirs.classifier.weight)
+    assert [(n, p.shape) for n, p in ours.named_parameters()] == [(n, p.shape) for n, p in theirs.named_parameters()]
+    batch = load_tokenizer(str(folder))(TEXTS, padding=True, return_tensors="pt")  # padded rows
+    with torch.no_grad():
+        a, b = ours(**batch, output_hidden_states=True), theirs(**batch, output_hidden_states=True)
+        torch.testing.assert_close(a.logits, b.logits, atol=1e-5, rtol=1e-5)
+        assert len(a.hidden_states) == len(b.hidden_states)
+        for x, y in zip(a.hidden_states, b.hidden_states, strict=True):
+            mask = batch["attention_mask"].bool()  # padded positions are never read
+            torch.testing.assert_close(x[mask], y[mask], atol=1e-5, rtol=1e-5)
+        embeds = ours.get_input_embeddings()(batch["input_ids"])  # prompt tuning's way in
+        rest = {k: v for k, v in batch.items() if k != "input_ids"}
+        torch.testing.assert_close(ours(inputs_embeds=embeds, **rest).logits,
+                                   theirs(inputs_embeds=embeds, **rest).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_same_gradients_as_transformers(tiny_bert):
+    """A training step's gradients reach the same numbers (dropout off, as the engine trains the frozen base)."""
+    ours, theirs = _pair(tiny_bert)
+    batch = load_tokenizer(str(tiny_bert))(TEXTS, padding=True, return_tensors="pt")
+    grads = []
+    for model in (ours, theirs):
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(model(**batch).logits, torch.tensor([0, 1, 2])).backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grad, grads[1][name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_skeleton_counts_as_transformers(tiny_bert):
+    config = load_config(str(tiny_bert))
+    with torch.device("meta"):
+        theirs = AutoModelForSequenceClassification.from_config(config)
+    ours = skeleton(config)
+    assert isinstance(ours, bert_model.BertForSequenceClassification)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+
+
+@pytest.mark.parametrize("change", ["gelu_new", "fp16", "no pooler", "relative positions"])
+def test_other_checkpoints_load_through_transformers(tmp_path, change):
+    """What these modules do not compute, transformers loads, and the adapter model works on it as before."""
+    settings = {"gelu_new": {"hidden_act": "gelu_new"},
+                "relative positions": {"position_embedding_type": "relative_key"}}.get(change, {})
+    folder = make_tiny_model(tmp_path / "m", **settings)
+    if change in ("fp16", "no pooler"):
+        from safetensors.torch import load_file, save_file
+
+        state = load_file(str(folder / "model.safetensors"))
+        state = ({k: v.half() for k, v in state.items()} if change == "fp16"
+                 else {k: v for k, v in state.items() if not k.startswith("pooler.")})
+        save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    assert bert_model.load(str(folder), load_config(str(folder))) is None
+    model = AdapterModel(str(folder))
+    assert type(model.backbone).__module__.startswith("transformers.")
+    model.add_adapter("a", "pfeiffer", ["neg", "pos"])
+    with torch.no_grad():
+        assert model(**model.batcher(32).collate(model.batcher(32).encode(TEXTS))).shape == (3, 2)
+
+
+def test_training_never_imports_transformers_modelling(tmp_path, tiny_bert):
+    """The point of the module: a training run on a BERT checkpoint does without transformers' modelling code
+    (about 2 s and 130 MiB of imports per process)."""
+    rows = "\n".join(f"{t},{i % 2}" for i, t in enumerate(["good", "bad", "fine film", "awful"] * 4))
+    (tmp_path / "d.csv").write_text("text,label\n" + rows + "\n")
+    script = (
+        "import json, sys\n"
+        "from engine.training import TrainConfig, train\n"
+        f"train(TrainConfig(data={str(tmp_path / 'd.csv')!r}, method='pfeiffer', output={str(tmp_path / 'out')!r}, "
+        f"base_model={str(tiny_bert)!r}, epochs=1, batch_size=4))\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m == 'transformers.modeling_utils'\n"
+        "                          or m.startswith('transformers.models.bert.modeling'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
