@@ -155,7 +155,9 @@ def prepare_data(a: argparse.Namespace, work: Path) -> dict:
     rng = random.Random(a.seed)
     subset = rng.sample(train, min(a.train_samples, len(train)))  # a seeded uniform sample, same for all systems
     work.mkdir(parents=True, exist_ok=True)
-    paths = {"train": work / f"sst2-train-{len(subset)}-seed{a.seed}.csv", "validation": work / "sst2-validation.csv"}
+    stem = a.data_dir.name if source == str(a.data_dir) else "sst2"  # a long-text run keeps SST-2's files as they are
+    paths = {"train": work / f"{stem}-train-{len(subset)}-seed{a.seed}.csv",
+             "validation": work / f"{stem}-validation.csv"}
     _write_rows(paths["train"], subset)
     _write_rows(paths["validation"], valid)
     positive = sum(int(r["label"]) for r in subset)

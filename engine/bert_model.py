@@ -88,14 +88,17 @@ class BertSelfAttention(nn.Module):
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                **kwargs) -> tuple[torch.Tensor, None]:
-        shape = (*hidden_states.shape[:-1], -1, self.attention_head_size)
-        query = self.query(hidden_states).view(shape).transpose(1, 2)
-        key = self.key(hidden_states).view(shape).transpose(1, 2)
-        value = self.value(hidden_states).view(shape).transpose(1, 2)
-        out, _ = eager_attention_forward(self, query, key, value, attention_mask, self.scaling,
+                query_states: torch.Tensor | None = None, **kwargs) -> tuple[torch.Tensor, None]:
+        """`query_states`: the positions that attend (default: all); keys and values are every position's."""
+        queries = hidden_states if query_states is None else query_states
+
+        def heads(x: torch.Tensor) -> torch.Tensor:
+            return x.view(*x.shape[:-1], -1, self.attention_head_size).transpose(1, 2)
+
+        out, _ = eager_attention_forward(self, heads(self.query(queries)), heads(self.key(hidden_states)),
+                                         heads(self.value(hidden_states)), attention_mask, self.scaling,
                                          self.dropout.p if self.training else 0.0)
-        return out.reshape(*hidden_states.shape[:-1], -1), None
+        return out.reshape(*queries.shape[:-1], -1), None
 
 
 class BertSelfOutput(nn.Module):
@@ -115,9 +118,13 @@ class BertAttention(nn.Module):
         self.self = BertSelfAttention(config)
         self.output = BertSelfOutput(config)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        attention, _ = self.self(hidden_states, attention_mask=attention_mask)
-        return self.output(attention, hidden_states)
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                first_token_only: bool = False) -> torch.Tensor:
+        """With `first_token_only`, only position 0 attends (and goes on through the output block)."""
+        if not first_token_only:
+            return self.output(self.self(hidden_states, attention_mask=attention_mask)[0], hidden_states)
+        first = hidden_states[:, :1]
+        return self.output(self.self(hidden_states, attention_mask=attention_mask, query_states=first)[0], first)
 
 
 class BertIntermediate(nn.Module):
@@ -137,6 +144,10 @@ class BertOutput(BertSelfOutput):
 
 
 class BertLayer(nn.Module):
+    # set on the last layer by engine/first_token.py (every head reads position 0): then its attention's queries,
+    # output block and feed-forward block run for position 0 alone, keys and values for all
+    first_token_only = False
+
     def __init__(self, config) -> None:
         super().__init__()
         self.attention = BertAttention(config)
@@ -144,10 +155,9 @@ class BertLayer(nn.Module):
         self.output = BertOutput(config)
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.feed_forward_chunk(self.attention(hidden_states, attention_mask))
+        return self.feed_forward_chunk(self.attention(hidden_states, attention_mask, self.first_token_only))
 
     def feed_forward_chunk(self, attention_output: torch.Tensor) -> torch.Tensor:
-        """The feed-forward block (engine/first_token.py cuts the last layer's to the first token)."""
         return self.output(self.intermediate(attention_output), attention_output)
 
 

@@ -2,7 +2,8 @@
 
 BERT's pooler, AdapterHub's head and the RoBERTa, ELECTRA and DistilBERT classifiers all take position 0 of the
 last hidden state. Attention in the last layer still reads every token; only the feed-forward block (two thirds
-of a layer's matrix work) and what follows it are cut to one position, which changes no logit.
+of a layer's matrix work) and what follows it are cut to one position, which changes no logit. In engine/bert_model.py's
+layer only position 0 attends, so its query and the attention's output block (with its adapters) are cut too.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ def set_first_token_only(encoder: nn.Module, enabled: bool = True) -> bool:
     layer = last_layer(encoder)
     if layer is None:
         return False
-    layer.first_token_only = enabled  # read by the DistilBERT block AdapterLab patches in for adapters
-    if hasattr(type(layer), "feed_forward_chunk"):
+    layer.first_token_only = enabled  # read by the DistilBERT block AdapterLab patches in, and engine/bert_model.py's
+    if hasattr(type(layer), "feed_forward_chunk") and not hasattr(type(layer), "first_token_only"):
         if enabled:
             layer.feed_forward_chunk = types.MethodType(_first_token_feed_forward, layer)
         else:

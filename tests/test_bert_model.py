@@ -111,3 +111,26 @@ def test_training_never_imports_transformers_modelling(tmp_path, tiny_bert):
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+@pytest.mark.parametrize("method", ["houlsby", "prefix", "lora", "ia3"])
+def test_last_layer_attends_from_the_first_token_alone_with_the_same_logits(method, tiny_bert):
+    """engine/first_token.py's cut (only position 0 attends in the last layer) changes no logit, with the adapters
+    that sit in that attention (Houlsby's, prefix tuning's keys and values, LoRA on the query, IA3)."""
+    from engine.first_token import last_layer, set_first_token_only
+
+    torch.manual_seed(0)
+    model = AdapterModel(str(tiny_bert))
+    model.add_adapter("a", method, ["neg", "pos", "other"])
+    with torch.no_grad():
+        for p in model.trainable_parameters("a"):
+            p.add_(torch.randn_like(p) * 0.1)  # away from the identity an adapter starts at
+    model.eval()
+    batcher = model.batcher(32)
+    batch = batcher.collate(batcher.encode(TEXTS))
+    assert last_layer(model.encoder).first_token_only
+    with torch.no_grad():
+        cut = model(**batch)
+        set_first_token_only(model.encoder, False)
+        whole = model(**batch)
+    torch.testing.assert_close(cut, whole, atol=1e-5, rtol=1e-5)

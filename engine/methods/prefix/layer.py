@@ -91,27 +91,30 @@ def _attention(module: nn.Module):
 
 def _forward(self: nn.Module, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
              cache=None, **kwargs):
-    """BERT-family self-attention (transformers 5) with the active prefix's keys and values before its own."""
+    """BERT-family self-attention (transformers 5, engine/bert_model.py) with the active prefix's keys and values
+    before its own; `query_states` (engine/bert_model.py's last layer): the positions that attend, if not all."""
     prefix = self.__dict__.get(ACTIVE)
     if prefix is None:
         return type(self).forward(self, hidden_states, attention_mask, cache=cache, **kwargs)
     keys, values, visible = prefix
-    shape = (*hidden_states.shape[:-1], -1, self.attention_head_size)
+    queries = kwargs.pop("query_states", None)
+    queries = hidden_states if queries is None else queries
     size, length = hidden_states.shape[0], keys.shape[-2]
 
     def heads(x: torch.Tensor) -> torch.Tensor:  # (P, H) or (B, P, H) -> (B, NH, P, HD)
         x = x.view(*x.shape[:-1], -1, self.attention_head_size).transpose(-3, -2)
         return x.expand(size, -1, -1, -1)
 
-    query = self.query(hidden_states).view(shape).transpose(1, 2)
-    key = self.key(hidden_states).view(shape).transpose(1, 2)
-    value = self.value(hidden_states).view(shape).transpose(1, 2)
+    def own(x: torch.Tensor) -> torch.Tensor:  # (B, T, H) -> (B, NH, T, HD)
+        return x.view(*x.shape[:-1], -1, self.attention_head_size).transpose(1, 2)
+
+    query, key, value = own(self.query(queries)), own(self.key(hidden_states)), own(self.value(hidden_states))
     key = torch.cat([heads(keys).to(key.dtype), key], dim=2)
     value = torch.cat([heads(values).to(value.dtype), value], dim=2)
     out, weights = _attention(self)(self, query, key, value, _with_prefix(attention_mask, length, visible, query.dtype,
                                                                     hidden_states.shape[1]),
                              dropout=0.0 if not self.training else self.dropout.p, scaling=self.scaling, **kwargs)
-    return out.reshape(*hidden_states.shape[:-1], -1).contiguous(), weights
+    return out.reshape(*queries.shape[:-1], -1).contiguous(), weights
 
 
 def _deberta_forward(self: nn.Module, hidden_states: torch.Tensor, attention_mask: torch.Tensor,
