@@ -252,12 +252,28 @@ def new_model(config) -> BertForSequenceClassification | None:
     return BertForSequenceClassification(config) if _covered(config) else None
 
 
-def load(name_or_path: str, config, num_labels: int = 2) -> BertForSequenceClassification | None:
-    """The checkpoint in `name_or_path` (a local folder) as a `BertForSequenceClassification` with a new classifier,
-    or None when transformers should load it: another architecture or setting, weights other than fp32 in one
-    safetensors file, or a missing or extra encoder weight."""
+def _local_folder(name_or_path: str) -> Path | None:
+    """A model folder, or the local Hugging Face cache's snapshot of a hub id (its main revision, as transformers
+    reads it offline); None if neither is on this machine."""
     folder = Path(name_or_path)
-    if not (folder / "config.json").is_file() or not _covered(config):
+    if folder.is_dir():
+        return folder
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(name_or_path, "config.json")
+    except ValueError:  # not a valid hub id
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def load(name_or_path: str, config, num_labels: int = 2) -> BertForSequenceClassification | None:
+    """The checkpoint in `name_or_path` (a folder, or a hub id in the local cache) as a
+    `BertForSequenceClassification` with a new classifier, or None when transformers should load it: another
+    architecture or setting, a model not on this machine yet, weights other than fp32 in one safetensors file, or
+    a missing or extra encoder weight."""
+    folder = _local_folder(name_or_path) if _covered(config) else None
+    if folder is None or not (folder / "config.json").is_file():
         return None
     state = _weights(folder)
     if state is None or any(t.is_floating_point() and t.dtype != torch.float32 for t in state.values()):

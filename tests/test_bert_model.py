@@ -134,3 +134,23 @@ def test_last_layer_attends_from_the_first_token_alone_with_the_same_logits(meth
         set_first_token_only(model.encoder, False)
         whole = model(**batch)
     torch.testing.assert_close(cut, whole, atol=1e-5, rtol=1e-5)
+
+
+def test_a_hub_id_in_the_local_cache_loads_from_its_snapshot(tmp_path, tiny_bert, monkeypatch):
+    """A BERT a user downloaded by its hub id (the Hugging Face cache's layout) loads here too; one not in the cache
+    is left to transformers (which downloads it, or says it is not on this machine)."""
+    import shutil
+
+    from huggingface_hub import constants
+
+    snapshot = tmp_path / "hub" / "models--acme--tiny-bert" / "snapshots" / "abc123"
+    shutil.copytree(tiny_bert, snapshot)
+    (tmp_path / "hub" / "models--acme--tiny-bert" / "refs").mkdir()
+    (tmp_path / "hub" / "models--acme--tiny-bert" / "refs" / "main").write_text("abc123")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    config = load_config(str(tiny_bert))
+    cached, folder = bert_model.load("acme/tiny-bert", config), bert_model.load(str(tiny_bert), config)
+    assert cached is not None
+    for (name, a), (_, b) in zip(cached.bert.state_dict().items(), folder.bert.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    assert bert_model.load("acme/not-downloaded", config) is None
