@@ -247,8 +247,8 @@ def _weights(folder: Path) -> dict[str, torch.Tensor] | None:
 
 
 def new_model(config) -> BertForSequenceClassification | None:
-    """The model's modules with fresh weights (on the current default device: meta for counting), or None if
-    `config` is not one these modules compute."""
+    """The model's modules on the current default device (meta: for counting parameters; the embeddings are left
+    uninitialised, see `_embedding`), or None if `config` is not one these modules compute."""
     return BertForSequenceClassification(config) if _covered(config) else None
 
 
