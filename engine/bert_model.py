@@ -235,15 +235,27 @@ def _covered(config) -> bool:
             and config.hidden_size % config.num_attention_heads == 0)
 
 
-def _weights(folder: Path) -> dict[str, torch.Tensor] | None:
-    """The checkpoint's tensors with their keys as `BertModel`'s, or None if there is no single safetensors file."""
-    from safetensors.torch import load_file
+def _encoder_keys(key: str) -> str | None:
+    """A checkpoint key as `BertModel` names it, or None for what it does not hold (MLM and task heads, the
+    position ids buffer)."""
+    key = key.removeprefix("bert.")
+    return None if key.startswith(("cls.", "classifier.")) or key.endswith("position_ids") else key
+
+
+def _weights(folder: Path, expected: set[str]) -> dict[str, torch.Tensor] | None:
+    """The encoder's tensors from the folder's one safetensors file, keyed as `BertModel`'s; None, before any
+    weight is read, if there is no such file or its encoder keys or dtypes (fp32) are not what `expected` says."""
+    from safetensors import safe_open
 
     path = folder / "model.safetensors"
     if not path.is_file():
         return None
-    state = load_file(str(path))
-    return {k.removeprefix("bert."): v for k, v in state.items() if not k.startswith(("cls.", "classifier."))}
+    with safe_open(str(path), "pt") as f:
+        keys = {k: _encoder_keys(k) for k in f.keys()}
+        kept = {k: ours for k, ours in keys.items() if ours is not None}
+        if set(kept.values()) != expected or any(f.get_slice(k).get_dtype() != "F32" for k in kept):
+            return None
+        return {ours: f.get_tensor(k) for k, ours in kept.items()}
 
 
 def new_model(config) -> BertForSequenceClassification | None:
@@ -273,18 +285,14 @@ def load(name_or_path: str, config, num_labels: int = 2) -> BertForSequenceClass
     architecture or setting, a model not on this machine yet, weights other than fp32 in one safetensors file, or
     a missing or extra encoder weight."""
     folder = _local_folder(name_or_path) if _covered(config) else None
-    if folder is None or not (folder / "config.json").is_file():
-        return None
-    state = _weights(folder)
-    if state is None or any(t.is_floating_point() and t.dtype != torch.float32 for t in state.values()):
+    if folder is None:
         return None
     config = copy.deepcopy(config)
     config.num_labels = num_labels
     with torch.device("meta"):
         model = BertForSequenceClassification(config)
-    expected = {k for k in model.bert.state_dict() if not k.endswith("position_ids")}
-    state = {k: v for k, v in state.items() if not k.endswith("position_ids")}
-    if set(state) != expected:
+    state = _weights(folder, set(model.bert.state_dict()))
+    if state is None:
         return None
     model.bert.load_state_dict(state, assign=True)
     model.classifier.to_empty(device="cpu")  # drawn as transformers draws a missing classifier

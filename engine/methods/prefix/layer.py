@@ -16,6 +16,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from engine import bert_model
+
 ACTIVE = "_adapterlab_prefix"
 
 
@@ -82,8 +84,8 @@ def _attention(module: nn.Module):
     """The attention function `module`'s own forward uses: the one of engine/bert_model.py's modules, else the
     one transformers' interface picks for its config."""
     source = sys.modules[type(module).__module__]
-    if getattr(source, "__name__", "") == "engine.bert_model":
-        return source.eager_attention_forward
+    if source is bert_model:
+        return bert_model.eager_attention_forward
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS  # loaded with the model by then
 
     return ALL_ATTENTION_FUNCTIONS.get_interface(module.config._attn_implementation, source.eager_attention_forward)
@@ -101,19 +103,15 @@ def _forward(self: nn.Module, hidden_states: torch.Tensor, attention_mask: torch
     queries = hidden_states if queries is None else queries
     size, length = hidden_states.shape[0], keys.shape[-2]
 
-    def heads(x: torch.Tensor) -> torch.Tensor:  # (P, H) or (B, P, H) -> (B, NH, P, HD)
-        x = x.view(*x.shape[:-1], -1, self.attention_head_size).transpose(-3, -2)
-        return x.expand(size, -1, -1, -1)
+    def heads(x: torch.Tensor) -> torch.Tensor:  # (P, H) or (B, P, H) -> (NH, P, HD) or (B, NH, P, HD)
+        return x.view(*x.shape[:-1], -1, self.attention_head_size).transpose(-3, -2)
 
-    def own(x: torch.Tensor) -> torch.Tensor:  # (B, T, H) -> (B, NH, T, HD)
-        return x.view(*x.shape[:-1], -1, self.attention_head_size).transpose(1, 2)
-
-    query, key, value = own(self.query(queries)), own(self.key(hidden_states)), own(self.value(hidden_states))
-    key = torch.cat([heads(keys).to(key.dtype), key], dim=2)
-    value = torch.cat([heads(values).to(value.dtype), value], dim=2)
-    out, weights = _attention(self)(self, query, key, value, _with_prefix(attention_mask, length, visible, query.dtype,
-                                                                    hidden_states.shape[1]),
-                             dropout=0.0 if not self.training else self.dropout.p, scaling=self.scaling, **kwargs)
+    query, key, value = heads(self.query(queries)), heads(self.key(hidden_states)), heads(self.value(hidden_states))
+    key = torch.cat([heads(keys).expand(size, -1, -1, -1).to(key.dtype), key], dim=2)
+    value = torch.cat([heads(values).expand(size, -1, -1, -1).to(value.dtype), value], dim=2)
+    mask = _with_prefix(attention_mask, length, visible, query.dtype, hidden_states.shape[1])
+    out, weights = _attention(self)(self, query, key, value, mask, dropout=self.dropout.p if self.training else 0.0,
+                                    scaling=self.scaling, **kwargs)
     return out.reshape(*queries.shape[:-1], -1).contiguous(), weights
 
 
@@ -175,11 +173,11 @@ def _rotary_forward(self: nn.Module, hidden_states: torch.Tensor, position_embed
     query, key = module.apply_rotary_pos_emb(query, key, *position_embeddings, unsqueeze_dim=1)
     key = torch.cat([heads(keys).to(key.dtype), key], dim=2)
     value = torch.cat([heads(values).to(value.dtype), value], dim=2)
-    out, weights = _attention(self)(self, query, key, value, _with_prefix(attention_mask, length, visible, query.dtype,
-                                                                    hidden_states.shape[1]),
-                             dropout=self.attention_dropout if self.training else 0.0, scaling=self.head_dim**-0.5,
-                             sliding_window=self.sliding_window, deterministic=self.deterministic_flash_attn,
-                             **kwargs)
+    mask = _with_prefix(attention_mask, length, visible, query.dtype, hidden_states.shape[1])
+    out, weights = _attention(self)(self, query, key, value, mask,
+                                    dropout=self.attention_dropout if self.training else 0.0,
+                                    scaling=self.head_dim**-0.5, sliding_window=self.sliding_window,
+                                    deterministic=self.deterministic_flash_attn, **kwargs)
     return self.out_drop(self.Wo(out.reshape(*hidden_states.shape[:-1], -1).contiguous())), weights
 
 
