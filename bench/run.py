@@ -25,6 +25,7 @@ between its `bench:results` markers, with the command that produced them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -35,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -170,19 +172,23 @@ def prepare_data(a: argparse.Namespace, work: Path) -> dict:
 SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 
 
+def cpu_flags() -> set[str]:
+    with contextlib.suppress(OSError):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
 def machine() -> dict:
     from engine.precision import cpu_model
 
-    cpu, flags = cpu_model(), set()
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
         mem = next(int(x.split()[1]) for x in open("/proc/meminfo") if x.startswith("MemTotal"))
     except (OSError, StopIteration):
         mem = 0
-    info = {"cpu": cpu, "cpu_flags": [f for f in SPEED_FLAGS if f in flags], "cores": os.cpu_count(),
+    flags = cpu_flags()
+    info = {"cpu": cpu_model(), "cpu_flags": [f for f in SPEED_FLAGS if f in flags], "cores": os.cpu_count(),
             "memory_gib": round(mem / 2**20, 1), "os": platform.platform(), "python": platform.python_version()}
     try:
         import torch
@@ -197,18 +203,31 @@ def machine() -> dict:
     return info
 
 
-def cpu_family(cpu: str) -> str:
-    """The CPU family a results table is kept for: docs/benchmarks.md has one table per family."""
-    for family in ("AMD EPYC", "Intel Xeon"):
+# a family's first table was measured with these instructions; a CPU of the same name without them (a VM names
+# Zen 3 and Zen 4 alike "AMD EPYC") is a family of its own, named after the widest it has
+FAMILIES = {"AMD EPYC": "avx512_bf16", "Intel Xeon": "amx_tile"}
+TITLES = {"amd-epyc": "AMD EPYC", "intel-xeon": "Intel Xeon", "amd-epyc-avx2": "AMD EPYC with AVX2 only"}
+
+
+def cpu_family(cpu: str, flags: Iterable[str] | None = None) -> str:
+    """The CPU family a results table is kept for (docs/benchmarks.md has one per family); `flags`: the CPU's
+    (this machine's when None)."""
+    flags = cpu_flags() if flags is None else set(flags)
+    for family, first in FAMILIES.items():
         if all(word in cpu for word in family.split()):
-            return family.lower().replace(" ", "-")
+            slug = family.lower().replace(" ", "-")
+            if first in flags:
+                return slug
+            widest = next((f for f in ("avx512_bf16", "avx512f", "avx2") if f in flags), "no-avx2")
+            return f"{slug}-{widest.replace('_', '-')}"
     return "".join(c if c.isalnum() else "-" for c in cpu.lower()).strip("-")
 
 
-def docs_section(section: str, methods: list[str], cpu: str, device: str) -> tuple[str, str]:
+def docs_section(section: str, methods: list[str], cpu: str, device: str,
+                 flags: Iterable[str] | None = None) -> tuple[str, str]:
     """The docs block (`bench:NAME`) and its heading for a run: one per section and CPU family (or GPU)."""
-    where = cpu_family(cpu) if device == "cpu" else device
-    title = {"amd-epyc": "AMD EPYC", "intel-xeon": "Intel Xeon"}.get(where, where)
+    where = cpu_family(cpu, flags) if device == "cpu" else device
+    title = TITLES.get(where, where)
     if section == "results":
         return f"results-{where}", f"{DOCS_HEADING}, {title}"
     return f"{section}-{where}", f"{DOCS_HEADING} ({', '.join(methods)}), {title}"
@@ -477,7 +496,7 @@ def render(a: argparse.Namespace) -> int:
     report["versions"] = _versions(report["runs"])
     report["busy"] = [b for b in report.get("busy", []) if "bench/run.py" not in b]
     section, heading = docs_section(getattr(saved, "section", "results"), saved.methods, report["machine"]["cpu"],
-                                    report["device"])
+                                    report["device"], report["machine"]["cpu_flags"])
     publish(report, [a.render], markdown(report), a.docs, section, heading)
     return 0
 
@@ -536,10 +555,11 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
     }
     kind = ("quick" if a.quick else "full") + ("" if a.section == "results" else f"-{a.section}")
-    family = cpu_family(report["machine"]["cpu"]) if device == "cpu" else device
+    family = cpu_family(report["machine"]["cpu"], report["machine"]["cpu_flags"]) if device == "cpu" else device
     publish(report, [a.results / f"{kind}-{device}-{family}-{stamp}.json",
                      a.results / f"latest-{kind}-{device}-{family}.json"],
-            markdown(report), a.docs, *docs_section(a.section, a.methods, report["machine"]["cpu"], device))
+            markdown(report), a.docs, *docs_section(a.section, a.methods, report["machine"]["cpu"], device,
+                                                    report["machine"]["cpu_flags"]))
     return 0
 
 

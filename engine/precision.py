@@ -1,10 +1,12 @@
 """Which precision trains fastest on this machine: measured, not assumed from CPU flags.
 
-On CPUs with native bf16 (AVX512-BF16, AMX), bf16 autocast is faster on some (an AMD EPYC: 1.4x) and slower
-on others (an Intel Xeon with AMX, unless oneDNN keeps every bf16 kernel it builds; docs/benchmarks.md). So the
-first time a base model's shape is trained on a CPU model, a short probe times a few training steps in each
-candidate setting, each in a fresh process (oneDNN reads its kernel-cache size once per process), and the
-fastest is kept in `$ADAPTERLAB_HOME/precision.json` for every later run on that CPU, model shape and torch.
+bf16 autocast is faster on some CPUs (an AMD EPYC with AVX512-BF16: 1.4x), slower on others (an Intel Xeon with
+AMX, unless oneDNN keeps every bf16 kernel it builds) and 16x slower on a CPU without bf16 instructions (an AMD
+EPYC with AVX2 only; docs/benchmarks.md). CPU flags do not tell these apart, so the first time a base model's
+shape is trained on a CPU model, a short probe times a few training steps in each candidate setting, each in a
+fresh process (oneDNN reads its kernel-cache size once per process), and the fastest is kept in
+`$ADAPTERLAB_HOME/precision.json` for every later run on that CPU, model shape and torch. fp32 is timed first;
+a candidate still running at twice fp32's time is stopped, as it cannot win.
 
 `ADAPTERLAB_PRECISION=fp32|bf16|bf16-keep-kernels` overrides the choice (`auto`, the default, measures);
 `ONEDNN_PRIMITIVE_CACHE_CAPACITY`, when set, is left as it is.
@@ -36,6 +38,8 @@ CACHE_ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
 # large one keeps every shape dynamic padding makes (the Xeon with AMX, where rebuilding them is slow)
 CANDIDATES = {"fp32": (False, None), "bf16": (True, 16), "bf16-keep-kernels": (True, 1024)}
 SAME_SPEED = 0.05  # within 5% of the fastest: take the one with less memory
+SLOWEST = 1.5  # a candidate whose steps take this multiple of the fastest one's time so far is stopped
+ROUNDS = 3  # rounds over WIDTHS per candidate: the first warms up (kernels built, memory grown), the others timed
 # the batch widths (tokens) the probe cycles through: short ones most, as length-grouped batches of sentences
 # make; ten distinct widths are more shapes than the small kernel cache holds, as in a real epoch
 WIDTHS = (8, 12, 12, 16, 16, 16, 20, 20, 24, 24, 28, 32, 40, 48, 64)
@@ -48,12 +52,13 @@ class Precision:
     name: str
     bf16: bool
     onednn_cache: int | None
-    source: str  # "measured", "cached", "override", "cuda", "no native bf16"
-    probe: dict = field(default_factory=dict)  # candidate -> {"seconds", "peak_rss_mb"} when measured
+    source: str  # "measured", "cached", "override", "cuda", "device" (neither CPU nor CUDA: fp32, not measured)
+    # candidate -> {"seconds", "peak_rss_mb"} when measured ({"stopped_after_s"} for one stopped as too slow)
+    probe: dict = field(default_factory=dict)
 
     def describe(self) -> str:
         why = {"measured": "measured on this CPU just now", "cached": "measured on this CPU before",
-               "override": f"set by {ENV}", "cuda": "on CUDA", "no native bf16": "this CPU has no native bf16"}
+               "override": f"set by {ENV}", "cuda": "on CUDA", "device": "not measured on this device"}
         return f"{self.name} ({why[self.source]})"
 
     def apply(self) -> None:
@@ -71,7 +76,7 @@ def cpu_model() -> str:
 
 
 def cpu_has_native_bf16() -> bool:
-    """x86 bf16 matrix instructions (AVX512-BF16 or AMX): only then is bf16 a candidate."""
+    """x86 bf16 matrix instructions (AVX512-BF16 or AMX)."""
     try:
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except (AttributeError, RuntimeError):
@@ -96,20 +101,23 @@ def _key(config) -> str:
     """What the choice depends on: the CPU, torch, and the model's shape (not its weights or name)."""
     shape = "-".join(str(getattr(config, k, "")) for k in ("model_type", "hidden_size", "num_hidden_layers",
                                                            "intermediate_size", "num_attention_heads"))
-    return f"{cpu_model()} | torch {torch.__version__} | {shape}"
+    # a virtual machine names different generations alike ("AMD EPYC" for Zen 3 and Zen 4): the instruction set
+    # torch uses and whether it has bf16 tell them apart
+    isa = f"{torch.backends.cpu.get_cpu_capability()}{', bf16' if cpu_has_native_bf16() else ''}"
+    return f"{cpu_model()} ({isa}) | torch {torch.__version__} | {shape}"
 
 
 def choose(device: torch.device, base_model_path: str, config,
            on_probe: Callable[[], None] | None = None) -> Precision:
     """The precision to train `base_model_path` (with its `config`) in on `device`, probing it if not known
-    (`on_probe` hears that it is: the probe takes half a minute)."""
+    (`on_probe` hears that it is: the probe takes up to a minute)."""
     if device.type == "cuda":
         return Precision("bf16", True, None, "cuda")
     requested = _requested()
     if requested != "auto":
         return Precision(requested, *CANDIDATES[requested], "override")
-    if device.type != "cpu" or not cpu_has_native_bf16():
-        return Precision("fp32", False, None, "no native bf16")
+    if device.type != "cpu":
+        return Precision("fp32", False, None, "device")
     cache, key = cache_file(), _key(config)
     cache.parent.mkdir(parents=True, exist_ok=True)
     with open(cache.with_suffix(".lock"), "w") as lock:
@@ -137,34 +145,43 @@ def _read(cache: Path) -> dict:
 
 def _pick(timings: dict[str, dict]) -> Precision:
     """The fastest candidate; of those within SAME_SPEED of it, the one with the smallest peak memory."""
-    fastest = min(t["seconds"] for t in timings.values())
-    close = [n for n, t in timings.items() if t["seconds"] <= fastest * (1 + SAME_SPEED)]
+    timed = {n: t for n, t in timings.items() if "seconds" in t}
+    fastest = min(t["seconds"] for t in timed.values())
+    close = [n for n, t in timed.items() if t["seconds"] <= fastest * (1 + SAME_SPEED)]
     name = min(close, key=lambda n: timings[n]["peak_rss_mb"])
     return Precision(name, *CANDIDATES[name], "measured", timings)
 
 
 def probe(base_model_path: str) -> dict[str, dict]:
-    """Time every candidate, each in a fresh process: {name: {"seconds", "peak_rss_mb"}}."""
-    timings = {}
+    """Time every candidate, each in a fresh process: {name: {"seconds", "peak_rss_mb"}}. Once one is timed, the
+    others stop when their rounds, warm-up included, have taken SLOWEST times as long as its rounds would
+    ({"stopped_after_s"}): without bf16 instructions bf16 trains 16x slower, and timing it in full takes minutes."""
+    timings: dict[str, dict] = {}
+    error = "the probe failed"
     for name, (_, onednn_cache) in CANDIDATES.items():
         env = {k: v for k, v in os.environ.items() if k != CACHE_ENV}
         if onednn_cache:
             env[CACHE_ENV] = str(onednn_cache)
-        out = subprocess.run([sys.executable, "-m", "engine.precision", base_model_path, name], env=env,
+        timed = [t["seconds"] for t in timings.values() if "seconds" in t]
+        budget = ["--budget", str(round(SLOWEST * min(timed) * ROUNDS / (ROUNDS - 1), 2))] if timed else []
+        out = subprocess.run([sys.executable, "-m", "engine.precision", base_model_path, name, *budget], env=env,
                              capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
         if out.returncode == 0:  # a candidate that cannot run here (out of memory, say) is not a choice
             timings[name] = json.loads(out.stdout.strip().splitlines()[-1])
-    if not timings:
-        raise ConfigError(f"Training could not start on this CPU with {base_model_path}: "
-                          f"{out.stderr.strip().splitlines()[-1] if out.stderr.strip() else 'the probe failed'}. "
+        elif out.stderr.strip():
+            error = out.stderr.strip().splitlines()[-1]
+    if not any("seconds" in t for t in timings.values()):
+        raise ConfigError(f"Training could not start on this CPU with {base_model_path}: {error}. "
                           f"Set {ENV}=fp32 to skip the probe.")
     return timings
 
 
-def _time_steps(base_model_path: str, bf16: bool, rounds: int = 3, batch_size: int = 16) -> float:
+def _time_steps(base_model_path: str, bf16: bool, budget: float | None = None,
+                batch_size: int = 16) -> float | None:
     """Seconds for training steps of a Pfeiffer adapter (LoRA on a model without bottleneck sites: decoder LLMs,
     T5) over the widths of WIDTHS, after one round to warm up (both precisions pay their one-time costs there; a
-    small kernel cache pays them again every round)."""
+    small kernel cache pays them again every round). None once `budget` seconds have passed since the first
+    step: the candidate is too slow to be chosen."""
     from engine.adapter_model import AdapterModel
     from engine.base_models import architecture
     from engine.training import attention_kernel
@@ -178,11 +195,13 @@ def _time_steps(base_model_path: str, bf16: bool, rounds: int = 3, batch_size: i
     optimizer = torch.optim.AdamW(params, lr=1e-4, fused=True)
     vocab = model.config.vocab_size
     model.train()
-    started = 0.0
-    for r in range(rounds):
+    warm_up = started = time.perf_counter()
+    for r in range(ROUNDS):
         if r == 1:
             started = time.perf_counter()
         for width in WIDTHS:
+            if budget is not None and time.perf_counter() - warm_up > budget:
+                return None
             ids = torch.randint(min(1000, vocab // 2), vocab, (batch_size, width))
             if model.config.is_encoder_decoder:  # T5's classification head reads each row's end-of-text
                 ids[:, -1] = model.config.eos_token_id
@@ -210,10 +229,13 @@ def _main() -> None:
     p = argparse.ArgumentParser(description="One precision probe (run by engine.precision.probe).")
     p.add_argument("base_model")
     p.add_argument("candidate", choices=list(CANDIDATES))
+    p.add_argument("--budget", type=float, help="seconds after which to stop: another candidate is faster")
     a = p.parse_args()
-    seconds = _time_steps(a.base_model, CANDIDATES[a.candidate][0])
-    peak = _peak_rss_mb()
-    print(json.dumps({"seconds": round(seconds, 3), "peak_rss_mb": round(peak, 1)}))
+    seconds = _time_steps(a.base_model, CANDIDATES[a.candidate][0], a.budget)
+    if seconds is None:
+        print(json.dumps({"stopped_after_s": a.budget}))
+    else:
+        print(json.dumps({"seconds": round(seconds, 3), "peak_rss_mb": round(_peak_rss_mb(), 1)}))
 
 
 if __name__ == "__main__":
