@@ -85,8 +85,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch threads in every run (0: torch's default)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--data-dir", type=Path, default=SHARED_SST2,
-                   help="folder with SST-2 train.csv and validation.csv (default ../shared/data/sst2; when "
-                        "absent, glue/sst2 is downloaded from the Hugging Face Hub)")
+                   help="folder with train.csv and validation.csv (default ../shared/data/sst2; when absent, "
+                        "glue/sst2 is downloaded from the Hugging Face Hub); another folder's results are named "
+                        "after it and leave the docs' SST-2 tables alone unless --docs is given")
     p.add_argument("--timeout", type=int, default=1800, help="seconds allowed per run")
     p.add_argument("--results", type=Path, default=BENCH / "results", help="folder for the JSON results")
     p.add_argument("--docs", default=None,
@@ -101,7 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a.repeats = a.repeats or (1 if a.quick else 2)
     a.train_samples = a.train_samples or (800 if a.quick else 4000)
     if a.docs is None:
-        a.docs = "none" if a.quick else str(ROOT / "docs" / "benchmarks.md")
+        a.docs = "none" if a.quick or a.data_dir != SHARED_SST2 else str(ROOT / "docs" / "benchmarks.md")
     a.methods = [m for m in a.methods.split(",") if m]
     a.lr = {k: float(v) for k, _, v in (x.partition("=") for x in a.lr.split(",") if x)}
     a.systems = [s for s in a.systems.split(",") if s]
@@ -163,7 +164,7 @@ def prepare_data(a: argparse.Namespace, work: Path) -> dict:
     _write_rows(paths["train"], subset)
     _write_rows(paths["validation"], valid)
     positive = sum(int(r["label"]) for r in subset)
-    return {"source": source, "train_rows": len(subset), "train_positive": positive,
+    return {"name": stem, "source": source, "train_rows": len(subset), "train_positive": positive,
             "validation_rows": len(valid), "train_csv": str(paths["train"]), "validation_csv": str(paths["validation"])}
 
 
@@ -172,12 +173,17 @@ def prepare_data(a: argparse.Namespace, work: Path) -> dict:
 SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 
 
-def cpu_flags() -> set[str]:
+def _cpuinfo(field: str) -> str:
+    """The first value of `field` in /proc/cpuinfo ("" where there is none)."""
     with contextlib.suppress(OSError):
         for line in open("/proc/cpuinfo"):
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    return set()
+            if line.split(":", 1)[0].strip() == field:
+                return line.split(":", 1)[1].strip()
+    return ""
+
+
+def cpu_flags() -> set[str]:
+    return set(_cpuinfo("flags").split())
 
 
 def machine() -> dict:
@@ -188,7 +194,9 @@ def machine() -> dict:
     except (OSError, StopIteration):
         mem = 0
     flags = cpu_flags()
-    info = {"cpu": cpu_model(), "cpu_flags": [f for f in SPEED_FLAGS if f in flags], "cores": os.cpu_count(),
+    numbers = [f"{f} {_cpuinfo(f)}" for f in ("cpu family", "model") if _cpuinfo(f)]  # Zen 3: 25 / 1, Zen 4: 25 / 17
+    info = {"cpu": cpu_model(), "cpu_model_numbers": ", ".join(numbers),
+            "cpu_flags": [f for f in SPEED_FLAGS if f in flags], "cores": os.cpu_count(),
             "memory_gib": round(mem / 2**20, 1), "os": platform.platform(), "python": platform.python_version()}
     try:
         import torch
@@ -410,7 +418,8 @@ def markdown(report: dict) -> str:
     lines = [f"Recorded {report['date']} with `{report['command']}` "
              f"({report['wall_minutes']:.0f} minutes; {a['repeats']} interleaved repeat(s), medians shown).", ""]
     flags = ", ".join(info.get("cpu_flags") or []) or "not recorded"
-    lines += [f"- Machine: {info['cpu']} (flags: {flags}), {info['cores']} cores, {info['memory_gib']} GiB RAM, "
+    model = f"{info['cpu_model_numbers']}; " if info.get("cpu_model_numbers") else ""
+    lines += [f"- Machine: {info['cpu']} ({model}flags: {flags}), {info['cores']} cores, {info['memory_gib']} GiB RAM, "
               f"{info['os']}; "
               f"device `{report['device']}`; torch threads: {a['threads'] or 'torch default'}"
               f" ({info.get('torch_threads_default')}).",
@@ -435,8 +444,8 @@ def markdown(report: dict) -> str:
               ]
     if report.get("precision"):
         pr = report["precision"]
-        probe = "; ".join(f"{k} {v['seconds']:.2f} s, {v['peak_rss_mb']:.0f} MiB"
-                          for k, v in pr.get("probe", {}).items())
+        probe = "; ".join(f"{k} {v['seconds']:.2f} s, {v['peak_rss_mb']:.0f} MiB" if "seconds" in v
+                          else f"{k} stopped after {v['stopped_after_s']} s" for k, v in pr.get("probe", {}).items())
         when = ("read from its cache, measured earlier on this CPU" if "before" in pr["chosen"]
                 else f"its probe took {pr['probe_seconds']} s, once, before the timed runs")
         took = f"; {when} ({probe})" if probe else ""
@@ -554,7 +563,8 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summarise(runs, a),
         "runs": runs,
     }
-    kind = ("quick" if a.quick else "full") + ("" if a.section == "results" else f"-{a.section}")
+    kind = ("quick" if a.quick else "full") + ("" if a.section == "results" else f"-{a.section}") \
+        + ("" if data["name"] == "sst2" else f"-{data['name']}")
     family = cpu_family(report["machine"]["cpu"], report["machine"]["cpu_flags"]) if device == "cpu" else device
     publish(report, [a.results / f"{kind}-{device}-{family}-{stamp}.json",
                      a.results / f"latest-{kind}-{device}-{family}.json"],
