@@ -32,8 +32,9 @@ def classification_metrics(labels: list[int], predictions: list[int], names: lis
 
 
 @torch.inference_mode()
-def predict_logits(model: torch.nn.Module, batcher: Batcher, data: Split, batch_size: int = 64) -> torch.Tensor:
-    """Logits for every row, in the data's order (batches are sorted by length to cut padding)."""
+def predict_logits(model: torch.nn.Module, batcher: Batcher, data: Split, batch_size: int = 32) -> torch.Tensor:
+    """Logits for every row, in the data's order (batches are sorted by length to cut padding). 32 rows a batch:
+    on 2-core EPYCs 64 made the element-wise ops' tensors too big for the caches (docs/benchmarks.md)."""
     was_training = model.training
     if was_training:  # an eval model stays so (new adapters follow its mode): a walk of every module saved per call
         model.eval()
