@@ -6,7 +6,7 @@ EPYC with AVX2 only; docs/benchmarks.md). CPU flags do not tell these apart, so 
 shape is trained on a CPU model, a short probe times a few training steps in each candidate setting, each in a
 fresh process (oneDNN reads its kernel-cache size once per process), and the fastest is kept in
 `$ADAPTERLAB_HOME/precision.json` for every later run on that CPU, model shape and torch. fp32 is timed first;
-a candidate still running at twice fp32's time is stopped, as it cannot win.
+a later candidate is stopped once its rounds have taken SLOWEST times the fastest one's, as it cannot win.
 
 `ADAPTERLAB_PRECISION=fp32|bf16|bf16-keep-kernels` overrides the choice (`auto`, the default, measures);
 `ONEDNN_PRIMITIVE_CACHE_CAPACITY`, when set, is left as it is.
