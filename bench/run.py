@@ -25,7 +25,6 @@ between its `bench:results` markers, with the command that produced them.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
 import os
@@ -173,29 +172,22 @@ def prepare_data(a: argparse.Namespace, work: Path) -> dict:
 SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 
 
-def _cpuinfo(field: str) -> str:
-    """The first value of `field` in /proc/cpuinfo ("" where there is none)."""
-    with contextlib.suppress(OSError):
-        for line in open("/proc/cpuinfo"):
-            if line.split(":", 1)[0].strip() == field:
-                return line.split(":", 1)[1].strip()
-    return ""
-
-
 def cpu_flags() -> set[str]:
-    return set(_cpuinfo("flags").split())
+    from engine.precision import cpuinfo
+
+    return set(cpuinfo("flags").split())
 
 
 def machine() -> dict:
-    from engine.precision import cpu_model
+    from engine.precision import cpu_model, cpuinfo
 
     try:
         mem = next(int(x.split()[1]) for x in open("/proc/meminfo") if x.startswith("MemTotal"))
     except (OSError, StopIteration):
         mem = 0
     flags = cpu_flags()
-    numbers = [f"{f} {_cpuinfo(f)}" for f in ("cpu family", "model") if _cpuinfo(f)]  # Zen 3: 25 / 1, Zen 4: 25 / 17
-    info = {"cpu": cpu_model(), "cpu_model_numbers": ", ".join(numbers),
+    numbers = {f: cpuinfo(f) for f in ("cpu family", "model")}  # AMD Zen 3: 25 / 1, Zen 4: 25 / 17
+    info = {"cpu": cpu_model(), "cpu_model_numbers": ", ".join(f"{f} {n}" for f, n in numbers.items() if n),
             "cpu_flags": [f for f in SPEED_FLAGS if f in flags], "cores": os.cpu_count(),
             "memory_gib": round(mem / 2**20, 1), "os": platform.platform(), "python": platform.python_version()}
     try:

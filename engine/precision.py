@@ -67,12 +67,18 @@ class Precision:
             os.environ.setdefault(CACHE_ENV, str(self.onednn_cache))
 
 
-def cpu_model() -> str:
+def cpuinfo(field: str) -> str:
+    """The first value of `field` in /proc/cpuinfo ("" where there is none, or no such file)."""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+            name, _, value = line.partition(":")
+            if name.strip() == field:
+                return value.strip()
+    return ""
+
+
+def cpu_model() -> str:
+    return cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def cpu_has_native_bf16() -> bool:
