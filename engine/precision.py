@@ -190,6 +190,7 @@ def _time_steps(base_model_path: str, bf16: bool, budget: float | None = None,
     step: the candidate is too slow to be chosen."""
     from engine.adapter_model import AdapterModel
     from engine.base_models import architecture
+    from engine.optimizer import AdamW
     from engine.training import attention_kernel
 
     torch.manual_seed(0)
@@ -198,7 +199,7 @@ def _time_steps(base_model_path: str, bf16: bool, budget: float | None = None,
     params = model.train_adapter("probe")
     if bf16:
         model.frozen_linears_to(torch.bfloat16)
-    optimizer = torch.optim.AdamW(params, lr=1e-4, fused=True)
+    optimizer = AdamW(params)
     vocab = model.config.vocab_size
     model.train()
     warm_up = started = time.perf_counter()
@@ -215,8 +216,8 @@ def _time_steps(base_model_path: str, bf16: bool, budget: float | None = None,
             with autocast, attention_kernel(model.device, width):
                 logits = model(input_ids=ids, attention_mask=torch.ones_like(ids))
             torch.nn.functional.cross_entropy(logits.float(), torch.zeros(batch_size, dtype=torch.long)).backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.step(1e-4)
+            optimizer.zero_grad()
     return time.perf_counter() - started
 
 

@@ -29,6 +29,7 @@ from engine.evaluation import evaluate, predict_logits
 from engine.memory_fit import check_fits
 from engine.methods import all_options
 from engine.methods import get as get_method
+from engine.optimizer import AdamW
 from engine.options import check_value, option, option_fields
 from engine.precision import choose as choose_precision
 
@@ -287,12 +288,10 @@ def train(
     lengths = [len(e["input_ids"]) for e in encoded]
     steps_per_epoch = math.ceil(len(encoded) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
-    # fused: one kernel a step over every weight, as the HF Trainer's default; it is what brings a full
-    # fine-tuning step on CPU to the Trainer's speed (docs/benchmarks.md)
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
-                                  fused=device.type in ("cuda", "cpu"))
-    warmup = int(total_steps * cfg.warmup_ratio)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup, total_steps))
+    # torch's fused AdamW kernel (one kernel a step over every weight, as the HF Trainer's default) without
+    # torch.optim, whose import of torch's compiler costs ~1 s a process (engine/optimizer.py)
+    optimizer = AdamW(params, weight_decay=cfg.weight_decay)
+    schedule = _lr_lambda(int(total_steps * cfg.warmup_ratio), total_steps)
 
     history: list[dict] = []
     best: tuple[float, int, dict] | None = None  # (score, epoch, adapter state)
@@ -302,8 +301,7 @@ def train(
     if ckpt and ckpt.is_file():
         state = torch.load(ckpt, map_location=device, weights_only=False)
         model.load_adapter_state(name, state["adapter"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        optimizer.load_state_dict(state["optimizer"])  # the schedule follows from the step the run resumes at
         history, best = state["history"], state["best"]
         start_epoch, train_seconds, samples_seen = state["epoch"], state["train_seconds"], state["samples_seen"]
         resume_batch, resume_loss = state.get("batches_done", 0), state.get("running_loss", 0.0)
@@ -314,10 +312,9 @@ def train(
     def checkpoint(epoch: int, batches_done: int = 0, running_loss: float = 0.0, seconds: float = 0.0) -> None:
         """The run so far: `epoch` epochs finished, and `batches_done` batches of the next one."""
         _save_checkpoint(ckpt, {
-            "adapter": model.adapter_state(name), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "history": history, "best": best, "epoch": epoch,
-            "batches_done": batches_done, "running_loss": running_loss, "train_seconds": seconds,
-            "samples_seen": samples_seen, "rng": torch.get_rng_state()})
+            "adapter": model.adapter_state(name), "optimizer": optimizer.state_dict(), "history": history,
+            "best": best, "epoch": epoch, "batches_done": batches_done, "running_loss": running_loss,
+            "train_seconds": seconds, "samples_seen": samples_seen, "rng": torch.get_rng_state()})
 
     cancelled = False
     step = start_epoch * steps_per_epoch + resume_batch
@@ -342,9 +339,8 @@ def train(
                 loss = F.cross_entropy(logits.float(), target, weight=weights)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                optimizer.step(cfg.learning_rate * schedule(step))
+                optimizer.zero_grad()
                 running += loss.detach()
                 step += 1
                 samples_seen += len(idx)
@@ -356,7 +352,8 @@ def train(
                     elapsed = train_seconds + reported_at - epoch_start
                     rate = samples_seen / elapsed if elapsed else 0.0
                     on_progress(Progress(step, total_steps, epoch + (i + 1) / steps_per_epoch, loss_so_far,
-                                         scheduler.get_last_lr()[0], rate, pace.seconds_left(total_steps - step)))
+                                         cfg.learning_rate * schedule(step), rate,
+                                         pace.seconds_left(total_steps - step)))
                 now = time.perf_counter()
                 if ckpt and checkpoint_seconds and now - checkpointed_at >= checkpoint_seconds \
                         and i < steps_per_epoch - 1:  # the epoch's end writes its own

@@ -121,3 +121,26 @@ def test_class_weights_are_balanced():
     assert w[0] == pytest.approx(4 / 9) and w[1] == pytest.approx(4 / 3)
     assert w[2] == pytest.approx(4 / 3)  # no rows: counted as one, never a division by zero
     assert all(math.isclose(x, 1) for x in class_weights([0, 1, 2, 0, 1, 2], 3).tolist())
+
+
+def test_temperature_equals_a_numerical_minimiser_and_stays_in_its_bounds():
+    """The bisection on the NLL's slope lands where torch's L-BFGS over log T does, at an NLL no higher; rows
+    that are all wrong with confidence push T to its upper bound, as none would otherwise lower the NLL further."""
+    gen = torch.Generator().manual_seed(2)
+    logits = torch.randn(500, 4, generator=gen, dtype=torch.float64) * 3
+    labels = torch.multinomial((logits / 2).softmax(-1), 1, generator=gen).flatten().tolist()
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    lbfgs = torch.optim.LBFGS([log_t], lr=0.5, max_iter=200, line_search_fn="strong_wolfe", tolerance_grad=1e-12)
+
+    def closure() -> torch.Tensor:
+        lbfgs.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), torch.tensor(labels))
+        loss.backward()
+        return loss
+
+    lbfgs.step(closure)
+    t, reference = fit_temperature(logits, labels), float(log_t.exp())
+    assert t == pytest.approx(reference, rel=1e-4)  # L-BFGS stops once the loss moves by less than 1e-9
+    assert nll(logits, labels, t) <= nll(logits, labels, reference)
+    wrong = torch.tensor([[5.0, 0.0], [0.0, 5.0]] * 10)
+    assert fit_temperature(wrong, [1, 0] * 10) == 20.0
