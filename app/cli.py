@@ -186,7 +186,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     def on_progress(p) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=p.total_steps, unit="step", dynamic_ncols=True, desc=f"training {args.method}")
+            # started at the first report (step 10, or where a resumed run is): its rate counts from there
+            bar = tqdm(total=p.total_steps, initial=p.step, unit="step", dynamic_ncols=True,
+                       desc=f"training {args.method}")
         bar.n = p.step
         bar.set_postfix(epoch=f"{p.epoch:.2f}", loss=f"{p.loss:.4f}", lr=f"{p.learning_rate:.1e}",
                         samples_s=f"{p.samples_per_second:.0f}", refresh=False)
