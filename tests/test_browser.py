@@ -24,10 +24,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed "
                                      "(pip install playwright)")
-# Every check waits up to 60 s (Playwright's default is 5 s): the 2 cores the suite runs on are often busy, at
-# times with the other test worker and the page's own job worker both training (a batch prediction missed 20 s
-# once in CI, 2026-12-07). A check that passes returns as soon as it holds: only a failure waits this long.
-playwright_api.expect.set_options(timeout=60_000)
+# Every check waits up to 20 s (Playwright's default is 5 s): the 2 cores the suite runs on are often busy.
+playwright_api.expect.set_options(timeout=20_000)
 # Every browser test module's marks: `pytestmark = BROWSER`
 BROWSER = [
     pytest.mark.browser,

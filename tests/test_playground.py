@@ -56,7 +56,7 @@ def test_column_menus_prefer_the_training_column_then_the_choice_then_a_guess(fi
 def test_problems_replace_the_results_with_a_note(finished, tmp_path):
     download, status, made = playground.predict_batch("j1", None, None, None)
     assert download["visible"] is False and "Upload a table to predict" in status and "al-error" in status
-    assert made == {"adapter": "j1", "path": None, "text": None, "pair": None}
+    assert made.items() >= {"adapter": "j1", "path": None, "text": None, "pair": None}.items()
     download, status, _ = playground.predict_batch("nope", str(tmp_path / "x.csv"), "text", None)
     assert download["value"] is None and "no finished adapter &#x27;nope&#x27;" in status
     probabilities, status, explained, _, words = playground.predict("j1", "  ", "")
@@ -66,8 +66,8 @@ def test_problems_replace_the_results_with_a_note(finished, tmp_path):
     assert probabilities is None and "Type a text to classify" in status and explained is None
     results, status = playground.compare(["j1"], "hello", "")
     assert results == [] and "two or more adapters" in status
-    sample, text, _, download, status = playground.table_changed("j1", str(tmp_path / "missing.csv"), None, None,
-                                                                 None)
+    sample, text, _, download, status, _ = playground.table_changed("j1", str(tmp_path / "missing.csv"), None,
+                                                                    None, None)
     assert sample == {} and text.visible is False and download["visible"] is False and "no such file" in status
 
 
@@ -75,14 +75,34 @@ def test_a_clearing_that_runs_late_leaves_newer_results_alone(finished, tmp_path
     """Predict clicked at once after an upload or an adapter change may run first: its results stay."""
     path = str(write_csv(tmp_path / "t.csv", [{"review": "i love it"}]))
     made = {"adapter": "j1", "path": path, "text": "review", "pair": None}
-    *_, download, status = playground.table_changed("j1", path, None, None, made)
+    *_, download, status, _ = playground.table_changed("j1", path, None, None, made)
     assert (download, status) == (gr.skip(), gr.skip())
-    *_, download, status = playground.table_changed("j1", path, None, None, {**made, "path": "/other.csv"})
+    *_, download, status, _ = playground.table_changed("j1", path, None, None, {**made, "path": "/other.csv"})
     assert download["visible"] is False and status == ""
     assert playground.batch_adapter_changed("j1", {}, None, None, made)[-2:] == (gr.skip(), gr.skip())
     assert playground.batch_adapter_changed("j2", {}, None, None, made)[-1] == ""
     assert playground.columns_chosen("review", None, made) == (gr.skip(), gr.skip())
     assert playground.columns_chosen("id", None, made)[0]["visible"] is False
+
+
+def test_predict_clicked_before_its_table_arrived_runs_when_it_does(finished, tmp_path, monkeypatch):
+    """The click can reach the server ahead of the upload's event, with no file yet: the table's arrival then
+    predicts it with the columns it fills in, instead of clearing the note the click left."""
+    path = str(write_csv(tmp_path / "t.csv", [{"id": "1", "review": "i love it"}]))
+    asked = []
+
+    def predict_file(key, table, name, text, pair, actor):
+        asked.append((key, table, text))
+        return tmp_path / name, type("Result", (), {"skipped": 0, "rows": 1})()
+
+    monkeypatch.setattr(services, "predict_file", predict_file)
+    _, status, made = playground.predict_batch("j1", None, "review", None)
+    assert "Upload a table to predict" in status
+    sample, text, _, download, status, now = playground.table_changed("j1", path, None, None, made)
+    assert asked == [("j1", path, "review")] and text.value == "review"
+    assert download["visible"] is True and "Predicted 1 row" in status and now["path"] == path
+    *_, download, status, _ = playground.table_changed("j1", path, None, None, {**made, "clicked": 0.0})
+    assert len(asked) == 1 and download["visible"] is False  # a click long ago: the table only clears
 
 
 EXPLAINED = {"label": "pos", "probabilities": {"neg": 0.2, "pos": 0.8},

@@ -9,6 +9,7 @@ table clears it. A timer adds adapters that finish while the page is open.
 from __future__ import annotations
 
 import html
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -24,6 +25,9 @@ from engine.data import guess_columns, read_table
 from engine.errors import AdapterLabError, ConfigError, DataError
 
 REFRESH_SECONDS = 5
+# a Predict clicked this long before the table it needs arrived runs once it has (the click can reach the server
+# ahead of the upload's own event, with no file yet)
+CLICK_AHEAD_SECONDS = 10.0
 T = TypeVar("T")
 
 
@@ -222,11 +226,20 @@ def table_sample(path: str) -> dict[str, list]:
     return {str(c): frame[c].head(GUESS_ROWS).tolist() for c in frame.columns}
 
 
+def _clicked_ahead(made: dict | None) -> bool:
+    """Whether Predict was clicked with no table just before this one arrived."""
+    return bool(made) and made["path"] is None and time.monotonic() - made.get("clicked", 0.0) < CLICK_AHEAD_SECONDS
+
+
 def table_changed(key: str | None, path: str | None, text: str | None, pair: str | None, made: dict | None):
-    """A new table: its columns fill the menus (or a note says why it cannot be read); the old table's results go."""
+    """A new table: its columns fill the menus (or a note says why it cannot be read); the old table's results go,
+    or, where Predict was clicked while it was arriving, its predictions come."""
     sample, problem = _attempt(table_sample, path) if path else ({}, "")
+    menus = column_menus(key, sample or {}, text, pair)
+    if key and sample and _clicked_ahead(made):
+        return sample, *menus, *predict_batch(key, path, menus[0].value, menus[1].value)
     download, status = _unless_made_with(made, adapter=key, path=path)
-    return sample or {}, *column_menus(key, sample or {}, text, pair), download, problem or status
+    return sample or {}, *menus, download, problem or status, gr.skip()
 
 
 def batch_adapter_changed(key: str | None, sample: dict[str, list], text: str | None, pair: str | None,
@@ -262,7 +275,7 @@ def predict_table(key: str, path: str | None, text_column: str | None, pair_colu
 
 def predict_batch(key: str, path: str | None, text_column: str | None, pair_column: str | None):
     """The download and status, or a problem in their place; last, what they were made with."""
-    made = {"adapter": key, "path": path, "text": text_column, "pair": pair_column}
+    made = {"adapter": key, "path": path, "text": text_column, "pair": pair_column, "clicked": time.monotonic()}
     done, problem = _attempt(predict_table, key, path, text_column, pair_column)
     if not done:
         return gr.update(value=None, visible=False), problem, made
@@ -341,7 +354,7 @@ def build() -> list:
     batch_adapter.change(batch_adapter_changed, [batch_adapter, sample, text_column, pair_column, made],
                          [batch_note, text_column, pair_column, *batch_outputs], **ordered)
     upload.change(table_changed, [batch_adapter, upload, text_column, pair_column, made],
-                  [sample, text_column, pair_column, *batch_outputs], **ordered)
+                  [sample, text_column, pair_column, *batch_outputs, made], **ordered)
     text_column.input(columns_chosen, [text_column, pair_column, made], batch_outputs, **ordered)
     pair_column.input(columns_chosen, [text_column, pair_column, made], batch_outputs, **ordered)
     batch_go.click(predict_batch, [batch_adapter, upload, text_column, pair_column], [*batch_outputs, made],
