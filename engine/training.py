@@ -185,13 +185,13 @@ def class_weights(labels: list[int], n: int) -> torch.Tensor:
     return len(labels) / (n * counts.clamp(min=1))
 
 
-def _lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
-    """Linear warm-up then linear decay to zero."""
-    def f(step: int) -> float:
+def _schedule(peak: float, warmup: int, total: int) -> Callable[[int], float]:
+    """The learning rate for a step (0-based): linear warm-up to `peak`, then linear decay to zero."""
+    def lr(step: int) -> float:
         if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total - step) / max(1, total - warmup))
-    return f
+            return peak * ((step + 1) / warmup)
+        return peak * max(0.0, (total - step) / max(1, total - warmup))
+    return lr
 
 
 def attention_kernel(device: torch.device, width: int) -> contextlib.AbstractContextManager:
@@ -291,7 +291,7 @@ def train(
     # torch's fused AdamW kernel (one kernel a step over every weight, as the HF Trainer's default) without
     # torch.optim, whose import of torch's compiler costs ~1 s a process (engine/optimizer.py)
     optimizer = AdamW(params, weight_decay=cfg.weight_decay)
-    schedule = _lr_lambda(int(total_steps * cfg.warmup_ratio), total_steps)
+    learning_rate = _schedule(cfg.learning_rate, int(total_steps * cfg.warmup_ratio), total_steps)
 
     history: list[dict] = []
     best: tuple[float, int, dict] | None = None  # (score, epoch, adapter state)
@@ -339,7 +339,7 @@ def train(
                 loss = F.cross_entropy(logits.float(), target, weight=weights)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                optimizer.step(cfg.learning_rate * schedule(step))
+                optimizer.step(learning_rate(step))
                 optimizer.zero_grad()
                 running += loss.detach()
                 step += 1
@@ -352,8 +352,7 @@ def train(
                     elapsed = train_seconds + reported_at - epoch_start
                     rate = samples_seen / elapsed if elapsed else 0.0
                     on_progress(Progress(step, total_steps, epoch + (i + 1) / steps_per_epoch, loss_so_far,
-                                         cfg.learning_rate * schedule(step), rate,
-                                         pace.seconds_left(total_steps - step)))
+                                         learning_rate(step), rate, pace.seconds_left(total_steps - step)))
                 now = time.perf_counter()
                 if ckpt and checkpoint_seconds and now - checkpointed_at >= checkpoint_seconds \
                         and i < steps_per_epoch - 1:  # the epoch's end writes its own
