@@ -310,10 +310,13 @@ def build() -> JobsTab:
               delete_btn, download, confirm_row, clone_btn, export_btn, exported, share_box, *search_section.outputs]
     timer = gr.Timer(REFRESH_SECONDS)
     table_outputs = [table, picker, selected, method_filter, data_filter]
+    # the timer and the filters draw the table one at a time, in the order sent: a tick sent before a filter
+    # changed cannot finish after it and show the table unfiltered again
+    ordered = {"concurrency_id": "jobs-table", "concurrency_limit": 1}
     timer.tick(refresh, [picker, table_seen, detail_seen, *filters],
-               [*table_outputs, table_seen, *detail, detail_seen], show_progress="hidden")
+               [*table_outputs, table_seen, *detail, detail_seen], show_progress="hidden", **ordered)
     for control in filters:
-        control.change(filtered, filters, [*table_outputs, table_seen], show_progress="hidden")
+        control.change(filtered, filters, [*table_outputs, table_seen], show_progress="hidden", **ordered)
     select_btn.click(select_shown, filters, selected)
     compare_btn.click(compare_selected, selected, [compare_section, compare_picker])
     cancel_many.click(cancel_selected, selected, None)
