@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers.utils import logging as hf_logging
 
 from engine import bert_model
 from engine.base_models import (
@@ -67,15 +66,9 @@ class AdapterModel(nn.Module):
         self.labels_as_text = labels_as_text
         if labels_as_text:
             labels_as_text_fits(self.config)
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # the task head is replaced per adapter: its "newly initialised" note is noise
-        hf_logging.disable_progress_bar()
-        try:
-            self.backbone = None if labels_as_text else bert_model.load(self.base_model_path, self.config)
-            if self.backbone is None:
-                self.backbone = self._from_transformers(mmap)
-        finally:
-            hf_logging.set_verbosity(verbosity)
+        self.backbone = None if labels_as_text else bert_model.load(self.base_model_path, self.config)
+        if self.backbone is None:
+            self.backbone = self._from_transformers(mmap)
         # a decoder LLM's classifier reads the last token that is not this one
         self.backbone.config.pad_token_id = pad_token_id(self.tokenizer)
         self.backbone.requires_grad_(False)
@@ -92,10 +85,17 @@ class AdapterModel(nn.Module):
         """The task model as transformers loads it (every architecture; BERT checkpoints mostly load without its
         modelling code: engine/bert_model.py)."""
         from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+        from transformers.utils import logging as hf_logging
 
         task_model, sizes = ((AutoModelForSeq2SeqLM, {}) if self.labels_as_text
                              else (AutoModelForSequenceClassification, {"num_labels": 2}))
-        return from_pretrained(task_model, self.base_model_path, disable_mmap=not mmap, **sizes)
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # the task head is replaced per adapter: its "newly initialised" note is noise
+        hf_logging.disable_progress_bar()
+        try:
+            return from_pretrained(task_model, self.base_model_path, disable_mmap=not mmap, **sizes)
+        finally:
+            hf_logging.set_verbosity(verbosity)
 
     @property
     def task_type(self) -> str:

@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
-
+from engine import bert_files, bert_model
 from engine.errors import ConfigError
-from engine.hub import hub_available
+from engine.hub import hub_available, local_folder
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
 DEFAULT_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_BASE_MODEL, "all-MiniLM-L6-v2", "default", ""}
@@ -66,6 +69,17 @@ def display_name(name_or_path: str) -> str:
     return name_or_path
 
 
+def _bert_config(name_or_path: str) -> bert_files.BertConfig | None:
+    """The config of a BERT checkpoint on this machine that engine/bert_model.py computes, read without
+    transformers; None for anything else."""
+    folder = local_folder(name_or_path)
+    try:
+        config = bert_files.read_config(folder) if folder is not None else None
+    except (OSError, ValueError):  # transformers' loader says what is wrong with the file
+        return None
+    return config if config is not None and bert_model.covers(config) else None
+
+
 def _from_pretrained(loader, name: str, **kwargs):
     """Load from a folder or the local cache first, then from the hub unless offline."""
     if Path(name).is_dir():
@@ -81,6 +95,11 @@ def _from_pretrained(loader, name: str, **kwargs):
 @lru_cache(maxsize=16)
 def load_config(name_or_path: str) -> PretrainedConfig:
     """The model's config, checked to be of a supported architecture (SUPPORTED_MODEL_TYPES)."""
+    config = _bert_config(name_or_path)
+    if config is not None:
+        return config
+    from transformers import AutoConfig
+
     try:
         config = _from_pretrained(AutoConfig, name_or_path)
     except (OSError, ValueError) as exc:
@@ -118,6 +137,12 @@ def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
 @lru_cache(maxsize=16)
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     """The model's fast tokenizer (cached: tokenizers are shared read-only)."""
+    folder = local_folder(name_or_path) if _bert_config(name_or_path) is not None else None
+    tokenizer = bert_files.read_tokenizer(folder) if folder is not None else None
+    if tokenizer is not None:
+        return tokenizer
+    from transformers import AutoTokenizer
+
     try:
         return _from_pretrained(AutoTokenizer, name_or_path)
     except (OSError, ValueError) as exc:
@@ -133,16 +158,14 @@ def from_pretrained(loader, name_or_path: str, **kwargs):
 def _skeleton(config_json: str):
     import torch
 
-    from engine import bert_model
-
     values = json.loads(config_json)
-    config = AutoConfig.for_model(values.pop("model_type"), **values)
+    model_type = values.pop("model_type")
     with torch.device("meta"):
-        model = bert_model.new_model(config)
+        model = bert_model.new_model(bert_files.BertConfig(**values)) if model_type == "bert" else None
         if model is None:
-            from transformers import AutoModelForSequenceClassification
+            from transformers import AutoConfig, AutoModelForSequenceClassification
 
-            model = AutoModelForSequenceClassification.from_config(config)
+            model = AutoModelForSequenceClassification.from_config(AutoConfig.for_model(model_type, **values))
     return model
 
 

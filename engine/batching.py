@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
-from transformers import PreTrainedTokenizerBase
 
 from engine.base_models import pad_token_id
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 ENCODE_CHUNK = 10_000  # rows per tokenizer call: progress a few times a second, no slower than one call
 # What the tokenizer is given of a text at most: far more than any max_length in tokens reads, so a 100 MB cell

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.hub import local_folder
+
 ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
 
 
@@ -227,7 +229,7 @@ class BertForSequenceClassification(nn.Module):
         return ClassifierOutput(self.classifier(self.dropout(out.pooler_output)), out.hidden_states)
 
 
-def _covered(config) -> bool:
+def covers(config) -> bool:
     """A plain BERT encoder: what these modules compute (anything else loads through transformers)."""
     return (config.model_type == "bert" and config.hidden_act in ACTIVATIONS and not config.is_decoder
             and not getattr(config, "add_cross_attention", False) and not config.chunk_size_feed_forward
@@ -261,22 +263,7 @@ def _weights(folder: Path, expected: set[str]) -> dict[str, torch.Tensor] | None
 def new_model(config) -> BertForSequenceClassification | None:
     """The model's modules on the current default device (meta: for counting parameters; the embeddings are left
     uninitialised, see `_embedding`), or None if `config` is not one these modules compute."""
-    return BertForSequenceClassification(config) if _covered(config) else None
-
-
-def _local_folder(name_or_path: str) -> Path | None:
-    """A model folder, or the local Hugging Face cache's snapshot of a hub id (its main revision, as transformers
-    reads it offline); None if neither is on this machine."""
-    folder = Path(name_or_path)
-    if folder.is_dir():
-        return folder
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        found = try_to_load_from_cache(name_or_path, "config.json")
-    except ValueError:  # not a valid hub id
-        return None
-    return Path(found).parent if isinstance(found, str) else None
+    return BertForSequenceClassification(config) if covers(config) else None
 
 
 def load(name_or_path: str, config, num_labels: int = 2) -> BertForSequenceClassification | None:
@@ -284,7 +271,7 @@ def load(name_or_path: str, config, num_labels: int = 2) -> BertForSequenceClass
     `BertForSequenceClassification` with a new classifier, or None when transformers should load it: another
     architecture or setting, a model not on this machine yet, weights other than fp32 in one safetensors file, or
     a missing or extra encoder weight."""
-    folder = _local_folder(name_or_path) if _covered(config) else None
+    folder = local_folder(name_or_path) if covers(config) else None
     if folder is None:
         return None
     config = copy.deepcopy(config)

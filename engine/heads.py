@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-from transformers import PretrainedConfig
 
 from engine.base_models import DECODER_TYPES
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 # The sequence-classification head modules each architecture trains and saves with a PEFT-format adapter: all
 # that lie between the encoder and the logits, so none stays at its random initialisation (DeBERTa's pooler and

@@ -10,12 +10,15 @@ string that is no label when it is not, and no probability at all.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
-from transformers import PretrainedConfig, PreTrainedTokenizerBase
-from transformers.modeling_outputs import BaseModelOutput
 
 from engine.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
 IGNORE = -100  # a position past the end of a shorter label
 
@@ -48,6 +51,8 @@ def label_scores(model: nn.Module, batch: dict[str, torch.Tensor], labels: torch
     hidden = encoded.last_hidden_state.repeat_interleave(count, 0)
     target = labels.to(hidden.device).repeat(rows, 1)
     decoder_input = model.prepare_decoder_input_ids_from_labels(labels=target)
+    from transformers.modeling_outputs import BaseModelOutput  # loaded with the model by then
+
     logits = model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
                    attention_mask=batch["attention_mask"].repeat_interleave(count, 0),
                    decoder_input_ids=decoder_input).logits

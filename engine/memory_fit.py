@@ -12,12 +12,15 @@ the memory free on the device now.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-from transformers import PretrainedConfig
 
 from engine.base_models import skeleton
 from engine.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 GB = 1024**3
 HEADROOM = 1.2  # allocator fragmentation, the tokenizer, Python: a fifth more than the sum

@@ -12,14 +12,16 @@ import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
-from transformers import PretrainedConfig
 
 from engine.errors import ConfigError
 from engine.options import OptionSpec, check_all, option, option_fields
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 __all__ = ["Method", "OptionSpec", "adapter_owned", "option", "option_fields", "peft_foreign_meta", "save_peft_weights",
            "weights_fit"]

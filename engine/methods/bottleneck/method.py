@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
-from transformers import PretrainedConfig
 
 import engine.methods.adapterhub_format as ahf
 from engine.folder_files import load_weights, write_json
@@ -18,6 +17,9 @@ from engine.methods.base import Method, weights_fit
 from engine.methods.bottleneck import model as bn
 from engine.methods.bottleneck.config import BottleneckConfig, bottleneck_kind
 from engine.options import option
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 REDUCTION_HELP = "Bottleneck size = the model's hidden size ÷ this factor. A smaller factor trains more parameters."
 

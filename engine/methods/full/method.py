@@ -10,18 +10,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
-from transformers import PretrainedConfig
-from transformers.utils import logging as hf_logging
 
 from engine.base_models import from_pretrained, load_tokenizer, pad_token_id, skeleton
 from engine.errors import ConfigError
 from engine.first_token import set_first_token_only
 from engine.heads import head_modules, task_head_size
 from engine.methods.base import Method
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 REGISTRY = "_adapterlab_full"
 
@@ -39,6 +40,7 @@ def _models(model) -> nn.ModuleDict:
 
 def _load(path: str, labels: list[str]) -> nn.Module:
     from transformers import AutoModelForSequenceClassification  # its import is a third of the registry's
+    from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # a fresh classifier's "newly initialised" note is expected

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
-from transformers import PretrainedConfig
 
 import engine.methods.adapterhub_format as ahf
 from engine.errors import ConfigError
@@ -26,6 +25,9 @@ from engine.methods.bottleneck import model as bn
 from engine.methods.bottleneck.config import PRESETS
 from engine.methods.fusion.config import DYNAMIC, FUSABLE, FusionConfig, FusionOptions, adapterhub_names
 from engine.methods.fusion.layer import FusionLayer
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 FUSED = "fused"  # the sub-folder with the fused adapters
 

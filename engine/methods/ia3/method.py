@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from safetensors.torch import load_file
 from torch import nn
-from transformers import PretrainedConfig
 
 from engine.base_models import skeleton
 from engine.heads import task_head_size
 from engine.methods.base import Method, peft_foreign_meta, save_peft_weights, weights_fit
 from engine.methods.ia3 import model as ia3
 from engine.methods.ia3.config import IA3Config, ia3_config
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 
 @dataclass(frozen=True)

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from safetensors.torch import load_file
 from torch import nn
-from transformers import PretrainedConfig
 
 from engine.base_models import skeleton
 from engine.heads import head_modules, task_head_size
 from engine.methods.base import Method, peft_foreign_meta, save_peft_weights, weights_fit
 from engine.methods.lora import model as lora
 from engine.methods.lora.config import LoraConfig, LoraOptions, default_targets
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 
 class LoRA(Method):

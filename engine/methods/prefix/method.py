@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
-from transformers import PretrainedConfig
 
 import engine.methods.adapterhub_format as ahf
 from engine.errors import ConfigError
@@ -19,6 +18,9 @@ from engine.heads import adapterhub_head_size
 from engine.methods.base import Method, weights_fit
 from engine.methods.prefix.config import PrefixConfig, PrefixOptions
 from engine.methods.prefix.layer import Prefixes, row_prefixes, self_attentions, set_prefixes
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 REGISTRY = "_adapterlab_prefixes"
 SUPPORTED = ("bert", "roberta", "electra", "xlm-roberta", "deberta-v2", "modernbert")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from safetensors.torch import load_file
 from torch import nn
-from transformers import PretrainedConfig
 
 from engine.base_models import skeleton
 from engine.errors import ConfigError
@@ -16,6 +15,9 @@ from engine.heads import task_head_size
 from engine.methods.base import Method, peft_foreign_meta, save_peft_weights, weights_fit
 from engine.methods.prompt.config import PromptConfig, PromptOptions
 from engine.methods.prompt.model import HEAD_PREFIX, PEFT_KEY, Prompt, mixed_prompt_inputs, prompt_inputs
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 REGISTRY = "_adapterlab_prompts"
 

@@ -6,9 +6,13 @@ zeros; the model then adds positions 0..N+T-1, so the first virtual token is wha
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
-from transformers import PreTrainedTokenizerBase
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 PEFT_KEY = "prompt_embeddings"
 HEAD_PREFIX = "base_model."  # PEFT saves a prompt-learning model's head as base_model.<module>.*
