@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -75,7 +76,7 @@ def main() -> None:
     write_result(a.out, {
         "system": "adapterlab",
         "method": a.method,
-        "versions": {"transformers": __import__("transformers").__version__, "torch": torch.__version__},
+        "versions": {"transformers": metadata.version("transformers"), "torch": torch.__version__},
         "device": "cuda" if cuda else "cpu",
         "threads": threads,
         "data_report": result.data_report,

@@ -66,6 +66,20 @@ def _token(value: Any) -> str:
     return value["content"] if isinstance(value, dict) else str(value)
 
 
+class Encoded(dict):
+    """The tokenizer's output by key, as transformers' BatchEncoding; each row's sequence and word of each token."""
+
+    def __init__(self, values: dict, encodings: list) -> None:
+        super().__init__(values)
+        self.encodings = encodings
+
+    def sequence_ids(self, row: int = 0) -> list[int | None]:
+        return self.encodings[row].sequence_ids
+
+    def word_ids(self, row: int = 0) -> list[int | None]:
+        return self.encodings[row].word_ids
+
+
 class BertTokenizer:
     """What transformers 5's BertTokenizer returns for the calls the engine makes, from the tokenizers library."""
 
@@ -97,27 +111,35 @@ class BertTokenizer:
             (tokenizer.add_special_tokens if added["special"] else tokenizer.add_tokens)([token])
         tokenizer.add_special_tokens([t for t in special.values() if tokenizer.token_to_id(t) is None])
         self._json = tokenizer.to_str()
-        self._by_length: dict[int | None, Tokenizer] = {None: tokenizer}
+        self._backends: dict[tuple[int | None, bool], Tokenizer] = {(None, False): tokenizer}
         self._lock = threading.Lock()
-        self.pad_token_id = tokenizer.token_to_id(special["pad_token"])
+        self.pad_token = special["pad_token"]
+        self.pad_token_id = tokenizer.token_to_id(self.pad_token)
 
-    def _truncating(self, max_length: int | None):
-        """One backend per truncation length: its truncation is state, and threads may ask for different ones."""
+    def _backend(self, max_length: int | None, padded: bool):
+        """One backend per truncation length and padding: both are its state, and threads may ask for different
+        ones at once."""
         with self._lock:
-            if max_length not in self._by_length:
+            if (max_length, padded) not in self._backends:
                 from tokenizers import Tokenizer
 
                 backend = Tokenizer.from_str(self._json)
-                backend.enable_truncation(max_length)
-                self._by_length[max_length] = backend
-            return self._by_length[max_length]
+                if max_length:
+                    backend.enable_truncation(max_length)
+                if padded:
+                    backend.enable_padding(pad_id=self.pad_token_id, pad_token=self.pad_token)
+                self._backends[max_length, padded] = backend
+            return self._backends[max_length, padded]
 
     def __call__(self, text: str | list[str], text_pair: str | list[str] | None = None, truncation: bool = False,
-                 max_length: int | None = None, add_special_tokens: bool = True,
-                 return_offsets_mapping: bool = False, return_special_tokens_mask: bool = False) -> dict:
+                 max_length: int | None = None, padding: bool | str = False, add_special_tokens: bool = True,
+                 return_offsets_mapping: bool = False, return_special_tokens_mask: bool = False,
+                 return_tensors: str | None = None) -> Encoded:
         """input_ids, token_type_ids and attention_mask (and offset_mapping, special_tokens_mask if asked) of one
-        text (lists of ints) or of a list of texts (lists of such lists); pairs truncated longest first."""
-        backend = self._truncating((max_length or self.model_max_length) if truncation else None)
+        text (lists of ints) or of a list of texts (lists of such lists); pairs truncated longest first; `padding`
+        to the longest row; `return_tensors="pt"` for PyTorch tensors."""
+        backend = self._backend((max_length or self.model_max_length) if truncation else None,
+                                padding in (True, "longest"))
         single = isinstance(text, str)
         texts = [text] if single else list(text)
         pairs = None if text_pair is None else [text_pair] if single else list(text_pair)
@@ -131,11 +153,19 @@ class BertTokenizer:
             out["offset_mapping"] = [e.offsets for e in encodings]
         if return_special_tokens_mask:
             out["special_tokens_mask"] = [e.special_tokens_mask for e in encodings]
-        return {k: v[0] for k, v in out.items()} if single else out
+        if return_tensors == "pt":
+            import torch
+
+            return Encoded({k: torch.tensor(v) for k, v in out.items()}, encodings)
+        return Encoded({k: v[0] for k, v in out.items()} if single else out, encodings)
 
     def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
-        backend = self._by_length[None]
+        backend = self._backends[None, False]
         return [backend.id_to_token(i) for i in ids]
+
+    def convert_tokens_to_ids(self, tokens: str | list[str]) -> int | None | list[int | None]:
+        backend = self._backends[None, False]
+        return backend.token_to_id(tokens) if isinstance(tokens, str) else [backend.token_to_id(t) for t in tokens]
 
     def save_pretrained(self, folder: str) -> None:
         """The checkpoint's tokenizer files, with tokenizer.json as this tokenizer computes (no preset padding or

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from conftest import ROOT, make_tiny_model
 from tokenizers import Tokenizer
 from transformers import AutoConfig, AutoTokenizer
@@ -53,8 +54,18 @@ def test_tokens_equal_transformers(tokenizer_folder):
             a, b = ours(text, pair, **kwargs), theirs(text, pair, **kwargs)
             assert {k: a[k] for k in keys[:3]} == {k: b[k] for k in keys[:3]}
     assert ours(TEXTS, add_special_tokens=False)["input_ids"] == theirs(TEXTS, add_special_tokens=False)["input_ids"]
+    for pairs in (None, PAIRS):
+        a = ours(TEXTS, pairs, truncation=True, max_length=12, padding=True, return_tensors="pt")
+        b = theirs(TEXTS, pairs, truncation=True, max_length=12, padding=True, return_tensors="pt")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for text, pair in zip(TEXTS, PAIRS, strict=True):
+        a, b = ours(text, pair, return_offsets_mapping=True), theirs(text, pair, return_offsets_mapping=True)
+        assert (a.sequence_ids(), a.word_ids()) == (b.sequence_ids(), b.word_ids())
     ids = ours(TEXTS[1])["input_ids"]
     assert ours.convert_ids_to_tokens(ids) == theirs.convert_ids_to_tokens(ids)
+    tokens = ["[CLS]", "film", "##s", "[PAD]"]
+    assert ours.convert_tokens_to_ids(tokens) == theirs.convert_tokens_to_ids(tokens)
+    assert ours.convert_tokens_to_ids("[SEP]") == theirs.convert_tokens_to_ids("[SEP]")
     assert (ours.pad_token_id, ours.eos_token_id) == (theirs.pad_token_id, theirs.eos_token_id)
     assert ours.model_input_names == theirs.model_input_names
 
