@@ -216,7 +216,9 @@ def test_empty_rows_get_no_prediction_and_are_counted(page, reviews_adapter, tmp
     playground(page, "Batch (CSV)")
     choose(page, "#batch-adapter", REVIEWS)
     page.locator("#batch-upload input[type=file]").set_input_files(str(table))
-    expect(page.locator("#batch-upload")).to_contain_text("with-gaps.csv")
+    # Gradio's file list writes the name's stem and extension in two spans, which read with a space between
+    # them when the name is shortened to fit
+    expect(page.locator("#batch-upload")).to_contain_text(re.compile(r"with-gaps\s?\.csv"))
     page.locator("#batch-go").click()  # at once: the page reads the columns first, then predicts
     expect(page.locator(".al-note", has_text="Predicted")).to_contain_text("Predicted 2 of 3 rows")
     expect(page.locator("#batch-status")).to_contain_text("1 row had no text in 'review': it is in the file with "
