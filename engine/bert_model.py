@@ -282,7 +282,10 @@ def load(name_or_path: str, config, num_labels: int = 2) -> BertForSequenceClass
     if state is None:
         return None
     model.bert.load_state_dict(state, assign=True)
-    model.classifier.to_empty(device="cpu")  # drawn as transformers draws a missing classifier
+    # drawn as transformers draws a missing classifier, into tensors made on the CPU: `to_empty` from the meta
+    # device imports torch's reference ops and sympy (0.4 s)
+    for key, tensor in model.classifier.named_parameters():
+        setattr(model.classifier, key, nn.Parameter(torch.empty(tensor.shape)))
     nn.init.normal_(model.classifier.weight, std=config.initializer_range)
     nn.init.zeros_(model.classifier.bias)
     return model

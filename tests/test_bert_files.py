@@ -115,14 +115,15 @@ def test_engine_loads_bert_without_transformers_and_others_with_it(bundled_model
     assert not isinstance(load_tokenizer(str(other)), bert_files.BertTokenizer)
 
 
-def test_training_a_bert_checkpoint_never_imports_transformers(tmp_path):
-    """transformers' import is 0.65-1.0 s of every training process (docs/benchmarks.md)."""
+def test_training_a_bert_checkpoint_never_imports_transformers_or_sympy(tmp_path):
+    """transformers' import is 0.65-1.0 s of every training process, sympy's (through torch's reference ops, which
+    moving a module off the meta device imports) 0.4 s (docs/benchmarks.md)."""
     rows = "\n".join(f"{'good' if i % 2 else 'bad'} film {i},{'pos' if i % 2 else 'neg'}" for i in range(40))
     (tmp_path / "t.csv").write_text("text,label\n" + rows + "\n")
     code = ("import sys; from engine.training import TrainConfig, train; "
             f"r = train(TrainConfig(data={str(tmp_path / 't.csv')!r}, method=sys.argv[1], epochs=1, "
             f"output={str(tmp_path / 'out')!r})); "
-            "print(sorted(m for m in sys.modules if m.startswith('transformers')))")
+            "print(sorted(m for m in sys.modules if m.startswith(('transformers', 'sympy'))))")
     for method in ("pfeiffer", "houlsby", "ia3"):
         out = subprocess.run([sys.executable, "-c", code, method], cwd=ROOT, capture_output=True, text=True,
                              check=True)
