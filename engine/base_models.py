@@ -69,9 +69,10 @@ def display_name(name_or_path: str) -> str:
     return name_or_path
 
 
+@lru_cache(maxsize=16)
 def _bert_config(name_or_path: str) -> bert_files.BertConfig | None:
     """The config of a BERT checkpoint on this machine that engine/bert_model.py computes, read without
-    transformers; None for anything else."""
+    transformers (once: `load_config` and `load_tokenizer` both ask); None for anything else."""
     folder = local_folder(name_or_path)
     try:
         config = bert_files.read_config(folder) if folder is not None else None

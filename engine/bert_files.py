@@ -86,13 +86,12 @@ class BertTokenizer:
     model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
     eos_token_id = None
 
-    def __init__(self, folder: Path, saved: dict[str, Any]) -> None:
-        """`saved`: the folder's tokenizer.json, read."""
+    def __init__(self, folder: Path, saved: dict[str, Any], settings: dict[str, Any]) -> None:
+        """`saved`: the folder's tokenizer.json, read; `settings`: its tokenizer_config.json."""
         from tokenizers import AddedToken, Tokenizer, normalizers, pre_tokenizers, processors
         from tokenizers.models import WordPiece
 
         self.folder = folder
-        settings = _settings(folder)
         self.model_max_length = settings.get("model_max_length")
         special = {key: _token(settings.get(key, default)) for key, default in SPECIAL_TOKENS.items()}
         vocab = saved["model"]["vocab"]
@@ -141,10 +140,10 @@ class BertTokenizer:
         backend = self._backend((max_length or self.model_max_length) if truncation else None,
                                 padding in (True, "longest"))
         single = isinstance(text, str)
-        texts = [text] if single else list(text)
-        pairs = None if text_pair is None else [text_pair] if single else list(text_pair)
-        if single and not text_pair:  # as transformers: one text with an empty pair is a text alone
-            pairs = None
+        if single:  # as transformers: one text with an empty pair is a text alone
+            texts, pairs = [text], [text_pair] if text_pair else None
+        else:
+            texts, pairs = list(text), None if text_pair is None else list(text_pair)
         inputs = texts if pairs is None else list(zip(texts, pairs, strict=True))
         encodings = backend.encode_batch(inputs, add_special_tokens=add_special_tokens)
         out = {"input_ids": [e.ids for e in encodings], "token_type_ids": [e.type_ids for e in encodings],
@@ -182,7 +181,8 @@ def read_tokenizer(folder: Path) -> BertTokenizer | None:
     """The folder's tokenizer if it is a BERT WordPiece tokenizer with a tokenizer.json, else None."""
     if not (folder / "tokenizer.json").is_file():
         return None
-    if _settings(folder).get("tokenizer_class", "BertTokenizer") not in TOKENIZER_CLASSES:
+    settings = _settings(folder)
+    if settings.get("tokenizer_class", "BertTokenizer") not in TOKENIZER_CLASSES:
         return None
     saved = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
-    return BertTokenizer(folder, saved) if saved.get("model", {}).get("type") == "WordPiece" else None
+    return BertTokenizer(folder, saved, settings) if saved.get("model", {}).get("type") == "WordPiece" else None
