@@ -85,17 +85,10 @@ class AdapterModel(nn.Module):
         """The task model as transformers loads it (every architecture; BERT checkpoints mostly load without its
         modelling code: engine/bert_model.py)."""
         from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
-        from transformers.utils import logging as hf_logging
 
         task_model, sizes = ((AutoModelForSeq2SeqLM, {}) if self.labels_as_text
                              else (AutoModelForSequenceClassification, {"num_labels": 2}))
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # the task head is replaced per adapter: its "newly initialised" note is noise
-        hf_logging.disable_progress_bar()
-        try:
-            return from_pretrained(task_model, self.base_model_path, disable_mmap=not mmap, **sizes)
-        finally:
-            hf_logging.set_verbosity(verbosity)
+        return from_pretrained(task_model, self.base_model_path, disable_mmap=not mmap, **sizes)
 
     @property
     def task_type(self) -> str:

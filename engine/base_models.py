@@ -151,8 +151,18 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
 
 
 def from_pretrained(loader, name_or_path: str, **kwargs):
-    """Load model weights the same way as the config (folder, cache, then hub)."""
-    return _from_pretrained(loader, name_or_path, **kwargs)
+    """Load model weights the same way as the config (folder, cache, then hub), without transformers' notes and
+    progress bar: the task head is always drawn new or replaced per adapter, so its "newly initialised" warning
+    is noise."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        return _from_pretrained(loader, name_or_path, **kwargs)
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 @lru_cache(maxsize=8)

@@ -40,16 +40,10 @@ def _models(model) -> nn.ModuleDict:
 
 def _load(path: str, labels: list[str]) -> nn.Module:
     from transformers import AutoModelForSequenceClassification  # its import is a third of the registry's
-    from transformers.utils import logging as hf_logging
 
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # a fresh classifier's "newly initialised" note is expected
-    try:
-        net = from_pretrained(AutoModelForSequenceClassification, path, num_labels=len(labels),
-                              id2label=dict(enumerate(labels)), label2id={lab: i for i, lab in enumerate(labels)},
-                              pad_token_id=pad_token_id(load_tokenizer(path)))
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    net = from_pretrained(AutoModelForSequenceClassification, path, num_labels=len(labels),
+                          id2label=dict(enumerate(labels)), label2id={lab: i for i, lab in enumerate(labels)},
+                          pad_token_id=pad_token_id(load_tokenizer(path)))
     set_first_token_only(net.base_model)
     return net
 
