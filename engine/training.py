@@ -21,6 +21,7 @@ from engine.adapter_io import adapter_name_for, save_adapter
 from engine.adapter_model import AdapterModel
 from engine.base_models import display_name, load_config, resolve_base_model
 from engine.batching import length_grouped_batches
+from engine.bert_model import MATH_ATTENTION_WIDTH
 from engine.calibration import calibrate
 from engine.data import PreparedData, prepare
 from engine.disk import write_file
@@ -197,8 +198,9 @@ def _schedule(peak: float, warmup: int, total: int) -> Callable[[int], float]:
 def attention_kernel(device: torch.device, width: int) -> contextlib.AbstractContextManager:
     """SDPA's plain (math) kernel on CPU for batches up to 128 tokens wide, where the fused flash kernel's
     backward is 1.5-6x slower (per layer at 16 tokens: 8.6 ms against 1.3); wider batches keep the fused
-    kernel, which wins from ~256 tokens and needs no width-squared memory."""
-    if device.type == "cpu" and width <= 128:
+    kernel, which wins from ~256 tokens and needs no width-squared memory. (engine/bert_model.py's own modules
+    write bf16 attention out over that width instead of either kernel.)"""
+    if device.type == "cpu" and width <= MATH_ATTENTION_WIDTH:
         return sdpa_kernel([SDPBackend.MATH])
     return contextlib.nullcontext()
 

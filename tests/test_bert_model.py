@@ -65,6 +65,38 @@ def test_same_gradients_as_transformers(tiny_bert):
         torch.testing.assert_close(grad, grads[1][name], atol=1e-5, rtol=1e-4, msg=name)
 
 
+@pytest.mark.parametrize("mask_kind", ["bool", "additive", "none"])
+def test_bf16_training_attention_matches_sdpa(mask_kind, monkeypatch):
+    """Training in bf16 on CPU writes attention out (bf16 products, fp32 softmax) instead of SDPA's fp32 maths:
+    the outputs and the gradients stay within bf16's rounding of SDPA's, with padded keys never seen."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 4, 10, 8, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+    visible = torch.arange(10)[None, :] < torch.tensor([10, 7, 3])[:, None]  # rows padded after 10, 7 and 3 keys
+    hidden = ~visible[:, None, None, :]
+    mask = {"bool": ~hidden, "additive": torch.zeros(3, 1, 1, 10).masked_fill(hidden, torch.finfo(torch.float32).min),
+            "none": None}[mask_kind]
+    outs, grads = [], []
+    for width in (bert_model.MATH_ATTENTION_WIDTH, 0):  # the written-out path, then SDPA
+        monkeypatch.setattr(bert_model, "MATH_ATTENTION_WIDTH", width)
+        out, _ = bert_model.eager_attention_forward(None, q, k, v, mask, scaling=8**-0.5)
+        out.float().square().sum().backward()
+        outs.append(out.float().detach())
+        grads.append([t.grad.float().clone() for t in (q, k, v)])
+        for t in (q, k, v):
+            t.grad = None
+    assert outs[0].shape == (3, 10, 4, 8)
+    assert not torch.equal(outs[0], outs[1])  # two different computations
+    torch.testing.assert_close(outs[0], outs[1], atol=0.03, rtol=0.02)
+    for ours, sdpa in zip(*grads, strict=True):
+        torch.testing.assert_close(ours, sdpa, atol=0.06, rtol=0.03)
+    if mask_kind != "none":  # a padded key's value changes nothing
+        v2 = v.detach().clone()
+        v2[2, :, 5] += 100
+        monkeypatch.undo()
+        again, _ = bert_model.eager_attention_forward(None, q, k, v2.requires_grad_(), mask, scaling=8**-0.5)
+        torch.testing.assert_close(again.float()[2], outs[0][2], atol=0, rtol=0)
+
+
 def test_skeleton_counts_as_transformers(tiny_bert):
     with torch.device("meta"):
         theirs = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(str(tiny_bert)))
