@@ -36,6 +36,10 @@ class ClassifierOutput:
     hidden_states: tuple[torch.Tensor, ...] | None = None
 
 
+# The widest batch for which training on CPU avoids SDPA's fused kernel, whose backward is slower up to here.
+MATH_ATTENTION_WIDTH = 128
+
+
 def eager_attention_forward(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                             attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
                             **kwargs) -> tuple[torch.Tensor, None]:
@@ -50,18 +54,15 @@ def eager_attention_forward(module: nn.Module, query: torch.Tensor, key: torch.T
     return out.transpose(1, 2).contiguous(), None
 
 
-# The widest batch for which training on CPU avoids SDPA's fused kernel, whose backward is slower up to here.
-MATH_ATTENTION_WIDTH = 128
-
-
 def _bf16_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None,
                     scaling: float | None, dropout: float) -> torch.Tensor:
     """Attention for bf16 training on CPU: both products in bf16, the softmax in fp32. SDPA's math kernel copies
-    all three inputs to fp32 and checks every row for being wholly masked, which made steps 6-9% slower on a
-    Zen 4 EPYC (docs/benchmarks.md). The scores carry bf16's rounding, as every other product of the step does:
-    the [CLS] state of SST-2 sentences lies 0.48% from fp32's, against 0.42% through SDPA."""
+    all three inputs to fp32 and checks every row for being wholly masked, which makes steps slower; the scores
+    carry bf16's rounding, as every other product of the step does (both measured in docs/benchmarks.md)."""
+    if scaling is None:
+        scaling = query.shape[-1] ** -0.5
     with torch.autocast("cpu", enabled=False):
-        scores = torch.matmul(query, key.transpose(-1, -2)).float() * (scaling or query.shape[-1] ** -0.5)
+        scores = torch.matmul(query, key.transpose(-1, -2)).float() * scaling
         if mask is not None:
             scores = (scores.masked_fill(~mask, torch.finfo(scores.dtype).min) if mask.dtype == torch.bool
                       else scores + mask)
