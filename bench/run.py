@@ -206,7 +206,8 @@ def machine() -> dict:
 # a family's first table was measured with these instructions; a CPU of the same name without them (a VM names
 # Zen 3 and Zen 4 alike "AMD EPYC") is a family of its own, named after the widest it has
 FAMILIES = {"AMD EPYC": "avx512_bf16", "Intel Xeon": "amx_tile"}
-TITLES = {"amd-epyc": "AMD EPYC", "intel-xeon": "Intel Xeon", "amd-epyc-avx2": "AMD EPYC with AVX2 only"}
+TITLES = {"amd-epyc": "AMD EPYC", "intel-xeon": "Intel Xeon with AMX", "amd-epyc-avx2": "AMD EPYC with AVX2 only",
+          "intel-xeon-avx512f": "Intel Xeon with AVX-512, no bf16"}
 
 
 def cpu_family(cpu: str, flags: Iterable[str] | None = None) -> str:

@@ -27,5 +27,7 @@ def test_the_docs_block_and_heading_follow_the_family():
     assert docs_section("results", ["pfeiffer"], "AMD EPYC", "cpu", ZEN3) == (
         "results-amd-epyc-avx2", "## Training: AdapterLab against the reference, AMD EPYC with AVX2 only")
     assert docs_section("results", ["pfeiffer"], "AMD EPYC", "cpu", ZEN4)[0] == "results-amd-epyc"
+    assert docs_section("results", ["ia3"], "Intel(R) Xeon(R) Processor", "cpu", ["avx2", "avx512f"]) == (
+        "results-intel-xeon-avx512f", "## Training: AdapterLab against the reference, Intel Xeon with AVX-512, no bf16")
     assert docs_section("results-methods", ["lora", "prefix"], "AMD EPYC", "cuda", ZEN4) == (
         "results-methods-cuda", "## Training: AdapterLab against the reference (lora, prefix), cuda")
