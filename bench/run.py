@@ -438,7 +438,8 @@ def markdown(report: dict) -> str:
     if report.get("precision"):
         pr = report["precision"]
         probe = "; ".join(f"{k} {v['seconds']:.2f} s, {v['peak_rss_mb']:.0f} MiB" if "seconds" in v
-                          else f"{k} stopped after {v['stopped_after_s']} s" for k, v in pr.get("probe", {}).items())
+                          else f"{k} stopped after {v['stopped_after_s']} s" if "stopped_after_s" in v
+                          else f"{k} not run ({v['not_run']})" for k, v in pr.get("probe", {}).items())
         when = ("read from its cache, measured earlier on this CPU" if "before" in pr["chosen"]
                 else f"its probe took {pr['probe_seconds']} s, once, before the timed runs")
         took = f"; {when} ({probe})" if probe else ""

@@ -6,7 +6,8 @@ EPYC with AVX2 only; docs/benchmarks.md). CPU flags do not tell these apart, so 
 shape is trained on a CPU model, a short probe times a few training steps in each candidate setting, each in a
 fresh process (oneDNN reads its kernel-cache size once per process), and the fastest is kept in
 `$ADAPTERLAB_HOME/precision.json` for every later run on that CPU, model shape and torch. fp32 is timed first;
-a later candidate is stopped once its rounds have taken SLOWEST times the fastest one's, as it cannot win.
+a later candidate is stopped once its rounds have taken SLOWEST times the fastest one's, as it cannot win, and
+bf16 with a small kernel cache is not run at all when bf16 keeping every kernel was stopped.
 
 `ADAPTERLAB_PRECISION=fp32|bf16|bf16-keep-kernels` overrides the choice (`auto`, the default, measures);
 `ONEDNN_PRIMITIVE_CACHE_CAPACITY`, when set, is left as it is.
@@ -37,6 +38,9 @@ CACHE_ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
 # (name, bf16, oneDNN kernel cache): a small cache saves ~100-170 MB where it costs no speed (the EPYC); the
 # large one keeps every shape dynamic padding makes (the Xeon with AMX, where rebuilding them is slow)
 CANDIDATES = {"fp32": (False, None), "bf16": (True, 16), "bf16-keep-kernels": (True, 1024)}
+# the order they are timed in: a candidate that only differs from a later one by building more kernels (bf16 with
+# the small cache against bf16 keeping them all) cannot be faster than it, so it is not run once that one is stopped
+PROBE_ORDER = {"fp32": None, "bf16-keep-kernels": None, "bf16": "bf16-keep-kernels"}
 SAME_SPEED = 0.05  # within 5% of the fastest: take the one with less memory
 SLOWEST = 1.5  # a candidate whose steps take this multiple of the fastest one's time so far is stopped
 ROUNDS = 3  # rounds over WIDTHS per candidate: the first warms up (kernels built, memory grown), the others timed
@@ -53,7 +57,8 @@ class Precision:
     bf16: bool
     onednn_cache: int | None
     source: str  # "measured", "cached", "override", "cuda", "device" (neither CPU nor CUDA: fp32, not measured)
-    # candidate -> {"seconds", "peak_rss_mb"} when measured ({"stopped_after_s"} for one stopped as too slow)
+    # candidate -> {"seconds", "peak_rss_mb"} when measured; {"stopped_after_s"} for one stopped as too slow,
+    # {"not_run": why} for one that could not have been faster than one stopped
     probe: dict = field(default_factory=dict)
 
     def describe(self) -> str:
@@ -161,10 +166,15 @@ def _pick(timings: dict[str, dict]) -> Precision:
 def probe(base_model_path: str) -> dict[str, dict]:
     """Time every candidate, each in a fresh process: {name: {"seconds", "peak_rss_mb"}}. Once one is timed, the
     others stop when their rounds, warm-up included, have taken SLOWEST times as long as its rounds would
-    ({"stopped_after_s"}): without bf16 instructions bf16 trains 16x slower, and timing it in full takes minutes."""
+    ({"stopped_after_s"}): without bf16 instructions bf16 trains 16x slower, and timing it in full takes minutes.
+    One that could only be slower than a stopped one is not run ({"not_run"}), a third of the probe on such CPUs."""
     timings: dict[str, dict] = {}
     error = "the probe failed"
-    for name, (_, onednn_cache) in CANDIDATES.items():
+    for name, faster_one in PROBE_ORDER.items():
+        if faster_one and "stopped_after_s" in timings.get(faster_one, {}):
+            timings[name] = {"not_run": f"{faster_one}, the same with every kernel kept, was stopped"}
+            continue
+        onednn_cache = CANDIDATES[name][1]
         env = {k: v for k, v in os.environ.items() if k != CACHE_ENV}
         if onednn_cache:
             env[CACHE_ENV] = str(onednn_cache)
