@@ -38,8 +38,8 @@ CACHE_ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
 # (name, bf16, oneDNN kernel cache): a small cache saves ~100-170 MB where it costs no speed (the EPYC); the
 # large one keeps every shape dynamic padding makes (the Xeon with AMX, where rebuilding them is slow)
 CANDIDATES = {"fp32": (False, None), "bf16": (True, 16), "bf16-keep-kernels": (True, 1024)}
-# the order they are timed in: a candidate that only differs from a later one by building more kernels (bf16 with
-# the small cache against bf16 keeping them all) cannot be faster than it, so it is not run once that one is stopped
+# the order they are timed in, each with the candidate timed before it that it can only be slower than (bf16 with
+# the small cache rebuilds kernels that bf16-keep-kernels keeps): it is not run when that one was stopped
 PROBE_ORDER = {"fp32": None, "bf16-keep-kernels": None, "bf16": "bf16-keep-kernels"}
 SAME_SPEED = 0.05  # within 5% of the fastest: take the one with less memory
 SLOWEST = 1.5  # a candidate whose steps take this multiple of the fastest one's time so far is stopped
@@ -167,7 +167,7 @@ def probe(base_model_path: str) -> dict[str, dict]:
     """Time every candidate, each in a fresh process: {name: {"seconds", "peak_rss_mb"}}. Once one is timed, the
     others stop when their rounds, warm-up included, have taken SLOWEST times as long as its rounds would
     ({"stopped_after_s"}): without bf16 instructions bf16 trains 16x slower, and timing it in full takes minutes.
-    One that could only be slower than a stopped one is not run ({"not_run"}), a third of the probe on such CPUs."""
+    One that could only be slower than a stopped one is not run ({"not_run"}), which shortens the probe there."""
     timings: dict[str, dict] = {}
     error = "the probe failed"
     for name, faster_one in PROBE_ORDER.items():
