@@ -404,6 +404,15 @@ def _f(x, digits: int = 1, suffix: str = "") -> str:
     return "-" if x is None else f"{x:,.{digits}f}{suffix}"
 
 
+def _probe_entry(name: str, timing: dict) -> str:
+    """One candidate of the precision probe, as engine/precision.py recorded it: timed, stopped or not run."""
+    if "seconds" in timing:
+        return f"{name} {timing['seconds']:.2f} s, {timing['peak_rss_mb']:.0f} MiB"
+    if "stopped_after_s" in timing:
+        return f"{name} stopped after {timing['stopped_after_s']} s"
+    return f"{name} not run ({timing['not_run']})"
+
+
 def markdown(report: dict) -> str:
     a, summary, info = report["settings"], report["summary"], report["machine"]
     al_v, ref_v = report["versions"].get("adapterlab", {}), report["versions"].get("reference", {})
@@ -437,9 +446,7 @@ def markdown(report: dict) -> str:
               ]
     if report.get("precision"):
         pr = report["precision"]
-        probe = "; ".join(f"{k} {v['seconds']:.2f} s, {v['peak_rss_mb']:.0f} MiB" if "seconds" in v
-                          else f"{k} stopped after {v['stopped_after_s']} s" if "stopped_after_s" in v
-                          else f"{k} not run ({v['not_run']})" for k, v in pr.get("probe", {}).items())
+        probe = "; ".join(_probe_entry(k, v) for k, v in pr.get("probe", {}).items())
         when = ("read from its cache, measured earlier on this CPU" if "before" in pr["chosen"]
                 else f"its probe took {pr['probe_seconds']} s, once, before the timed runs")
         took = f"; {when} ({probe})" if probe else ""
